@@ -1,0 +1,145 @@
+package bench
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/redis/rueidis"
+
+	"github.com/synspirit/tiercache/counter"
+	"github.com/synspirit/tiercache/internal/redistest"
+)
+
+// The counter benchmarks compare one counter increment, and one page of 50 counter reads,
+// through tiercache's counter package with the same command sent raw through rueidis (the
+// client tiercache uses) and through go-redis, all against one local redis-server.
+
+func newRueidis(b *testing.B, s *redistest.Server) rueidis.Client {
+	b.Helper()
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{s.Addr()}, DisableCache: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(c.Close)
+	return c
+}
+
+func newGoRedis(b *testing.B, s *redistest.Server) *goredis.Client {
+	b.Helper()
+	c := goredis.NewClient(&goredis.Options{Addr: s.Addr()})
+	b.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// parallelism multiplies GOMAXPROCS into the number of goroutines of the Parallel variants: a
+// service serves many requests at once, each waiting on Redis, far more than it has CPUs.
+const parallelism = 16
+
+// runSerialAndParallel runs op once per iteration on one goroutine ("Serial") and from
+// parallelism×GOMAXPROCS goroutines ("Parallel").
+func runSerialAndParallel(b *testing.B, op func(ctx context.Context) error) {
+	ctx := context.Background()
+	b.Run("Serial", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := op(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("Parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetParallelism(parallelism)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := op(ctx); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}
+
+func BenchmarkCounterIncrement(b *testing.B) {
+	s := redistest.Start(b)
+	key := counter.Key{Target: "article", ID: "123", Counter: "likes"}
+
+	b.Run("tiercache", func(b *testing.B) {
+		cnt := counter.New(newRueidis(b, s), counter.Options{KeyPrefix: "tc:"})
+		runSerialAndParallel(b, func(ctx context.Context) error {
+			_, err := cnt.Increment(ctx, key, 1)
+			return err
+		})
+	})
+	// Cache mode (the original design's one-minute TTL) checks the counter exists first.
+	b.Run("tiercache-TTL", func(b *testing.B) {
+		cnt := counter.New(newRueidis(b, s), counter.Options{KeyPrefix: "tcttl:", TTL: time.Hour})
+		if err := cnt.Set(context.Background(), key, 0, 0); err != nil {
+			b.Fatal(err)
+		}
+		runSerialAndParallel(b, func(ctx context.Context) error {
+			_, err := cnt.Increment(ctx, key, 1)
+			return err
+		})
+	})
+	b.Run("rueidis-INCRBY", func(b *testing.B) {
+		c := newRueidis(b, s)
+		runSerialAndParallel(b, func(ctx context.Context) error {
+			return c.Do(ctx, c.B().Incrby().Key("ru:count:article:123:likes").Increment(1).Build()).Error()
+		})
+	})
+	b.Run("go-redis-IncrBy", func(b *testing.B) {
+		c := newGoRedis(b, s)
+		runSerialAndParallel(b, func(ctx context.Context) error {
+			return c.IncrBy(ctx, "gr:count:article:123:likes", 1).Err()
+		})
+	})
+}
+
+func BenchmarkCounterGetMany50(b *testing.B) {
+	s := redistest.Start(b)
+	const n = 50
+	keys := make([]counter.Key, n)
+	for i := range keys {
+		keys[i] = counter.Key{Target: "article", ID: strconv.Itoa(i), Counter: "likes"}
+	}
+	ctx := context.Background()
+	cnt := counter.New(newRueidis(b, s), counter.Options{KeyPrefix: "gm:"})
+	redisKeys := make([]string, n)
+	for i, k := range keys {
+		rk, err := cnt.RedisKey(k)
+		if err != nil {
+			b.Fatal(err)
+		}
+		redisKeys[i] = rk
+		if i%5 != 0 { // one in five missing, as on a page with new articles
+			if err := cnt.Set(ctx, k, int64(i), 0); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+
+	b.Run("tiercache", func(b *testing.B) {
+		runSerialAndParallel(b, func(ctx context.Context) error {
+			_, err := cnt.GetMany(ctx, keys)
+			return err
+		})
+	})
+	b.Run("rueidis-MGET", func(b *testing.B) {
+		c := newRueidis(b, s)
+		runSerialAndParallel(b, func(ctx context.Context) error {
+			_, err := c.Do(ctx, c.B().Mget().Key(redisKeys...).Build()).ToArray()
+			return err
+		})
+	})
+	b.Run("go-redis-MGet", func(b *testing.B) {
+		c := newGoRedis(b, s)
+		runSerialAndParallel(b, func(ctx context.Context) error {
+			return c.MGet(ctx, redisKeys...).Err()
+		})
+	})
+}

@@ -1,0 +1,120 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/redis/rueidis"
+	"go.uber.org/zap"
+)
+
+// Resubscribe back-off after Receive returns with an error.
+const (
+	minResubscribeDelay = 10 * time.Millisecond
+	maxResubscribeDelay = time.Second
+)
+
+var errHooksDetached = errors.New("bus: pub/sub hooks detached")
+
+// receiveLoop is the receive goroutine: it keeps a subscription up until Close.
+//
+// Each subscription gets its own dedicated connection with pub/sub hooks rather than
+// Client.Receive, because rueidis recovers Receive only partly by itself: with RESP2 the
+// subscription lives on a side connection that, once killed (CLIENT KILL TYPE pubsub), is
+// not replaced while the main connection stays healthy, and Receive retries against it
+// forever. A dedicated connection is discarded on any error and the next attempt starts from a
+// fresh one, whatever the protocol. Readiness and resets are driven by the server's subscribe
+// confirmations (onSubscription), not by this loop, so every path back to a live subscription
+// is seen.
+func (b *Bus) receiveLoop() {
+	defer b.wg.Done()
+	delay := minResubscribeDelay
+	for {
+		before := b.stats.subscriptions.Load()
+		err := b.subscribeOnce()
+		if b.ctx.Err() != nil {
+			return
+		}
+		if b.stats.subscriptions.Load() != before {
+			delay = minResubscribeDelay // it worked for a while: retry promptly
+		}
+		b.log.Warn("bus: subscription lost, resubscribing", zap.Error(err), zap.Duration("after", delay))
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-b.ctx.Done():
+			t.Stop()
+			return
+		}
+		delay = min(2*delay, maxResubscribeDelay)
+	}
+}
+
+// subscribeOnce subscribes on a new dedicated connection and returns when that connection is
+// lost (its error) or the bus closes (nil). The connection is closed, never put back in the
+// client's pool.
+func (b *Bus) subscribeOnce() error {
+	dc, release := b.client.Dedicate()
+	defer release()
+	defer dc.Close()
+	lost := dc.SetPubSubHooks(rueidis.PubSubHooks{OnMessage: b.onPubSub, OnSubscription: b.onSubscription})
+	var cmd rueidis.Completed
+	if b.sharded {
+		cmd = dc.B().Ssubscribe().Channel(b.opts.Channel).Build()
+	} else {
+		cmd = dc.B().Subscribe().Channel(b.opts.Channel).Build()
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, b.opts.SubscribeTimeout)
+	err := dc.Do(ctx, cmd).Error()
+	cancel()
+	if err != nil {
+		return err
+	}
+	select {
+	case err, ok := <-lost:
+		if !ok || err == nil {
+			err = errHooksDetached
+		}
+		return err
+	case <-b.ctx.Done():
+		return nil
+	}
+}
+
+// onSubscription runs on the reader goroutine of the bus's connection for every (un)subscribe
+// confirmation, in order with the messages: a reset is signalled before any message of the new
+// subscription is delivered.
+func (b *Bus) onSubscription(s rueidis.PubSubSubscription) {
+	if s.Channel != b.opts.Channel || (s.Kind != "subscribe" && s.Kind != "ssubscribe") {
+		return
+	}
+	if b.stats.subscriptions.Add(1) == 1 {
+		b.log.Debug("bus: subscribed")
+		close(b.ready)
+		return
+	}
+	b.stats.resets.Add(1)
+	b.log.Info("bus: resubscribed; messages may have been lost")
+	if b.opts.OnReset != nil {
+		b.opts.OnReset()
+	}
+}
+
+// onPubSub runs on the reader goroutine of the bus's connection for every message.
+func (b *Bus) onPubSub(msg rueidis.PubSubMessage) {
+	m, err := decode(msg.Message)
+	if err != nil {
+		b.stats.malformed.Add(1)
+		b.log.Debug("bus: dropping malformed message", zap.Error(err), zap.Int("bytes", len(msg.Message)))
+		return
+	}
+	if m.Origin == b.opts.InstanceID {
+		b.stats.ignored.Add(1)
+		return
+	}
+	b.stats.received.Add(1)
+	if b.opts.OnMessage != nil {
+		b.opts.OnMessage(m)
+	}
+}

@@ -1,0 +1,345 @@
+package tiered
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/redis/rueidis"
+	"go.uber.org/zap"
+)
+
+// Cache is a two-tier cache: an in-process L1 in front of a shared Redis L2, kept coherent
+// across every instance that shares the Redis. Use it through typed groups (NewGroup). A
+// Cache is safe for concurrent use; Close it when done.
+type Cache struct {
+	opts      Options // with defaults applied
+	redis     rueidis.Client
+	ownsRedis bool
+	mode      InvalidationMode // Tracking or BusOnly once New returns
+	log       *zap.Logger
+
+	l1      *l1
+	breaker breaker
+	flight  flight
+
+	closeCtx  context.Context // cancelled by Close: ends loads in flight
+	closeFn   context.CancelFunc
+	closeOnce sync.Once
+	wg        sync.WaitGroup // loads in flight
+
+	st counters
+}
+
+// counters are the slow-path statistics (the L1 ones live in l1's shards).
+type counters struct {
+	l2Hits, l2Misses, l2Errors       atomic.Uint64
+	loads, loadErrors                atomic.Uint64
+	sets, deletes                    atomic.Uint64
+	decodeErrors                     atomic.Uint64
+	invLocal, invTracking, invRemote atomic.Uint64
+	flushes                          atomic.Uint64
+}
+
+// New connects to Redis and returns a Cache. It fails on bad Options (ErrInvalidOptions),
+// and when Redis cannot be reached or refuses the credentials (ErrUnavailable).
+func New(ctx context.Context, opts Options) (*Cache, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	c := &Cache{opts: o, log: o.Logger.Named("tiercache")}
+	c.breaker = breaker{
+		threshold: int64(o.BreakerThreshold),
+		cooldown:  o.BreakerCooldown,
+		onOpen: func() {
+			// Invalidations may be lost while Redis is unreachable, and entries filled
+			// during the outage were never confirmed by Redis.
+			c.flushL1()
+			c.log.Warn("redis unreachable: circuit breaker open", zap.Duration("cooldown", o.BreakerCooldown))
+		},
+		onClose: func() {
+			c.flushL1()
+			c.log.Info("redis reachable again: circuit breaker closed")
+		},
+	}
+	c.closeCtx, c.closeFn = context.WithCancel(context.Background())
+	// The L1 exists before the client: rueidis may deliver invalidations as soon as it
+	// connects.
+	if c.l1, err = newL1(o.L1MaxBytes, o.DisableL1); err != nil {
+		c.closeFn()
+		return nil, fmt.Errorf("%w: L1: %v", ErrInvalidOptions, err)
+	}
+	if err := c.connect(ctx); err != nil {
+		c.closeFn()
+		c.l1.close()
+		return nil, err
+	}
+	ttlCap := o.L1TTL
+	if c.mode == BusOnly && ttlCap == 0 {
+		ttlCap = DefaultBusOnlyL1TTL
+	}
+	c.l1.ttlCap = ttlCap
+	c.log.Info("cache ready", zap.Stringer("invalidation", c.mode), zap.String("key_prefix", o.KeyPrefix),
+		zap.Int64("l1_max_bytes", o.L1MaxBytes), zap.Bool("l1", !o.DisableL1), zap.Duration("l1_ttl_cap", ttlCap))
+	return c, nil
+}
+
+// NewFromEnv is New with Options read from the original design's environment variables:
+// REDIS_URL, CACHE_KEY_PREFIX and CACHE_DEFAULT_TIMEOUT (seconds).
+func NewFromEnv(ctx context.Context) (*Cache, error) {
+	o, err := NewFromEnvOptions()
+	if err != nil {
+		return nil, err
+	}
+	return New(ctx, o)
+}
+
+// TrackingOptions are the CLIENT TRACKING arguments the cache uses for keyPrefix: broadcast
+// mode on the prefix, without echo of the connection's own writes. Give them to a rueidis
+// client of your own (ClientOption.ClientTrackingOptions) together with OnInvalidations
+// calling (*Cache).HandleInvalidations to run a Cache on it in Tracking mode.
+func TrackingOptions(keyPrefix string) []string {
+	opts := []string{"BCAST"}
+	if keyPrefix != "" {
+		opts = append(opts, "PREFIX", keyPrefix)
+	}
+	return append(opts, "NOLOOP")
+}
+
+func (c *Cache) connect(ctx context.Context) error {
+	o := c.opts
+	if o.Redis != nil {
+		c.redis = o.Redis
+		c.mode = o.Invalidation
+		if c.mode == Auto {
+			c.mode = BusOnly
+		}
+		return nil
+	}
+	opt, err := ParseRedisURL(o.RedisURL)
+	if err != nil {
+		return err
+	}
+	if opt.TLSConfig != nil && o.TLSConfig != nil {
+		server := opt.TLSConfig.ServerName
+		opt.TLSConfig = o.TLSConfig.Clone()
+		if opt.TLSConfig.ServerName == "" {
+			opt.TLSConfig.ServerName = server
+		}
+	}
+	if opt.ClientName == "" {
+		opt.ClientName = "tiercache"
+	}
+	c.mode = o.Invalidation
+	if opt.AlwaysRESP2 || opt.DisableCache {
+		if c.mode == Tracking {
+			return fmt.Errorf("%w: Invalidation is Tracking but the URL asks for RESP2 or no client cache", ErrInvalidOptions)
+		}
+		c.mode = BusOnly
+	}
+	if c.mode != BusOnly {
+		topt := opt
+		topt.ClientTrackingOptions = TrackingOptions(o.KeyPrefix)
+		topt.OnInvalidations = c.HandleInvalidations
+		client, err := rueidis.NewClient(topt)
+		switch {
+		case err == nil:
+			c.redis, c.ownsRedis, c.mode = client, true, Tracking
+			return nil
+		case c.mode == Auto && trackingRefused(err):
+			c.log.Warn("redis refused server-assisted client-side caching; invalidating through the bus only, with a capped L1 TTL",
+				zap.String("reason", err.Error()))
+			c.mode = BusOnly
+		default:
+			return connectError(err)
+		}
+	}
+	opt.DisableCache = true
+	client, err := rueidis.NewClient(opt)
+	if err != nil {
+		return connectError(err)
+	}
+	c.redis, c.ownsRedis = client, true
+	return nil
+}
+
+// trackingRefused tells a server (or proxy) without RESP3 or CLIENT TRACKING from other
+// connection failures, which must not be papered over.
+func trackingRefused(err error) bool {
+	if errors.Is(err, rueidis.ErrNoCache) {
+		return true
+	}
+	var re *rueidis.RedisError
+	if !errors.As(err, &re) {
+		return false
+	}
+	msg := strings.ToUpper(re.Error())
+	if strings.Contains(msg, "WRONGPASS") || strings.Contains(msg, "NOAUTH") {
+		return false
+	}
+	return strings.Contains(msg, "TRACKING") || strings.Contains(msg, "HELLO") ||
+		strings.Contains(msg, "UNKNOWN COMMAND") || strings.Contains(msg, "NOPERM")
+}
+
+func connectError(err error) error {
+	var re *rueidis.RedisError
+	if errors.As(err, &re) {
+		msg := re.Error()
+		if strings.Contains(msg, "WRONGPASS") || strings.Contains(msg, "NOAUTH") {
+			return fmt.Errorf("%w: authentication failed: %s", ErrUnavailable, msg)
+		}
+	}
+	return fmt.Errorf("%w: connecting: %w", ErrUnavailable, err)
+}
+
+// Redis returns the client the cache uses, for packages that talk to Redis directly
+// (counter). Do not close it.
+func (c *Cache) Redis() rueidis.Client { return c.redis }
+
+// Mode is the invalidation mechanism in use: Tracking or BusOnly.
+func (c *Cache) Mode() InvalidationMode { return c.mode }
+
+// Close stops the cache: it cancels loads in flight and waits for them, closes the Redis
+// client if the cache dialled it, and releases the L1. It is idempotent; calls after Close
+// fail with ErrClosed (GetOrLoad still runs the loader).
+func (c *Cache) Close() error {
+	c.closeOnce.Do(func() {
+		c.closeFn()
+		c.wg.Wait()
+		c.l1.close()
+		if c.ownsRedis {
+			c.redis.Close()
+		}
+	})
+	return nil
+}
+
+func (c *Cache) isClosed() bool { return c.closeCtx.Err() != nil }
+
+// HandleInvalidations is rueidis's OnInvalidations callback: keys Redis reports as changed
+// (by anyone: a write, an expiry, an eviction), or nil when every key must be assumed
+// changed (a FLUSHALL, or a dropped connection whose invalidations are lost). It runs on
+// rueidis's reader goroutine, so it only bumps counters: no lock, no allocation, no
+// blocking.
+func (c *Cache) HandleInvalidations(keys []rueidis.RedisMessage) {
+	if keys == nil {
+		c.flushL1()
+		return
+	}
+	for i := range keys {
+		if k, err := keys[i].ToString(); err == nil {
+			c.l1.invalidate(xxhash.Sum64String(k))
+		}
+	}
+	c.st.invTracking.Add(uint64(len(keys)))
+}
+
+func (c *Cache) flushL1() {
+	c.l1.flush()
+	c.st.flushes.Add(1)
+}
+
+// do runs one Redis command under the per-call deadline and the breaker. Errors reaching
+// Redis wrap ErrUnavailable; a Redis nil is returned as is (rueidis.IsRedisNil).
+func (c *Cache) do(ctx context.Context, cmd rueidis.Completed) rueidis.RedisResult {
+	ok, probe := c.breaker.allow()
+	if !ok {
+		return rueidis.NewErrorResult(errBreakerOpen)
+	}
+	cctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	res := c.redis.Do(cctx, cmd)
+	cancel()
+	c.account(ctx, res.Error(), probe)
+	return res
+}
+
+var errBreakerOpen = fmt.Errorf("%w: circuit breaker open", ErrUnavailable)
+
+// account feeds the outcome of a Redis call to the breaker.
+func (c *Cache) account(ctx context.Context, err error, probe bool) {
+	switch {
+	case err == nil || rueidis.IsRedisNil(err):
+		c.breaker.success(probe)
+	case isRedisReply(err):
+		c.breaker.success(probe) // Redis answered: it is up
+	case ctx.Err() != nil:
+		c.breaker.abandon(probe) // the caller gave up: says nothing about Redis
+	default:
+		c.breaker.failure(probe)
+	}
+}
+
+func isRedisReply(err error) bool {
+	var re *rueidis.RedisError
+	return errors.As(err, &re)
+}
+
+// redisErr wraps a failed call's error for the caller.
+func redisErr(op string, err error) error {
+	if errors.Is(err, ErrUnavailable) || isRedisReply(err) {
+		return fmt.Errorf("tiered: %s: %w", op, err)
+	}
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("tiered: %s: %w", op, err)
+	}
+	return fmt.Errorf("tiered: %s: %w: %w", op, ErrUnavailable, err)
+}
+
+// l2Get reads a raw envelope. The bytes are a view of the reply's memory: decode them, do
+// not keep them.
+func (c *Cache) l2Get(ctx context.Context, key string) ([]byte, error) {
+	res := c.do(ctx, c.redis.B().Get().Key(key).Build())
+	s, err := res.ToString()
+	if err != nil {
+		if rueidis.IsRedisNil(err) {
+			c.st.l2Misses.Add(1)
+			return nil, ErrNotFound
+		}
+		c.st.l2Errors.Add(1)
+		return nil, redisErr("get", err)
+	}
+	c.st.l2Hits.Add(1)
+	return unsafe.Slice(unsafe.StringData(s), len(s)), nil
+}
+
+func (c *Cache) l2Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	cmd := c.redis.B().Set().Key(key).Value(rueidis.BinaryString(value)).PxMilliseconds(max(ttl.Milliseconds(), 1)).Build()
+	if err := c.do(ctx, cmd).Error(); err != nil {
+		c.st.l2Errors.Add(1)
+		return redisErr("set", err)
+	}
+	return nil
+}
+
+// l2Del deletes keys, one DEL per key so that keys in different cluster slots work.
+func (c *Cache) l2Del(ctx context.Context, keys []string) error {
+	ok, probe := c.breaker.allow()
+	if !ok {
+		return redisErr("delete", errBreakerOpen)
+	}
+	cmds := make(rueidis.Commands, 0, len(keys))
+	for _, k := range keys {
+		cmds = append(cmds, c.redis.B().Del().Key(k).Build())
+	}
+	cctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
+	var first error
+	for _, r := range c.redis.DoMulti(cctx, cmds...) {
+		if err := r.Error(); err != nil && first == nil {
+			first = err
+		}
+	}
+	c.account(ctx, first, probe)
+	if first != nil {
+		c.st.l2Errors.Add(1)
+		return redisErr("delete", first)
+	}
+	return nil
+}

@@ -1,0 +1,41 @@
+package tiered_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/synspirit/tiercache/internal/redistest"
+	"github.com/synspirit/tiercache/tiered"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const waitFor, tick = time.Second, time.Millisecond
+
+func newCache(t testing.TB, s *redistest.Server, mod ...func(*tiered.Options)) *tiered.Cache {
+	t.Helper()
+	o := tiered.Options{RedisURL: s.URL(), KeyPrefix: "t:", BreakerCooldown: 50 * time.Millisecond}
+	for _, f := range mod {
+		f(&o)
+	}
+	c, err := tiered.New(context.Background(), o)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, c.Close()) })
+	return c
+}
+
+type article struct {
+	ID    int    `json:"id"`
+	Title string `json:"title"`
+}
+
+// l1Hit runs fn and reports whether it was served from L1 (the L1 hit counter moved).
+func l1Hit(c *tiered.Cache, fn func()) bool {
+	before := c.Stats().L1Hits
+	fn()
+	return c.Stats().L1Hits > before
+}

@@ -1,0 +1,181 @@
+package tiered
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+)
+
+// The L1 tier: ristretto, plus the generation guard that makes it coherent.
+//
+// ristretto applies sets and deletes through buffers, in an order of its own: after Set(k, v)
+// then Del(k), v can come back for a moment, and of two quick Sets of a new key the first can
+// win. So the L1 is never trusted to hold the right value; it is trusted only to hold values
+// tagged with the generations they were read under. Every entry records the generation of its
+// key's stripe and the cache's epoch, both read before the Redis read or write that produced
+// the value, and a lookup accepts an entry only if both are unchanged. An invalidation of a key
+// bumps its stripe; a flush bumps the epoch. Neither touches ristretto, so both are a single
+// atomic add, safe on rueidis's reader goroutine, and a racing fill can never be served
+// whatever order ristretto applies it in.
+
+const (
+	stripeBits = 12
+	numStripes = 1 << stripeBits // 4096 counters, 32 KiB
+	stripeMask = numStripes - 1
+
+	numShards = 64 // stats/guard shards, indexed by key hash
+
+	// entryOverhead approximates the bytes an L1 entry costs beyond its encoded value.
+	entryOverhead = 96
+)
+
+type l1Entry struct {
+	group *groupCore // which group filled it: also keeps a value of one type from another
+	key   string     // the group key, checked on every hit (the L1 is keyed by a 64-bit hash)
+	gen   uint64
+	epoch uint64
+	value any
+}
+
+// snapshot is a key's stripe generation and the epoch, taken before a Redis read or write.
+type snapshot struct{ gen, epoch uint64 }
+
+// l1Shard holds the hot-path counters of the keys whose hash falls in it, padded to its own
+// cache line so that two cores reading different keys never contend. lookups and done also
+// let Close wait for lookups in flight before it closes ristretto (which panics on a send to
+// its closed buffers otherwise).
+type l1Shard struct {
+	lookups atomic.Uint64 // lookups started
+	done    atomic.Uint64 // lookups finished
+	misses  atomic.Uint64
+	_       [40]byte
+}
+
+type l1 struct {
+	store  *ristretto.Cache[uint64, *l1Entry] // nil when L1 is disabled
+	ttlCap time.Duration                      // set once by New, before any fill
+
+	epoch   atomic.Uint64
+	stripes [numStripes]atomic.Uint64
+	shards  [numShards]l1Shard
+
+	closed atomic.Bool
+	fillMu sync.RWMutex // read-held by fills, write-held by close
+}
+
+func newL1(maxBytes int64, disabled bool) (*l1, error) {
+	l := &l1{}
+	if disabled {
+		return l, nil
+	}
+	// ristretto advises ~10 counters per expected entry; assume entries of ~512 bytes.
+	counters := max(maxBytes/512*10, 10_000)
+	store, err := ristretto.NewCache(&ristretto.Config[uint64, *l1Entry]{
+		NumCounters:        counters,
+		MaxCost:            maxBytes,
+		BufferItems:        64,
+		IgnoreInternalCost: true,
+	})
+	if err != nil {
+		return nil, err
+	}
+	l.store = store
+	return l, nil
+}
+
+func (l *l1) snapshot(h uint64) snapshot {
+	return snapshot{gen: l.stripes[h&stripeMask].Load(), epoch: l.epoch.Load()}
+}
+
+func (l *l1) current(h uint64, s snapshot) bool {
+	return s.epoch == l.epoch.Load() && s.gen == l.stripes[h&stripeMask].Load()
+}
+
+// invalidate makes every L1 entry of the key with hash h unservable.
+func (l *l1) invalidate(h uint64) { l.stripes[h&stripeMask].Add(1) }
+
+// flush makes every L1 entry unservable, in O(1).
+func (l *l1) flush() { l.epoch.Add(1) }
+
+// get returns the value cached for (g, key) if it is still current. It is the hot path:
+// no allocation, no lock of ours.
+func (l *l1) get(h uint64, g *groupCore, key string) (any, bool) {
+	if l.store == nil {
+		return nil, false
+	}
+	sh := &l.shards[h%numShards]
+	sh.lookups.Add(1)
+	if !l.closed.Load() {
+		if e, ok := l.store.Get(h); ok && e.group == g && e.key == key &&
+			e.epoch == l.epoch.Load() && e.gen == l.stripes[h&stripeMask].Load() {
+			sh.done.Add(1)
+			return e.value, true
+		}
+	}
+	sh.misses.Add(1)
+	sh.done.Add(1)
+	return nil, false
+}
+
+// fill stores a value read or written under snapshot s, unless s is already stale. ttl is
+// the L2 entry's remaining life; the L1 entry never outlives it.
+func (l *l1) fill(h uint64, s snapshot, g *groupCore, key string, value any, cost int64, ttl time.Duration) {
+	if l.store == nil || !l.current(h, s) {
+		return
+	}
+	if l.ttlCap > 0 && l.ttlCap < ttl {
+		ttl = l.ttlCap
+	}
+	if ttl <= 0 {
+		return
+	}
+	e := &l1Entry{group: g, key: key, gen: s.gen, epoch: s.epoch, value: value}
+	l.fillMu.RLock()
+	if !l.closed.Load() {
+		l.store.SetWithTTL(h, e, cost+int64(len(key))+entryOverhead, ttl)
+	}
+	l.fillMu.RUnlock()
+}
+
+func (l *l1) stats() (hits, misses uint64) {
+	for i := range l.shards {
+		sh := &l.shards[i]
+		m := sh.misses.Load()
+		d := sh.done.Load()
+		misses += m
+		if d > m { // a miss counted before its lookup finished
+			hits += d - m
+		}
+	}
+	return hits, misses
+}
+
+// close waits for lookups in flight and stops ristretto's goroutines.
+func (l *l1) close() {
+	if l.closed.Swap(true) || l.store == nil {
+		return
+	}
+	for !l.quiet() {
+		runtime.Gosched()
+	}
+	l.fillMu.Lock()
+	l.store.Close()
+	l.fillMu.Unlock()
+}
+
+// quiet reports whether no lookup is in flight. Finished counts are read before started
+// counts: a lookup counted as finished was counted as started too, so equality means none
+// is between the two.
+func (l *l1) quiet() bool {
+	var done, started uint64
+	for i := range l.shards {
+		done += l.shards[i].done.Load()
+	}
+	for i := range l.shards {
+		started += l.shards[i].lookups.Load()
+	}
+	return done == started
+}

@@ -1,0 +1,233 @@
+package tiered
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/rueidis"
+	"go.uber.org/zap"
+)
+
+// Defaults of Options. Each is used when its field is left at the zero value.
+const (
+	// DefaultRedisURL is used when neither Options.RedisURL nor Options.Redis is set (the
+	// original design's REDIS_URL default).
+	DefaultRedisURL = "redis://localhost:6379/0"
+	// DefaultTTL is the L2 TTL of groups created with ttl 0 (the original CACHE_DEFAULT_TIMEOUT).
+	DefaultTTL = 300 * time.Second
+	// DefaultL1MaxBytes is the L1 budget: the sum of the encoded sizes of its entries.
+	DefaultL1MaxBytes = 64 << 20
+	// DefaultTimeout is the deadline of every Redis call.
+	DefaultTimeout = 100 * time.Millisecond
+	// DefaultBusOnlyL1TTL caps the life of an L1 entry when no server-assisted tracking is
+	// available: it bounds how long a lost bus message can leave a stale value.
+	DefaultBusOnlyL1TTL = 30 * time.Second
+	// DefaultBreakerThreshold is how many consecutive Redis failures open the breaker.
+	DefaultBreakerThreshold = 5
+	// DefaultBreakerCooldown is how long the breaker stays open before it lets one probe through.
+	DefaultBreakerCooldown = time.Second
+)
+
+// InvalidationMode selects how L1 entries learn that a newer write exists.
+type InvalidationMode int
+
+const (
+	// Auto uses Redis server-assisted client-side caching (CLIENT TRACKING, RESP3) and falls
+	// back to BusOnly when the server or a proxy refuses it. It is the zero value.
+	Auto InvalidationMode = iota
+	// Tracking requires server-assisted tracking: New fails when it is not available.
+	Tracking
+	// BusOnly relies on the pub/sub bus alone, and caps L1 TTL (Options.L1TTL, default
+	// DefaultBusOnlyL1TTL) to bound the staleness of a lost message.
+	BusOnly
+)
+
+func (m InvalidationMode) String() string {
+	switch m {
+	case Auto:
+		return "auto"
+	case Tracking:
+		return "tracking"
+	case BusOnly:
+		return "bus-only"
+	}
+	return "InvalidationMode(" + strconv.Itoa(int(m)) + ")"
+}
+
+// Options configure a Cache. The zero value is usable: it connects to DefaultRedisURL with
+// an L1 of DefaultL1MaxBytes and tracking-based coherence.
+type Options struct {
+	// RedisURL is the Redis to use: redis://[user:password@]host[:port][/db], rediss:// for
+	// TLS (the original redis://…?ssl=true is accepted as an alias), several hosts for a
+	// cluster as redis://a:1,b:2,c:3 or ?addr=b:2&addr=c:3, and ?master_set=name for
+	// Sentinel (the hosts are then the sentinels). protocol=2 forces RESP2, which has no
+	// client-side caching and so means BusOnly. Ignored when Redis is set.
+	RedisURL string
+
+	// Redis is a client of the caller's to use instead of dialling RedisURL. Close does not
+	// close it. rueidis fixes a client's invalidation callback when the client is created, so
+	// a Cache on a caller's client cannot see tracking invalidations and runs BusOnly, unless
+	// the client was made with ClientOption.OnInvalidations calling (*Cache).HandleInvalidations
+	// and ClientTrackingOptions from TrackingOptions (then set Invalidation to Tracking).
+	Redis rueidis.Client
+
+	// TLSConfig is used for rediss:// URLs (and ssl=true); nil means the system roots.
+	TLSConfig *tls.Config
+
+	// KeyPrefix is put before every Redis key the cache writes, e.g. "synspirit:". It is
+	// also the prefix that server-assisted tracking watches (BCAST PREFIX).
+	KeyPrefix string
+
+	// DefaultTTL is the L2 TTL of groups created with ttl 0. Default DefaultTTL.
+	DefaultTTL time.Duration
+
+	// L1MaxBytes bounds the in-process L1 by the encoded size of its entries. Default
+	// DefaultL1MaxBytes. Tune it to the working set: ristretto admits by frequency, so a
+	// too-small L1 keeps only the hottest keys rather than thrashing.
+	L1MaxBytes int64
+
+	// DisableL1 turns the in-process tier off: every read goes to Redis.
+	DisableL1 bool
+
+	// L1TTL caps how long an entry lives in L1; an entry never outlives its L2 entry either
+	// way. Zero means no cap beyond the L2 TTL, or DefaultBusOnlyL1TTL in BusOnly mode.
+	L1TTL time.Duration
+
+	// Timeout is the deadline of every Redis call. Default DefaultTimeout. Keep it well
+	// under your request budget: on a Redis outage each call costs at most this much until
+	// the breaker opens.
+	Timeout time.Duration
+
+	// BreakerThreshold is how many consecutive Redis failures open the circuit breaker;
+	// default DefaultBreakerThreshold. BreakerCooldown is how long it then stays open before
+	// one probe call is let through; default DefaultBreakerCooldown.
+	BreakerThreshold int
+	BreakerCooldown  time.Duration
+
+	// Invalidation selects the coherence mechanism; default Auto.
+	Invalidation InvalidationMode
+
+	// Codec encodes group values for L2 unless a group sets its own. Default JSON.
+	Codec Codec
+
+	// Logger receives start-up decisions and errors that are not returned (a failed
+	// background write, a corrupt value in Redis). Default: no logging.
+	Logger *zap.Logger
+}
+
+// NewFromEnvOptions reads the original design's environment variables into Options:
+// REDIS_URL, CACHE_KEY_PREFIX and CACHE_DEFAULT_TIMEOUT (seconds).
+func NewFromEnvOptions() (Options, error) {
+	o := Options{RedisURL: os.Getenv("REDIS_URL"), KeyPrefix: os.Getenv("CACHE_KEY_PREFIX")}
+	if s := os.Getenv("CACHE_DEFAULT_TIMEOUT"); s != "" {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n <= 0 {
+			return o, fmt.Errorf("%w: CACHE_DEFAULT_TIMEOUT=%q is not a positive number of seconds", ErrInvalidOptions, s)
+		}
+		o.DefaultTTL = time.Duration(n) * time.Second
+	}
+	return o, nil
+}
+
+// withDefaults returns a copy of o with defaults filled in, or an error for bad values. It
+// never changes the caller's Options.
+func (o Options) withDefaults() (Options, error) {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if o.DefaultTTL < 0 {
+		bad("DefaultTTL %v is negative", o.DefaultTTL)
+	} else if o.DefaultTTL == 0 {
+		o.DefaultTTL = DefaultTTL
+	}
+	if o.L1MaxBytes < 0 {
+		bad("L1MaxBytes %d is negative", o.L1MaxBytes)
+	} else if o.L1MaxBytes == 0 {
+		o.L1MaxBytes = DefaultL1MaxBytes
+	}
+	if o.L1TTL < 0 {
+		bad("L1TTL %v is negative", o.L1TTL)
+	}
+	if o.Timeout < 0 {
+		bad("Timeout %v is negative", o.Timeout)
+	} else if o.Timeout == 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.BreakerThreshold < 0 {
+		bad("BreakerThreshold %d is negative", o.BreakerThreshold)
+	} else if o.BreakerThreshold == 0 {
+		o.BreakerThreshold = DefaultBreakerThreshold
+	}
+	if o.BreakerCooldown < 0 {
+		bad("BreakerCooldown %v is negative", o.BreakerCooldown)
+	} else if o.BreakerCooldown == 0 {
+		o.BreakerCooldown = DefaultBreakerCooldown
+	}
+	if o.Invalidation < Auto || o.Invalidation > BusOnly {
+		bad("unknown Invalidation mode %d", int(o.Invalidation))
+	}
+	if strings.ContainsAny(o.KeyPrefix, " \r\n\t") {
+		bad("KeyPrefix %q contains whitespace", o.KeyPrefix)
+	}
+	if o.Codec == nil {
+		o.Codec = JSON{}
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.Redis == nil && o.RedisURL == "" {
+		o.RedisURL = DefaultRedisURL
+	}
+	if len(errs) > 0 {
+		return o, fmt.Errorf("%w: %w", ErrInvalidOptions, errors.Join(errs...))
+	}
+	return o, nil
+}
+
+// ParseRedisURL turns a Redis URL into rueidis options. Beyond rueidis.ParseURL it accepts
+// the original design's ?ssl=true as an alias of rediss://, and several comma-separated
+// hosts (redis://a:1,b:2). Errors never repeat the password.
+func ParseRedisURL(raw string) (rueidis.ClientOption, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		// url.Error repeats the URL, password included: say less.
+		return rueidis.ClientOption{}, fmt.Errorf("%w: RedisURL does not parse as a URL", ErrInvalidOptions)
+	}
+	switch u.Scheme {
+	case "redis", "rediss", "valkey", "valkeys", "unix":
+	default:
+		return rueidis.ClientOption{}, fmt.Errorf("%w: RedisURL scheme %q: want redis://, rediss:// or unix://", ErrInvalidOptions, u.Scheme)
+	}
+	q := u.Query()
+	if v := q.Get("ssl"); v != "" {
+		on, err := strconv.ParseBool(v)
+		if err != nil {
+			return rueidis.ClientOption{}, fmt.Errorf("%w: RedisURL ssl=%q is not a boolean", ErrInvalidOptions, v)
+		}
+		if on && u.Scheme == "redis" {
+			u.Scheme = "rediss"
+		}
+		q.Del("ssl")
+	}
+	var extra []string
+	if hosts := strings.Split(u.Host, ","); len(hosts) > 1 {
+		u.Host = hosts[0]
+		extra = hosts[1:]
+	}
+	for _, h := range extra {
+		if h = strings.TrimSpace(h); h != "" {
+			q.Add("addr", h)
+		}
+	}
+	u.RawQuery = q.Encode()
+	opt, err := rueidis.ParseURL(u.String())
+	if err != nil {
+		return opt, fmt.Errorf("%w: RedisURL %s: %v", ErrInvalidOptions, u.Redacted(), err)
+	}
+	return opt, nil
+}

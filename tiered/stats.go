@@ -1,0 +1,159 @@
+package tiered
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Stats is a snapshot of a Cache's counters since New.
+type Stats struct {
+	Mode    string `json:"mode"`    // invalidation mode: "tracking" or "bus-only"
+	Breaker string `json:"breaker"` // "closed", "open" or "half-open"
+
+	L1Hits   uint64 `json:"l1_hits"`
+	L1Misses uint64 `json:"l1_misses"`
+	L2Hits   uint64 `json:"l2_hits"`
+	L2Misses uint64 `json:"l2_misses"`
+	L2Errors uint64 `json:"l2_errors"` // Redis calls that failed (including breaker rejections)
+
+	Loads       uint64 `json:"loads"`        // loader calls
+	LoadErrors  uint64 `json:"load_errors"`  // loader calls that returned an error or panicked
+	LoadsShared uint64 `json:"loads_shared"` // GetOrLoad calls that joined another caller's load
+	Sets        uint64 `json:"sets"`
+	Deletes     uint64 `json:"deletes"`
+
+	DecodeErrors uint64 `json:"decode_errors"` // values in Redis that were not ours or corrupt
+
+	Invalidations InvalidationStats `json:"invalidations"`
+	Flushes       uint64            `json:"flushes"`       // whole-L1 invalidations (lost connection, FLUSHALL, breaker)
+	BreakerOpens  uint64            `json:"breaker_opens"` // times the breaker opened
+}
+
+// InvalidationStats counts key invalidations by where they came from.
+type InvalidationStats struct {
+	Local    uint64 `json:"local"`    // this instance's writes and deletes
+	Tracking uint64 `json:"tracking"` // Redis server-assisted tracking pushes
+	Remote   uint64 `json:"remote"`   // other instances, through the bus
+}
+
+// L1HitRatio is L1Hits / (L1Hits + L1Misses), 0 without lookups.
+func (s Stats) L1HitRatio() float64 { return ratio(s.L1Hits, s.L1Misses) }
+
+// L2HitRatio is L2Hits / (L2Hits + L2Misses), 0 without reads.
+func (s Stats) L2HitRatio() float64 { return ratio(s.L2Hits, s.L2Misses) }
+
+func ratio(hits, misses uint64) float64 {
+	if hits+misses == 0 {
+		return 0
+	}
+	return float64(hits) / float64(hits+misses)
+}
+
+// Stats returns the cache's counters.
+func (c *Cache) Stats() Stats {
+	hits, misses := c.l1.stats()
+	return Stats{
+		Mode:          c.mode.String(),
+		Breaker:       c.breaker.State().String(),
+		L1Hits:        hits,
+		L1Misses:      misses,
+		L2Hits:        c.st.l2Hits.Load(),
+		L2Misses:      c.st.l2Misses.Load(),
+		L2Errors:      c.st.l2Errors.Load(),
+		Loads:         c.st.loads.Load(),
+		LoadErrors:    c.st.loadErrors.Load(),
+		LoadsShared:   c.flight.joined.Load(),
+		Sets:          c.st.sets.Load(),
+		Deletes:       c.st.deletes.Load(),
+		DecodeErrors:  c.st.decodeErrors.Load(),
+		Invalidations: InvalidationStats{Local: c.st.invLocal.Load(), Tracking: c.st.invTracking.Load(), Remote: c.st.invRemote.Load()},
+		Flushes:       c.st.flushes.Load(),
+		BreakerOpens:  c.breaker.opens.Load(),
+	}
+}
+
+// RedisInfo is what the stats endpoint reports of the Redis server, from INFO.
+type RedisInfo struct {
+	Keys             int64   `json:"keys"`
+	UsedMemory       int64   `json:"used_memory"`
+	UsedMemoryHuman  string  `json:"used_memory_human"`
+	KeyspaceHits     int64   `json:"keyspace_hits"`
+	KeyspaceMisses   int64   `json:"keyspace_misses"`
+	KeyspaceHitRatio float64 `json:"keyspace_hit_ratio"`
+	ConnectedClients int64   `json:"connected_clients"`
+}
+
+// RedisInfo reads INFO from the server the cache uses (one node of a cluster).
+func (c *Cache) RedisInfo(ctx context.Context) (RedisInfo, error) {
+	res := c.do(ctx, c.redis.B().Info().Build())
+	text, err := res.ToString()
+	if err != nil {
+		return RedisInfo{}, redisErr("info", err)
+	}
+	return parseInfo(text), nil
+}
+
+func parseInfo(text string) RedisInfo {
+	var ri RedisInfo
+	num := func(v string) int64 { n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64); return n }
+	for _, line := range strings.Split(text, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok {
+			continue
+		}
+		switch {
+		case k == "used_memory":
+			ri.UsedMemory = num(v)
+		case k == "used_memory_human":
+			ri.UsedMemoryHuman = v
+		case k == "keyspace_hits":
+			ri.KeyspaceHits = num(v)
+		case k == "keyspace_misses":
+			ri.KeyspaceMisses = num(v)
+		case k == "connected_clients":
+			ri.ConnectedClients = num(v)
+		case strings.HasPrefix(k, "db"): // db0:keys=1,expires=0,avg_ttl=0
+			for _, f := range strings.Split(v, ",") {
+				if n, ok := strings.CutPrefix(f, "keys="); ok {
+					ri.Keys += num(n)
+				}
+			}
+		}
+	}
+	ri.KeyspaceHitRatio = ratio(uint64(max(ri.KeyspaceHits, 0)), uint64(max(ri.KeyspaceMisses, 0)))
+	return ri
+}
+
+// StatsHandler serves the original /api/cache-stats: the cache's counters and hit ratios,
+// and the Redis key count, memory, keyspace hit ratio and connected clients from INFO.
+// When Redis cannot be reached the counters are still served, with "redis_error" set.
+func StatsHandler(c *Cache) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		s := c.Stats()
+		body := struct {
+			Stats
+			L1HitRatio float64    `json:"l1_hit_ratio"`
+			L2HitRatio float64    `json:"l2_hit_ratio"`
+			Redis      *RedisInfo `json:"redis,omitempty"`
+			RedisError string     `json:"redis_error,omitempty"`
+			Time       time.Time  `json:"time"`
+		}{Stats: s, L1HitRatio: s.L1HitRatio(), L2HitRatio: s.L2HitRatio(), Time: time.Now().UTC()}
+		if info, err := c.RedisInfo(r.Context()); err != nil {
+			body.RedisError = err.Error()
+		} else {
+			body.Redis = &info
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		_ = json.NewEncoder(w).Encode(body)
+	})
+}
