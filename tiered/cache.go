@@ -26,6 +26,7 @@ type Cache struct {
 	log       *zap.Logger
 
 	l1      *l1
+	tracker *tracker // the invalidation listener in Tracking mode (nil otherwise, or on a caller's client)
 	breaker breaker
 	flight  flight
 
@@ -78,6 +79,7 @@ func New(ctx context.Context, opts Options) (*Cache, error) {
 	}
 	if err := c.connect(ctx); err != nil {
 		c.closeFn()
+		c.wg.Wait()
 		c.l1.close()
 		return nil, err
 	}
@@ -102,15 +104,15 @@ func NewFromEnv(ctx context.Context) (*Cache, error) {
 }
 
 // TrackingOptions are the CLIENT TRACKING arguments the cache uses for keyPrefix: broadcast
-// mode on the prefix, without echo of the connection's own writes. Give them to a rueidis
-// client of your own (ClientOption.ClientTrackingOptions) together with OnInvalidations
-// calling (*Cache).HandleInvalidations to run a Cache on it in Tracking mode.
+// mode on the prefix (see tracking.go for why). Give them to a rueidis client of your own
+// (ClientOption.ClientTrackingOptions) together with OnInvalidations calling
+// (*Cache).HandleInvalidations to run a Cache on it in Tracking mode.
 func TrackingOptions(keyPrefix string) []string {
 	opts := []string{"BCAST"}
 	if keyPrefix != "" {
 		opts = append(opts, "PREFIX", keyPrefix)
 	}
-	return append(opts, "NOLOOP")
+	return opts
 }
 
 func (c *Cache) connect(ctx context.Context) error {
@@ -121,6 +123,7 @@ func (c *Cache) connect(ctx context.Context) error {
 		if c.mode == Auto {
 			c.mode = BusOnly
 		}
+		c.l1.live.Store(true)
 		return nil
 	}
 	opt, err := ParseRedisURL(o.RedisURL)
@@ -145,14 +148,10 @@ func (c *Cache) connect(ctx context.Context) error {
 		c.mode = BusOnly
 	}
 	if c.mode != BusOnly {
-		topt := opt
-		topt.ClientTrackingOptions = TrackingOptions(o.KeyPrefix)
-		topt.OnInvalidations = c.HandleInvalidations
-		client, err := rueidis.NewClient(topt)
+		err := c.startTracker(ctx, opt)
 		switch {
 		case err == nil:
-			c.redis, c.ownsRedis, c.mode = client, true, Tracking
-			return nil
+			c.mode = Tracking
 		case c.mode == Auto && trackingRefused(err):
 			c.log.Warn("redis refused server-assisted client-side caching; invalidating through the bus only, with a capped L1 TTL",
 				zap.String("reason", err.Error()))
@@ -164,9 +163,15 @@ func (c *Cache) connect(ctx context.Context) error {
 	opt.DisableCache = true
 	client, err := rueidis.NewClient(opt)
 	if err != nil {
+		if c.tracker != nil {
+			c.tracker.close()
+		}
 		return connectError(err)
 	}
 	c.redis, c.ownsRedis = client, true
+	if c.mode == BusOnly {
+		c.l1.live.Store(true)
+	}
 	return nil
 }
 
@@ -214,6 +219,9 @@ func (c *Cache) Close() error {
 		c.closeFn()
 		c.wg.Wait()
 		c.l1.close()
+		if c.tracker != nil {
+			c.tracker.close()
+		}
 		if c.ownsRedis {
 			c.redis.Close()
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -211,4 +212,52 @@ func TestRedisCallDeadline(t *testing.T) {
 	s.Do("CLIENT", "PAUSE", "2000", "ALL")
 	_, err := g.Get(ctx, "k2")
 	require.ErrorIs(t, err, tiered.ErrUnavailable)
+}
+
+// The listener connection alone is killed: L1 is flushed, and tracking is re-armed on a new
+// connection, so later foreign writes are heard again.
+func TestTrackingListenerReconnects(t *testing.T) {
+	s := redistest.Start(t)
+	a := newCache(t, s)
+	g := tiered.NewGroup[string](a, "g", time.Minute)
+	ctx := context.Background()
+	require.NoError(t, g.Set(ctx, "k", "v1"))
+	warm(t, a, g, "k")
+	flushes := a.Stats().Flushes
+	id := clientID(t, s, "tiercache-tracking")
+	s.Do("CLIENT", "KILL", "ID", id)
+	require.Eventually(t, func() bool { return a.Stats().Flushes >= flushes+2 }, 2*time.Second, tick,
+		"flushed at the drop and again once the listener is back")
+	require.Eventually(t, func() bool { return clientIDOrEmpty(s, "tiercache-tracking") != "" }, 2*time.Second, tick)
+
+	warm(t, a, g, "k")
+	p, _ := json.Marshal("v2")
+	s.Do("SET", g.RedisKey("k"), string(tiered.EnvelopeForTest(p, time.Now().Add(time.Minute).UnixMilli())))
+	require.Eventually(t, func() bool { v, _ := g.Get(ctx, "k"); return v == "v2" }, waitFor, tick)
+}
+
+func clientIDOrEmpty(s *redistest.Server, name string) string {
+	list, err := s.Client().Do(context.Background(), s.Client().B().ClientList().Build()).ToString()
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(strings.TrimPrefix(list, "txt:"), "\n") {
+		fields := map[string]string{}
+		for _, f := range strings.Fields(line) {
+			if k, v, ok := strings.Cut(f, "="); ok {
+				fields[k] = v
+			}
+		}
+		if fields["name"] == name {
+			return fields["id"]
+		}
+	}
+	return ""
+}
+
+func clientID(t *testing.T, s *redistest.Server, name string) string {
+	t.Helper()
+	id := clientIDOrEmpty(s, name)
+	require.NotEmpty(t, id, "no client named %q", name)
+	return id
 }

@@ -62,6 +62,7 @@ type l1 struct {
 	stripes [numStripes]atomic.Uint64
 	shards  [numShards]l1Shard
 
+	live   atomic.Bool  // fills are trusted: invalidations are being heard
 	closed atomic.Bool
 	fillMu sync.RWMutex // read-held by fills, write-held by close
 }
@@ -123,7 +124,7 @@ func (l *l1) get(h uint64, g *groupCore, key string) (any, bool) {
 // fill stores a value read or written under snapshot s, unless s is already stale. ttl is
 // the L2 entry's remaining life; the L1 entry never outlives it.
 func (l *l1) fill(h uint64, s snapshot, g *groupCore, key string, value any, cost int64, ttl time.Duration) {
-	if l.store == nil || !l.current(h, s) {
+	if l.store == nil || !l.live.Load() || !l.current(h, s) {
 		return
 	}
 	if l.ttlCap > 0 && l.ttlCap < ttl {
