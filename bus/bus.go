@@ -83,15 +83,15 @@ type Options struct {
 
 // Stats are cumulative counters of a Bus.
 type Stats struct {
-	Published     uint64 // Publish calls whose message reached Redis
-	PublishErrors uint64 // Publish calls that returned an error
-	Batches       uint64 // PUBLISH commands that succeeded (coalesced Publish calls)
-	BatchErrors   uint64 // PUBLISH commands that failed
-	Received      uint64 // valid messages from other instances handed to OnMessage
-	Ignored       uint64 // this instance's own messages, dropped
-	Malformed     uint64 // payloads on the channel that Decode rejected, dropped
-	Subscriptions uint64 // subscription confirmations, the first one included
-	Resets        uint64 // subscriptions after the first one (OnReset calls)
+	Published     uint64 `json:"published"`      // Publish calls whose message reached Redis
+	PublishErrors uint64 `json:"publish_errors"` // Publish calls that returned an error
+	Batches       uint64 `json:"batches"`        // PUBLISH commands that succeeded (coalesced Publish calls)
+	BatchErrors   uint64 `json:"batch_errors"`   // PUBLISH commands that failed
+	Received      uint64 `json:"received"`       // valid messages from other instances handed to OnMessage
+	Ignored       uint64 `json:"ignored"`        // this instance's own messages, dropped
+	Malformed     uint64 `json:"malformed"`      // payloads on the channel that Decode rejected, dropped
+	Subscriptions uint64 `json:"subscriptions"`  // subscription confirmations, the first one included
+	Resets        uint64 `json:"resets"`         // subscriptions after the first one (OnReset calls)
 }
 
 // Bus publishes invalidation messages to, and receives them from, the other instances of a

@@ -6,6 +6,10 @@ import "github.com/redis/rueidis"
 // INCRBY does the arithmetic and detects overflow; comparisons with the floor are made on the
 // decimal strings Redis stores; a result beyond ±2^53 is returned as Redis's string, not as a
 // Lua number. Errors come back with the codes in errors.go.
+//
+// A script costs Redis about 1.5 µs against 0.1 µs for a bare INCRBY (INFO commandstats), so
+// Counters.add skips it when INCRBY alone is the whole operation: persistent mode with no
+// floor to enforce.
 
 // incrementScript adds a delta to a counter.
 //
@@ -14,16 +18,40 @@ import "github.com/redis/rueidis"
 // for none; the caller passes a floor only with a negative delta.
 var incrementScript = rueidis.NewLuaScript(`
 local key, delta, create, floor = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
+local old, n
 
-local function fail(e)
-  local m = e.err
+if floor == '' then
+  -- The hot path (an increment, or a decrement without a floor), kept short: Redis runs it
+  -- on every like.
+  if create ~= '1' and redis.call('EXISTS', key) == 0 then
+    return redis.error_reply('` + codeNotFound + `')
+  end
+  n = redis.pcall('INCRBY', key, delta)
+  if type(n) == 'number' then
+    if n > -9007199254740992 and n < 9007199254740992 then return n end
+    return redis.call('GET', key) -- beyond 2^53 the double is inexact: return the string
+  end
+else
+  old = redis.pcall('GET', key)
+  if not old then
+    if create ~= '1' then return redis.error_reply('` + codeNotFound + `') end
+    old = '0'
+  end
+  if type(old) == 'string' then n = redis.pcall('INCRBY', key, delta) else n = old end
+end
+
+if type(n) == 'table' then
+  local m = n.err
   if string.find(m, 'overflow', 1, true) then
-    return redis.error_reply('` + codeOverflow + ` ' .. m)
-  end
-  if string.sub(m, 1, 9) == 'WRONGTYPE' or string.find(m, 'not an integer', 1, true) then
+    -- Only a negative delta overflowing past a floor goes on: to the clamp below.
+    if floor == '' or string.sub(delta, 1, 1) ~= '-' then
+      return redis.error_reply('` + codeOverflow + ` ' .. m)
+    end
+  elseif string.sub(m, 1, 9) == 'WRONGTYPE' or string.find(m, 'not an integer', 1, true) then
     return redis.error_reply('` + codeNotCounter + ` ' .. m)
+  else
+    return n
   end
-  return e
 end
 
 -- cmp compares two canonical decimal int64 strings exactly.
@@ -37,26 +65,7 @@ local function cmp(a, b)
   return r
 end
 
-local old
-if floor ~= '' then
-  old = redis.pcall('GET', key)
-  if type(old) == 'table' then return fail(old) end
-  if not old then
-    if create ~= '1' then return redis.error_reply('` + codeNotFound + `') end
-    old = '0'
-  end
-elseif create ~= '1' and redis.call('EXISTS', key) == 0 then
-  return redis.error_reply('` + codeNotFound + `')
-end
-
-local n = redis.pcall('INCRBY', key, delta)
-if type(n) == 'table' then
-  -- Overflow of a negative delta means a result below any floor: clamp below. Else fail.
-  if floor == '' or not string.find(n.err, 'overflow', 1, true) then return fail(n) end
-elseif floor == '' then
-  if n > -9007199254740992 and n < 9007199254740992 then return n end
-  return redis.call('GET', key)
-else
+if type(n) == 'number' then
   local s = redis.call('GET', key)
   if cmp(s, floor) >= 0 then return s end
 end

@@ -10,9 +10,10 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/cespare/xxhash/v2"
 	"github.com/redis/rueidis"
 	"go.uber.org/zap"
+
+	"github.com/synspirit/tiercache/bus"
 )
 
 // Cache is a two-tier cache: an in-process L1 in front of a shared Redis L2, kept coherent
@@ -27,8 +28,13 @@ type Cache struct {
 
 	l1      *l1
 	tracker *tracker // the invalidation listener in Tracking mode (nil otherwise, or on a caller's client)
+	bus     *bus.Bus // nil with Options.DisableBus
 	breaker breaker
-	flight  flight
+
+	genPrefix string                                  // <KeyPrefix>tiercache:gen:
+	groupsMu  sync.Mutex                              // serialises register
+	groups    atomic.Pointer[map[string][]*groupCore] // by name, copy on write
+	flight    flight
 
 	closeCtx  context.Context // cancelled by Close: ends loads in flight
 	closeFn   context.CancelFunc
@@ -45,7 +51,7 @@ type counters struct {
 	sets, deletes                    atomic.Uint64
 	decodeErrors                     atomic.Uint64
 	invLocal, invTracking, invRemote atomic.Uint64
-	flushes                          atomic.Uint64
+	flushes, publishErrors           atomic.Uint64
 }
 
 // New connects to Redis and returns a Cache. It fails on bad Options (ErrInvalidOptions),
@@ -55,7 +61,7 @@ func New(ctx context.Context, opts Options) (*Cache, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cache{opts: o, log: o.Logger.Named("tiercache")}
+	c := &Cache{opts: o, log: o.Logger.Named("tiercache"), genPrefix: genKeyPrefix(o.KeyPrefix)}
 	c.breaker = breaker{
 		threshold: int64(o.BreakerThreshold),
 		cooldown:  o.BreakerCooldown,
@@ -82,6 +88,22 @@ func New(ctx context.Context, opts Options) (*Cache, error) {
 		c.wg.Wait()
 		c.l1.close()
 		return nil, err
+	}
+	if !o.DisableBus {
+		if err := c.startBus(ctx); err != nil {
+			if c.mode == BusOnly {
+				c.closeFn()
+				c.wg.Wait()
+				c.l1.close()
+				c.closeClients()
+				return nil, fmt.Errorf("%w: invalidation bus (needed without tracking): %w", ErrUnavailable, err)
+			}
+			// Tracking still reports every key change, group generations included; only
+			// Flush cannot reach the other instances.
+			c.log.Warn("invalidation bus unavailable: Flush will not reach other instances", zap.Error(err))
+		}
+	} else if c.mode == BusOnly {
+		c.log.Warn("no tracking and no bus: other instances' writes are seen only when L1 entries expire")
 	}
 	ttlCap := o.L1TTL
 	if c.mode == BusOnly && ttlCap == 0 {
@@ -217,16 +239,23 @@ func (c *Cache) Mode() InvalidationMode { return c.mode }
 func (c *Cache) Close() error {
 	c.closeOnce.Do(func() {
 		c.closeFn()
+		if c.bus != nil {
+			_ = c.bus.Close()
+		}
 		c.wg.Wait()
 		c.l1.close()
-		if c.tracker != nil {
-			c.tracker.close()
-		}
-		if c.ownsRedis {
-			c.redis.Close()
-		}
+		c.closeClients()
 	})
 	return nil
+}
+
+func (c *Cache) closeClients() {
+	if c.tracker != nil {
+		c.tracker.close()
+	}
+	if c.ownsRedis && c.redis != nil {
+		c.redis.Close()
+	}
 }
 
 func (c *Cache) isClosed() bool { return c.closeCtx.Err() != nil }
@@ -243,7 +272,7 @@ func (c *Cache) HandleInvalidations(keys []rueidis.RedisMessage) {
 	}
 	for i := range keys {
 		if k, err := keys[i].ToString(); err == nil {
-			c.l1.invalidate(xxhash.Sum64String(k))
+			c.invalidateRedisKey(k)
 		}
 	}
 	c.st.invTracking.Add(uint64(len(keys)))
@@ -251,6 +280,7 @@ func (c *Cache) HandleInvalidations(keys []rueidis.RedisMessage) {
 
 func (c *Cache) flushL1() {
 	c.l1.flush()
+	c.invalidateAllGroupGens()
 	c.st.flushes.Add(1)
 }
 

@@ -278,7 +278,7 @@ func TestCorruptValueIsAMissLoggedAndCounted(t *testing.T) {
 	ctx := context.Background()
 	for i, raw := range []string{"", "plain text", "\xc7\x01\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00{not json", "\xc7\x09garbage-from-the-future"} {
 		key := fmt.Sprint("k", i)
-		s.Do("SET", g.RedisKey(key), raw)
+		s.Do("SET", redisKey(t, g, key), raw)
 		_, err := g.Get(ctx, key)
 		require.ErrorIs(t, err, tiered.ErrNotFound)
 		v, err := g.GetOrLoad(ctx, key, func(context.Context) (article, error) { return article{ID: i}, nil })
@@ -286,7 +286,7 @@ func TestCorruptValueIsAMissLoggedAndCounted(t *testing.T) {
 		require.Equal(t, i, v.ID, "a corrupt value is replaced by the loader's")
 	}
 	require.EqualValues(t, 8, c.Stats().DecodeErrors)
-	s.Do("RPUSH", g.RedisKey("list"), "x")
+	s.Do("RPUSH", redisKey(t, g, "list"), "x")
 	_, err := g.Get(ctx, "list")
 	require.Error(t, err, "WRONGTYPE is an error, not a panic")
 	require.NotErrorIs(t, err, tiered.ErrUnavailable)

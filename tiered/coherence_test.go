@@ -65,11 +65,11 @@ func TestForeignWritesInvalidateL1(t *testing.T) {
 		write func(key string)
 		want  func(v string, err error) bool
 	}{
-		{"SET", func(k string) { s.Do("SET", g.RedisKey(k), envelope("theirs")) },
+		{"SET", func(k string) { s.Do("SET", redisKey(t, g, k), envelope("theirs")) },
 			func(v string, err error) bool { return err == nil && v == "theirs" }},
-		{"DEL", func(k string) { s.Do("DEL", g.RedisKey(k)) },
+		{"DEL", func(k string) { s.Do("DEL", redisKey(t, g, k)) },
 			func(_ string, err error) bool { return err != nil }},
-		{"EXPIRE", func(k string) { s.Do("PEXPIRE", g.RedisKey(k), "30") },
+		{"EXPIRE", func(k string) { s.Do("PEXPIRE", redisKey(t, g, k), "30") },
 			func(_ string, err error) bool { return err != nil }},
 		{"FLUSHALL", func(string) { s.Do("FLUSHALL") },
 			func(_ string, err error) bool { return err != nil }},
@@ -232,7 +232,7 @@ func TestTrackingListenerReconnects(t *testing.T) {
 
 	warm(t, a, g, "k")
 	p, _ := json.Marshal("v2")
-	s.Do("SET", g.RedisKey("k"), string(tiered.EnvelopeForTest(p, time.Now().Add(time.Minute).UnixMilli())))
+	s.Do("SET", redisKey(t, g, "k"), string(tiered.EnvelopeForTest(p, time.Now().Add(time.Minute).UnixMilli())))
 	require.Eventually(t, func() bool { v, _ := g.Get(ctx, "k"); return v == "v2" }, waitFor, tick)
 }
 

@@ -4,15 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/redis/rueidis"
 	"go.uber.org/zap"
+
+	"github.com/synspirit/tiercache/bus"
 )
 
 // Group is a typed namespace of the cache: the original DataCache(prefix, ttl). Its keys live
-// in Redis as <KeyPrefix><name>:<key>, with the group's TTL. Values served from L1 are shared
+// in Redis as <KeyPrefix><name>:<key> (<KeyPrefix><name>@<n>:<key> after n Clears), with
+// the group's TTL. Values served from L1 are shared
 // between callers: treat them as read-only (copy a slice or map before changing it).
 type Group[T any] struct {
 	groupCore
@@ -28,9 +34,35 @@ type groupCore struct {
 	codecID    byte
 	useL1      bool
 	l1MaxEntry int64
-	base       string        // <KeyPrefix><name>:
-	digest     xxhash.Digest // of base, continued with the key for the L1 hash
-	err        error         // a bad name or option: every call returns it
+	genKey     string                     // <KeyPrefix>tiercache:gen:<name>
+	state      atomic.Pointer[groupState] // the current generation, or a stale marker
+	err        error                      // a bad name or option: every call returns it
+}
+
+// groupState is what a group's keys depend on: its generation. A state without known set is
+// a marker that the generation must be re-read from Redis; its pointer identity is its
+// version, so a read that raced an invalidation is not stored (compare-and-swap).
+type groupState struct {
+	known  bool
+	gen    uint64
+	base   string        // <KeyPrefix><name>: or <KeyPrefix><name>@<gen>:
+	digest xxhash.Digest // of base, continued with the key for the L1 hash
+}
+
+func newGroupState(keyPrefix, name string, gen uint64) *groupState {
+	st := &groupState{known: true, gen: gen, base: keyPrefix + name + ":"}
+	if gen > 0 {
+		st.base = keyPrefix + name + "@" + strconv.FormatUint(gen, 10) + ":"
+	}
+	st.digest.Reset()
+	_, _ = st.digest.WriteString(st.base)
+	return st
+}
+
+func (st *groupState) hash(key string) uint64 {
+	d := st.digest
+	_, _ = d.WriteString(key)
+	return d.Sum64()
 }
 
 // GroupOption configures a group.
@@ -83,9 +115,11 @@ func NewGroup[T any](c *Cache, name string, ttl time.Duration, opts ...GroupOpti
 		o(&g.groupCore)
 	}
 	g.codecID = codecID(g.codec)
-	g.base = c.opts.KeyPrefix + name + ":"
-	g.digest.Reset()
-	_, _ = g.digest.WriteString(g.base)
+	g.genKey = c.genPrefix + name
+	g.state.Store(&groupState{})
+	if g.err == nil {
+		c.register(&g.groupCore)
+	}
 	return g
 }
 
@@ -93,8 +127,8 @@ func validateGroupName(name string) error {
 	if name == "" {
 		return errors.New("tiered: empty group name")
 	}
-	if strings.IndexFunc(name, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
-		return fmt.Errorf("tiered: group name %q has spaces or control characters", name)
+	if strings.IndexFunc(name, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '@' }) >= 0 {
+		return fmt.Errorf("tiered: group name %q has spaces, control characters or '@'", name)
 	}
 	return nil
 }
@@ -117,13 +151,54 @@ func (g *Group[T]) Key(args ...any) string {
 	return k
 }
 
-// RedisKey is the Redis key under which key is stored.
-func (g *Group[T]) RedisKey(key string) string { return g.base + key }
+// RedisKey is the Redis key under which key is stored now (it changes with Clear).
+func (g *Group[T]) RedisKey(ctx context.Context, key string) (string, error) {
+	st, err := g.resolve(ctx)
+	if err != nil {
+		return "", err
+	}
+	return st.base + key, nil
+}
 
-func (g *groupCore) hash(key string) uint64 {
-	d := g.digest
-	_, _ = d.WriteString(key)
-	return d.Sum64()
+// resolve returns the group's current state, reading its generation from Redis when it is
+// not known (first use, after a Clear anywhere, after a flush).
+func (g *groupCore) resolve(ctx context.Context) (*groupState, error) {
+	cur := g.state.Load()
+	if cur.known {
+		return cur, nil
+	}
+	s, err := g.c.do(ctx, g.c.redis.B().Get().Key(g.genKey).Build()).ToString()
+	var gen uint64
+	switch {
+	case err == nil:
+		if gen, err = parseGen(s); err != nil {
+			return nil, fmt.Errorf("tiered: group %q: generation key %s holds %q", g.name, g.genKey, s)
+		}
+	case rueidis.IsRedisNil(err):
+	default:
+		return nil, redisErr("group generation", err)
+	}
+	st := newGroupState(g.c.opts.KeyPrefix, g.name, gen)
+	g.state.CompareAndSwap(cur, st) // lost to an invalidation: use st once, re-read next time
+	return st, nil
+}
+
+// Clear drops every entry of the group, on every instance, in O(1): it moves the group to
+// a new generation, so the old keys are no longer read and expire by themselves. No KEYS,
+// no SCAN.
+func (g *Group[T]) Clear(ctx context.Context) error {
+	if g.err != nil {
+		return g.err
+	}
+	if g.c.isClosed() {
+		return ErrClosed
+	}
+	if err := g.c.do(ctx, g.c.redis.B().Incr().Key(g.genKey).Build()).Error(); err != nil {
+		return redisErr("clear", err)
+	}
+	g.c.invalidateGroupGen(g.name)
+	g.c.publish(ctx, bus.Message{Groups: []string{g.name}})
+	return nil
 }
 
 func (g *groupCore) check(key string) error {
@@ -147,11 +222,15 @@ func (g *Group[T]) Get(ctx context.Context, key string) (T, error) {
 	if err := g.check(key); err != nil {
 		return zero, err
 	}
-	h := g.hash(key)
+	st, err := g.resolve(ctx)
+	if err != nil {
+		return zero, err
+	}
+	h := st.hash(key)
 	if v, ok := g.c.l1.get(h, &g.groupCore, key); ok {
 		return v.(T), nil
 	}
-	v, err := g.fetch(ctx, key, h)
+	v, err := g.fetch(ctx, st, key, h)
 	if err != nil {
 		return zero, err
 	}
@@ -159,9 +238,9 @@ func (g *Group[T]) Get(ctx context.Context, key string) (T, error) {
 }
 
 // fetch reads key from Redis and fills L1. A value that cannot be decoded is a miss.
-func (g *Group[T]) fetch(ctx context.Context, key string, h uint64) (any, error) {
+func (g *Group[T]) fetch(ctx context.Context, st *groupState, key string, h uint64) (any, error) {
 	s := g.c.l1.snapshot(h)
-	raw, err := g.c.l2Get(ctx, g.base+key)
+	raw, err := g.c.l2Get(ctx, st.base+key)
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +254,7 @@ func (g *Group[T]) fetch(ctx context.Context, key string, h uint64) (any, error)
 	}
 	if err != nil {
 		g.c.st.decodeErrors.Add(1)
-		g.c.log.Warn("undecodable value in redis: treated as a miss", zap.String("key", g.base+key), zap.Error(err))
+		g.c.log.Warn("undecodable value in redis: treated as a miss", zap.String("key", st.base+key), zap.Error(err))
 		return nil, fmt.Errorf("tiered: %w (undecodable value)", ErrNotFound)
 	}
 	ttl := g.ttl
@@ -198,7 +277,11 @@ func (g *Group[T]) Set(ctx context.Context, key string, v T) error {
 	if err != nil {
 		return err
 	}
-	return g.write(ctx, key, g.hash(key), payload)
+	st, err := g.resolve(ctx)
+	if err != nil {
+		return err
+	}
+	return g.write(ctx, st, key, payload)
 }
 
 func (g *Group[T]) encode(v T) ([]byte, error) {
@@ -215,12 +298,16 @@ func (g *Group[T]) encode(v T) ([]byte, error) {
 // instance's next read goes to Redis, which has the value in the order Redis applied the
 // writes (filling L1 here from the writer's copy could serve the older of two racing
 // writes).
-func (g *Group[T]) write(ctx context.Context, key string, h uint64, env []byte) error {
+func (g *Group[T]) write(ctx context.Context, st *groupState, key string, env []byte) error {
+	h, full := st.hash(key), st.base+key
 	g.c.l1.invalidate(h)
-	err := g.c.l2Set(ctx, g.base+key, env, g.ttl)
+	err := g.c.l2Set(ctx, full, env, g.ttl)
 	g.c.l1.invalidate(h)
 	g.c.st.invLocal.Add(1)
 	g.c.st.sets.Add(1)
+	if err == nil && g.c.mode == BusOnly {
+		g.c.publish(ctx, bus.Message{Keys: []string{full}})
+	}
 	return err
 }
 
@@ -230,21 +317,30 @@ func (g *Group[T]) Delete(ctx context.Context, keys ...string) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	full := make([]string, len(keys))
-	hashes := make([]uint64, len(keys))
-	for i, k := range keys {
+	for _, k := range keys {
 		if err := g.check(k); err != nil {
 			return err
 		}
-		full[i], hashes[i] = g.base+k, g.hash(k)
+	}
+	st, err := g.resolve(ctx)
+	if err != nil {
+		return err
+	}
+	full := make([]string, len(keys))
+	hashes := make([]uint64, len(keys))
+	for i, k := range keys {
+		full[i], hashes[i] = st.base+k, st.hash(k)
 		g.c.l1.invalidate(hashes[i])
 	}
-	err := g.c.l2Del(ctx, full)
+	err = g.c.l2Del(ctx, full)
 	for _, h := range hashes {
 		g.c.l1.invalidate(h)
 	}
 	g.c.st.invLocal.Add(uint64(len(keys)))
 	g.c.st.deletes.Add(uint64(len(keys)))
+	if err == nil && g.c.mode == BusOnly {
+		g.c.publish(ctx, bus.Message{Keys: full})
+	}
 	return err
 }
 
@@ -262,12 +358,19 @@ func (g *Group[T]) GetOrLoad(ctx context.Context, key string, load func(context.
 		}
 		return zero, err
 	}
-	h := g.hash(key)
+	st, err := g.resolve(ctx)
+	if err != nil {
+		if errors.Is(err, ErrUnavailable) {
+			return load(ctx) // Redis is down: serve without the cache
+		}
+		return zero, err
+	}
+	h := st.hash(key)
 	if v, ok := g.c.l1.get(h, &g.groupCore, key); ok {
 		return v.(T), nil
 	}
-	v, err := g.c.flight.do(ctx, g.c.closeCtx, &g.c.wg, g.base+key, func(lctx context.Context) (any, error) {
-		return g.load(lctx, key, h, load)
+	v, err := g.c.flight.do(ctx, g.c.closeCtx, &g.c.wg, st.base+key, func(lctx context.Context) (any, error) {
+		return g.load(lctx, st, key, h, load)
 	})
 	if err != nil {
 		return zero, err
@@ -275,8 +378,8 @@ func (g *Group[T]) GetOrLoad(ctx context.Context, key string, load func(context.
 	return v.(T), nil
 }
 
-func (g *Group[T]) load(ctx context.Context, key string, h uint64, load func(context.Context) (T, error)) (any, error) {
-	v, err := g.fetch(ctx, key, h)
+func (g *Group[T]) load(ctx context.Context, st *groupState, key string, h uint64, load func(context.Context) (T, error)) (any, error) {
+	v, err := g.fetch(ctx, st, key, h)
 	if err == nil {
 		return v, nil
 	}
@@ -292,8 +395,8 @@ func (g *Group[T]) load(ctx context.Context, key string, h uint64, load func(con
 		g.c.log.Error("loaded value not cached", zap.String("group", g.name), zap.Error(err))
 		return loaded, nil
 	}
-	if err := g.c.l2Set(ctx, g.base+key, env, g.ttl); err != nil {
-		g.c.log.Debug("loaded value not stored in redis", zap.String("key", g.base+key), zap.Error(err))
+	if err := g.c.l2Set(ctx, st.base+key, env, g.ttl); err != nil {
+		g.c.log.Debug("loaded value not stored in redis", zap.String("key", st.base+key), zap.Error(err))
 		return loaded, nil // not confirmed by Redis: not in L1 either
 	}
 	if g.useL1 && (g.l1MaxEntry == 0 || int64(len(env)-envelopeHeaderSize) <= g.l1MaxEntry) {

@@ -39,3 +39,14 @@ func l1Hit(c *tiered.Cache, fn func()) bool {
 	fn()
 	return c.Stats().L1Hits > before
 }
+
+type redisKeyer interface {
+	RedisKey(ctx context.Context, key string) (string, error)
+}
+
+func redisKey(t testing.TB, g redisKeyer, key string) string {
+	t.Helper()
+	k, err := g.RedisKey(context.Background(), key)
+	require.NoError(t, err)
+	return k
+}

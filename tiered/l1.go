@@ -62,7 +62,7 @@ type l1 struct {
 	stripes [numStripes]atomic.Uint64
 	shards  [numShards]l1Shard
 
-	live   atomic.Bool  // fills are trusted: invalidations are being heard
+	live   atomic.Bool // fills are trusted: invalidations are being heard
 	closed atomic.Bool
 	fillMu sync.RWMutex // read-held by fills, write-held by close
 }

@@ -113,6 +113,11 @@ type Options struct {
 	// Invalidation selects the coherence mechanism; default Auto.
 	Invalidation InvalidationMode
 
+	// DisableBus turns the pub/sub invalidation bus off. With tracking, only Flush then
+	// stays local; without tracking, other instances' writes are seen only when L1 entries
+	// expire (L1TTL). For a single instance, or a Redis that forbids pub/sub.
+	DisableBus bool
+
 	// Codec encodes group values for L2 unless a group sets its own. Default JSON.
 	Codec Codec
 

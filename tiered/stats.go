@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/synspirit/tiercache/bus"
 )
 
 // Stats is a snapshot of a Cache's counters since New.
@@ -29,8 +31,10 @@ type Stats struct {
 	DecodeErrors uint64 `json:"decode_errors"` // values in Redis that were not ours or corrupt
 
 	Invalidations InvalidationStats `json:"invalidations"`
-	Flushes       uint64            `json:"flushes"`       // whole-L1 invalidations (lost connection, FLUSHALL, breaker)
-	BreakerOpens  uint64            `json:"breaker_opens"` // times the breaker opened
+	Flushes       uint64            `json:"flushes"`        // whole-L1 invalidations (lost connection, FLUSHALL, breaker, Flush)
+	BreakerOpens  uint64            `json:"breaker_opens"`  // times the breaker opened
+	PublishErrors uint64            `json:"publish_errors"` // bus messages that could not be sent
+	Bus           *bus.Stats        `json:"bus,omitempty"`  // nil without a bus
 }
 
 // InvalidationStats counts key invalidations by where they came from.
@@ -73,7 +77,17 @@ func (c *Cache) Stats() Stats {
 		Invalidations: InvalidationStats{Local: c.st.invLocal.Load(), Tracking: c.st.invTracking.Load(), Remote: c.st.invRemote.Load()},
 		Flushes:       c.st.flushes.Load(),
 		BreakerOpens:  c.breaker.opens.Load(),
+		PublishErrors: c.st.publishErrors.Load(),
+		Bus:           c.busStats(),
 	}
+}
+
+func (c *Cache) busStats() *bus.Stats {
+	if c.bus == nil {
+		return nil
+	}
+	s := c.bus.Stats()
+	return &s
 }
 
 // RedisInfo is what the stats endpoint reports of the Redis server, from INFO.

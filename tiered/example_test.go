@@ -1,0 +1,76 @@
+package tiered_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/synspirit/tiercache/tiered"
+)
+
+type Article struct {
+	ID    int
+	Title string
+}
+
+func loadArticles(ctx context.Context, page, perPage int) ([]Article, error) {
+	return []Article{{ID: 1, Title: "hello"}}, nil
+}
+
+// The Data API: a typed group with a loader, the original @cached(prefix, ttl).
+func Example() {
+	ctx := context.Background()
+	c, err := tiered.New(ctx, tiered.Options{RedisURL: "redis://localhost:6379/0", KeyPrefix: "synspirit:"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+
+	articles := tiered.NewGroup[[]Article](c, "data:articles:list", 5*time.Minute)
+	page, perPage := 1, 20
+	key := articles.Key(page, perPage)
+	list, err := articles.GetOrLoad(ctx, key, func(ctx context.Context) ([]Article, error) {
+		return loadArticles(ctx, page, perPage)
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(len(list), "articles")
+
+	// After the database changes: drop the cached page on every instance.
+	_ = articles.Delete(ctx, key)
+}
+
+func ExampleGroup_Get() {
+	ctx := context.Background()
+	c, err := tiered.NewFromEnv(ctx) // REDIS_URL, CACHE_KEY_PREFIX, CACHE_DEFAULT_TIMEOUT
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	profiles := tiered.NewGroup[map[string]string](c, "user:profile", 10*time.Minute)
+	p, err := profiles.Get(ctx, "456")
+	switch {
+	case errors.Is(err, tiered.ErrNotFound):
+		fmt.Println("not cached")
+	case errors.Is(err, tiered.ErrUnavailable):
+		fmt.Println("redis is down")
+	case err == nil:
+		fmt.Println(p["name"])
+	}
+}
+
+func ExampleStatsHandler() {
+	c, err := tiered.New(context.Background(), tiered.Options{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	http.Handle("/api/cache-stats", tiered.StatsHandler(c))
+}

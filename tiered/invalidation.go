@@ -1,0 +1,137 @@
+package tiered
+
+import (
+	"context"
+	"strconv"
+	"strings"
+
+	"github.com/cespare/xxhash/v2"
+	"go.uber.org/zap"
+
+	"github.com/synspirit/tiercache/bus"
+)
+
+// Invalidation across instances beyond what tracking reports: the bus, group generations and
+// Flush.
+//
+// In Tracking mode Redis reports every change to a key under KeyPrefix, so Set and Delete
+// publish nothing; the bus carries what tracking cannot see: group clears and Flush. In
+// BusOnly mode every Set and Delete is published too.
+//
+// Group.Clear is O(1): each group has a generation in Redis (<KeyPrefix>tiercache:gen:<name>)
+// that is part of its keys' names (<KeyPrefix><name>@<gen>:<key>, or <KeyPrefix><name>:<key>
+// at generation 0). Clear increments it: every old key becomes unreachable at once and simply
+// expires. Instances learn of the new generation from tracking (the generation key is under
+// KeyPrefix) and from the bus, and re-read it on their next use of the group.
+
+// busChannel is the pub/sub channel of a cache's instances.
+func busChannel(keyPrefix string) string { return keyPrefix + "tiercache:invalidate" }
+
+func genKeyPrefix(keyPrefix string) string { return keyPrefix + "tiercache:gen:" }
+
+func (c *Cache) startBus(ctx context.Context) error {
+	b, err := bus.New(ctx, c.redis, bus.Options{
+		Channel:   busChannel(c.opts.KeyPrefix),
+		Logger:    c.opts.Logger,
+		OnMessage: c.onBusMessage,
+		OnReset: func() {
+			c.flushL1()
+			c.log.Info("invalidation bus resubscribed: messages may have been lost, L1 flushed")
+		},
+		PublishTimeout: c.opts.Timeout,
+	})
+	if err != nil {
+		return err
+	}
+	c.bus = b
+	return nil
+}
+
+// onBusMessage runs on the bus's receive goroutine: counters only.
+func (c *Cache) onBusMessage(m bus.Message) {
+	if m.FlushAll {
+		c.flushL1()
+	}
+	for _, k := range m.Keys {
+		c.invalidateRedisKey(k)
+	}
+	for _, name := range m.Groups {
+		c.invalidateGroupGen(name)
+	}
+	c.st.invRemote.Add(uint64(len(m.Keys) + len(m.Groups)))
+}
+
+// invalidateRedisKey handles a changed Redis key, whoever reported it.
+func (c *Cache) invalidateRedisKey(k string) {
+	c.l1.invalidate(xxhash.Sum64String(k))
+	if name, ok := strings.CutPrefix(k, c.genPrefix); ok {
+		c.invalidateGroupGen(name)
+	}
+}
+
+// invalidateGroupGen makes every group of that name re-read its generation before its next
+// use. Safe on a reader goroutine: no lock, one small allocation per group.
+func (c *Cache) invalidateGroupGen(name string) {
+	if reg := c.groups.Load(); reg != nil {
+		for _, g := range (*reg)[name] {
+			g.state.Store(&groupState{})
+		}
+	}
+}
+
+// invalidateAllGroupGens is invalidateGroupGen for every group: after a flush, a generation
+// change may have been missed.
+func (c *Cache) invalidateAllGroupGens() {
+	if reg := c.groups.Load(); reg != nil {
+		for _, gs := range *reg {
+			for _, g := range gs {
+				g.state.Store(&groupState{})
+			}
+		}
+	}
+}
+
+// register makes g findable by name from invalidation callbacks (copy on write: readers take
+// no lock).
+func (c *Cache) register(g *groupCore) {
+	c.groupsMu.Lock()
+	defer c.groupsMu.Unlock()
+	next := map[string][]*groupCore{}
+	if cur := c.groups.Load(); cur != nil {
+		for k, v := range *cur {
+			next[k] = v
+		}
+	}
+	next[g.name] = append(append([]*groupCore(nil), next[g.name]...), g)
+	c.groups.Store(&next)
+}
+
+// publish tells the other instances; a failure is logged and counted, not returned: the
+// write itself succeeded, and the L1 TTL cap bounds what a lost message can cost.
+func (c *Cache) publish(ctx context.Context, m bus.Message) {
+	if c.bus == nil {
+		return
+	}
+	if err := c.bus.Publish(ctx, m); err != nil {
+		c.st.publishErrors.Add(1)
+		c.log.Warn("invalidation not published", zap.Int("keys", len(m.Keys)), zap.Strings("groups", m.Groups), zap.Error(err))
+	}
+}
+
+// Flush drops every instance's L1 (this one at once, the others through the bus). Redis
+// keeps its entries: use Group.Clear to drop a group's entries everywhere.
+func (c *Cache) Flush(ctx context.Context) error {
+	if c.isClosed() {
+		return ErrClosed
+	}
+	c.flushL1()
+	if c.bus == nil {
+		return nil
+	}
+	if err := c.bus.Publish(ctx, bus.Message{FlushAll: true}); err != nil {
+		return redisErr("flush", err)
+	}
+	return nil
+}
+
+func parseGen(s string) (uint64, error) { return strconv.ParseUint(s, 10, 64) }
