@@ -79,6 +79,14 @@ type Options struct {
 	// SubscribeTimeout bounds how long New waits for the first subscription when ctx has no
 	// earlier deadline, and each later SUBSCRIBE attempt. Default: DefaultSubscribeTimeout.
 	SubscribeTimeout time.Duration
+
+	// RawChannels are further channels to subscribe to on the bus's connection, with plain
+	// SUBSCRIBE even on a cluster (e.g. keyspace notifications, which are per node). Their
+	// messages are not decoded: OnRaw gets them as they are, on the receive goroutine, in
+	// order with OnMessage and OnReset. They share the bus's reset signal: OnReset fires once
+	// they and the bus channel are subscribed again.
+	RawChannels []string
+	OnRaw       func(channel, message string)
 }
 
 // Stats are cumulative counters of a Bus.
@@ -92,6 +100,7 @@ type Stats struct {
 	Malformed     uint64 `json:"malformed"`      // payloads on the channel that Decode rejected, dropped
 	Subscriptions uint64 `json:"subscriptions"`  // subscription confirmations, the first one included
 	Resets        uint64 `json:"resets"`         // subscriptions after the first one (OnReset calls)
+	Raw           uint64 `json:"raw"`            // messages on RawChannels handed to OnRaw
 }
 
 // Bus publishes invalidation messages to, and receives them from, the other instances of a
@@ -121,7 +130,7 @@ type Bus struct {
 type counters struct {
 	published, publishErrors, batches, batchErrors atomic.Uint64
 	received, ignored, malformed                   atomic.Uint64
-	subscriptions, resets                          atomic.Uint64
+	subscriptions, resets, raw                     atomic.Uint64
 }
 
 // New starts a bus on client and returns once its subscription to opts.Channel is confirmed,
@@ -193,6 +202,7 @@ func (b *Bus) Stats() Stats {
 		Malformed:     s.malformed.Load(),
 		Subscriptions: s.subscriptions.Load(),
 		Resets:        s.resets.Load(),
+		Raw:           s.raw.Load(),
 	}
 }
 

@@ -59,6 +59,16 @@ func (b *Bus) subscribeOnce() error {
 	defer release()
 	defer dc.Close()
 	lost := dc.SetPubSubHooks(rueidis.PubSubHooks{OnMessage: b.onPubSub, OnSubscription: b.onSubscription})
+	if len(b.opts.RawChannels) > 0 {
+		// Before the bus channel: its confirmation is what signals ready or reset, and by
+		// then nothing sent on the raw channels can be missed any more.
+		ctx, cancel := context.WithTimeout(b.ctx, b.opts.SubscribeTimeout)
+		err := dc.Do(ctx, dc.B().Subscribe().Channel(b.opts.RawChannels...).Build()).Error()
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
 	var cmd rueidis.Completed
 	if b.sharded {
 		cmd = dc.B().Ssubscribe().Channel(b.opts.Channel).Build()
@@ -103,6 +113,13 @@ func (b *Bus) onSubscription(s rueidis.PubSubSubscription) {
 
 // onPubSub runs on the reader goroutine of the bus's connection for every message.
 func (b *Bus) onPubSub(msg rueidis.PubSubMessage) {
+	if msg.Channel != b.opts.Channel {
+		if b.opts.OnRaw != nil {
+			b.stats.raw.Add(1)
+			b.opts.OnRaw(msg.Channel, msg.Message)
+		}
+		return
+	}
 	m, err := decode(msg.Message)
 	if err != nil {
 		b.stats.malformed.Add(1)

@@ -24,6 +24,7 @@ type Cache struct {
 	redis     rueidis.Client
 	ownsRedis bool
 	mode      InvalidationMode // Tracking or BusOnly once New returns
+	db        int              // the selected database, for keyspace notification channels
 	log       *zap.Logger
 
 	l1      *l1
@@ -51,6 +52,7 @@ type counters struct {
 	sets, deletes                    atomic.Uint64
 	decodeErrors                     atomic.Uint64
 	invLocal, invTracking, invRemote atomic.Uint64
+	invKeyspace                      atomic.Uint64
 	flushes, publishErrors           atomic.Uint64
 }
 
@@ -91,12 +93,12 @@ func New(ctx context.Context, opts Options) (*Cache, error) {
 	}
 	if !o.DisableBus {
 		if err := c.startBus(ctx); err != nil {
-			if c.mode == BusOnly {
+			if c.mode == BusOnly || o.KeyspaceNotifications {
 				c.closeFn()
 				c.wg.Wait()
 				c.l1.close()
 				c.closeClients()
-				return nil, fmt.Errorf("%w: invalidation bus (needed without tracking): %w", ErrUnavailable, err)
+				return nil, fmt.Errorf("%w: invalidation bus: %w", ErrUnavailable, err)
 			}
 			// Tracking still reports every key change, group generations included; only
 			// Flush cannot reach the other instances.
@@ -162,6 +164,7 @@ func (c *Cache) connect(ctx context.Context) error {
 	if opt.ClientName == "" {
 		opt.ClientName = "tiercache"
 	}
+	c.db = opt.SelectDB
 	c.mode = o.Invalidation
 	if opt.AlwaysRESP2 || opt.DisableCache {
 		if c.mode == Tracking {

@@ -2,10 +2,12 @@ package tiered
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/redis/rueidis"
 	"go.uber.org/zap"
 
 	"github.com/synspirit/tiercache/bus"
@@ -30,7 +32,27 @@ func busChannel(keyPrefix string) string { return keyPrefix + "tiercache:invalid
 func genKeyPrefix(keyPrefix string) string { return keyPrefix + "tiercache:gen:" }
 
 func (c *Cache) startBus(ctx context.Context) error {
+	var raw []string
+	if c.opts.KeyspaceNotifications {
+		if c.redis.Mode() == rueidis.ClientModeCluster {
+			return fmt.Errorf("%w: KeyspaceNotifications on a cluster", ErrInvalidOptions)
+		}
+		if c.opts.ConfigureKeyspaceNotifications {
+			if err := c.configureKeyspaceNotifications(ctx); err != nil {
+				return err
+			}
+		}
+		prefix := "__keyevent@" + strconv.Itoa(c.db) + "__:"
+		raw = []string{prefix + "expired", prefix + "evicted"}
+	}
 	b, err := bus.New(ctx, c.redis, bus.Options{
+		RawChannels: raw,
+		OnRaw: func(_, key string) {
+			if strings.HasPrefix(key, c.opts.KeyPrefix) {
+				c.invalidateRedisKey(key)
+				c.st.invKeyspace.Add(1)
+			}
+		},
 		Channel:   busChannel(c.opts.KeyPrefix),
 		Logger:    c.opts.Logger,
 		OnMessage: c.onBusMessage,
@@ -135,3 +157,27 @@ func (c *Cache) Flush(ctx context.Context) error {
 }
 
 func parseGen(s string) (uint64, error) { return strconv.ParseUint(s, 10, 64) }
+
+// configureKeyspaceNotifications adds "Exe" (key-event notifications of expired and evicted
+// keys) to the server's notify-keyspace-events, keeping what is already there.
+func (c *Cache) configureKeyspaceNotifications(ctx context.Context) error {
+	cur, err := c.do(ctx, c.redis.B().ConfigGet().Parameter("notify-keyspace-events").Build()).AsStrMap()
+	if err != nil {
+		return fmt.Errorf("tiered: reading notify-keyspace-events: %w", err)
+	}
+	flags := cur["notify-keyspace-events"]
+	want := flags
+	for _, f := range "Exe" {
+		if !strings.ContainsRune(want, f) && !(f != 'E' && strings.ContainsRune(want, 'A')) {
+			want += string(f)
+		}
+	}
+	if want == flags {
+		return nil
+	}
+	if err := c.do(ctx, c.redis.B().ConfigSet().ParameterValue().ParameterValue("notify-keyspace-events", want).Build()).Error(); err != nil {
+		return fmt.Errorf("tiered: CONFIG SET notify-keyspace-events %s: %w", want, err)
+	}
+	c.log.Info("keyspace notifications configured", zap.String("notify-keyspace-events", want))
+	return nil
+}

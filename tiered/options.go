@@ -118,6 +118,16 @@ type Options struct {
 	// expire (L1TTL). For a single instance, or a Redis that forbids pub/sub.
 	DisableBus bool
 
+	// KeyspaceNotifications also listens to Redis keyspace notifications for expired and
+	// evicted keys (__keyevent@<db>__:expired and :evicted) and drops them from L1: the
+	// original design's fallback for servers that have notifications but no tracking. The
+	// server must have notify-keyspace-events including "Exe"; the cache does not change
+	// server configuration unless ConfigureKeyspaceNotifications is set too (which needs the
+	// right to run CONFIG SET). Not available with DisableBus, nor on a cluster (keyspace
+	// notifications are per node).
+	KeyspaceNotifications          bool
+	ConfigureKeyspaceNotifications bool
+
 	// Codec encodes group values for L2 unless a group sets its own. Default JSON.
 	Codec Codec
 
@@ -178,6 +188,12 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if strings.ContainsAny(o.KeyPrefix, " \r\n\t") {
 		bad("KeyPrefix %q contains whitespace", o.KeyPrefix)
+	}
+	if o.KeyspaceNotifications && o.DisableBus {
+		bad("KeyspaceNotifications needs the bus (DisableBus is set)")
+	}
+	if o.ConfigureKeyspaceNotifications && !o.KeyspaceNotifications {
+		bad("ConfigureKeyspaceNotifications without KeyspaceNotifications")
 	}
 	if o.Codec == nil {
 		o.Codec = JSON{}

@@ -42,6 +42,7 @@ type InvalidationStats struct {
 	Local    uint64 `json:"local"`    // this instance's writes and deletes
 	Tracking uint64 `json:"tracking"` // Redis server-assisted tracking pushes
 	Remote   uint64 `json:"remote"`   // other instances, through the bus
+	Keyspace uint64 `json:"keyspace"` // keyspace notifications (expired, evicted)
 }
 
 // L1HitRatio is L1Hits / (L1Hits + L1Misses), 0 without lookups.
@@ -74,7 +75,7 @@ func (c *Cache) Stats() Stats {
 		Sets:          c.st.sets.Load(),
 		Deletes:       c.st.deletes.Load(),
 		DecodeErrors:  c.st.decodeErrors.Load(),
-		Invalidations: InvalidationStats{Local: c.st.invLocal.Load(), Tracking: c.st.invTracking.Load(), Remote: c.st.invRemote.Load()},
+		Invalidations: InvalidationStats{Local: c.st.invLocal.Load(), Tracking: c.st.invTracking.Load(), Remote: c.st.invRemote.Load(), Keyspace: c.st.invKeyspace.Load()},
 		Flushes:       c.st.flushes.Load(),
 		BreakerOpens:  c.breaker.opens.Load(),
 		PublishErrors: c.st.publishErrors.Load(),
