@@ -165,6 +165,15 @@ func (c *Cache) connect(ctx context.Context) error {
 		opt.ClientName = "tiercache"
 	}
 	c.db = opt.SelectDB
+	// rueidis's defaults (5 s to dial, 10 s without a reply before a connection is given
+	// up) suit a database; a cache should notice a dead server sooner. Our own per-call
+	// deadline bounds each call either way; these bound how long a broken connection lives.
+	if opt.Dialer.Timeout == 0 {
+		opt.Dialer.Timeout = max(10*o.Timeout, time.Second)
+	}
+	if opt.ConnWriteTimeout == 0 {
+		opt.ConnWriteTimeout = max(10*o.Timeout, time.Second)
+	}
 	c.mode = o.Invalidation
 	if opt.AlwaysRESP2 || opt.DisableCache {
 		if c.mode == Tracking {

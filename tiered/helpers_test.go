@@ -2,6 +2,8 @@ package tiered_test
 
 import (
 	"context"
+	"encoding/json"
+	"os"
 	"testing"
 	"time"
 
@@ -49,4 +51,21 @@ func redisKey(t testing.TB, g redisKeyer, key string) string {
 	k, err := g.RedisKey(context.Background(), key)
 	require.NoError(t, err)
 	return k
+}
+
+// reliability appends a result line for RELIABILITY.md when RELIABILITY_OUT names a file
+// (see internal/cmd/reliability).
+func reliability(t testing.TB, name string, figures map[string]any) {
+	t.Helper()
+	out := os.Getenv("RELIABILITY_OUT")
+	if out == "" {
+		return
+	}
+	line, err := json.Marshal(map[string]any{"test": name, "figures": figures})
+	require.NoError(t, err)
+	f, err := os.OpenFile(out, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	require.NoError(t, err)
+	defer f.Close()
+	_, err = f.Write(append(line, '\n'))
+	require.NoError(t, err)
 }

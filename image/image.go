@@ -1,0 +1,254 @@
+package image
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/synspirit/tiercache/tiered"
+)
+
+// Defaults of Options. Each is used when its field is left at the zero value.
+const (
+	// DefaultTTL is the L2 TTL of an image stored with ttl 0 (the original design's 24 h).
+	DefaultTTL = 24 * time.Hour
+	// DefaultMaxImageBytes is the largest image Set accepts and the proxy fetches.
+	DefaultMaxImageBytes = 10 << 20
+	// DefaultL1MaxEntryBytes is the largest encoded image kept in the in-process L1.
+	DefaultL1MaxEntryBytes = 256 << 10
+	// maxTTLGroups bounds the per-TTL groups a Cache creates (see Cache.group).
+	maxTTLGroups = 64
+)
+
+// GroupName is the tiered group that holds images: their Redis keys are
+// <KeyPrefix>img:<hex SHA-256 of the url>.
+const GroupName = "img"
+
+// Sentinel errors of the package, matched with errors.Is. Misses are tiered.ErrNotFound and
+// an unreachable Redis tiered.ErrUnavailable, as for every tiered entry.
+var (
+	// ErrTooLarge is returned by Set for an image larger than Options.MaxImageBytes.
+	ErrTooLarge = errors.New("image: image too large")
+	// ErrInvalidOptions wraps every error caused by bad Options or ProxyOptions.
+	ErrInvalidOptions = errors.New("image: invalid options")
+)
+
+// Options configure a Cache. The zero value uses the defaults.
+type Options struct {
+	// DefaultTTL is the L2 TTL of images stored with ttl 0. Default DefaultTTL.
+	DefaultTTL time.Duration
+	// MaxImageBytes is the largest image Set accepts (and the proxy fetches). Default
+	// DefaultMaxImageBytes.
+	MaxImageBytes int64
+	// L1MaxEntryBytes keeps images whose encoded size (the bytes plus the URL, content type
+	// and ETag, a few hundred bytes) exceeds it out of the in-process L1: they are served
+	// from Redis, so a few big images cannot push out many small ones. Default
+	// DefaultL1MaxEntryBytes.
+	L1MaxEntryBytes int64
+}
+
+func (o Options) withDefaults() (Options, error) {
+	var errs []error
+	if o.DefaultTTL < 0 {
+		errs = append(errs, fmt.Errorf("negative DefaultTTL %v", o.DefaultTTL))
+	} else if o.DefaultTTL == 0 {
+		o.DefaultTTL = DefaultTTL
+	}
+	if o.MaxImageBytes < 0 {
+		errs = append(errs, fmt.Errorf("negative MaxImageBytes %d", o.MaxImageBytes))
+	} else if o.MaxImageBytes == 0 {
+		o.MaxImageBytes = DefaultMaxImageBytes
+	}
+	if o.L1MaxEntryBytes < 0 {
+		errs = append(errs, fmt.Errorf("negative L1MaxEntryBytes %d", o.L1MaxEntryBytes))
+	} else if o.L1MaxEntryBytes == 0 {
+		o.L1MaxEntryBytes = DefaultL1MaxEntryBytes
+	}
+	if len(errs) > 0 {
+		return o, fmt.Errorf("%w: %w", ErrInvalidOptions, errors.Join(errs...))
+	}
+	return o, nil
+}
+
+// Image is a cached image. Get returns a copy: the caller may change Data.
+type Image struct {
+	Data        []byte
+	ContentType string
+	ETag        string // strong: `"` + hex of SHA-256(Data)[:16] + `"`
+	Size        int    // len(Data)
+	StoredAt    time.Time
+	ExpiresAt   time.Time // when the L2 entry expires
+}
+
+// Cache is the image blob cache: the original design's image cache, over a tiered.Cache.
+// It is safe for concurrent use and holds no goroutines: closing the tiered.Cache is enough.
+type Cache struct {
+	c    *tiered.Cache
+	opts Options
+	err  error // bad Options or a nil *tiered.Cache: every call returns it
+
+	def *tiered.Group[*entry] // DefaultTTL: every read goes through it
+
+	mu     sync.Mutex                              // protects groups
+	groups map[time.Duration]*tiered.Group[*entry] // by TTL, created on first Set with that TTL
+}
+
+// New returns an image cache over c. Bad options do not panic: every call returns an error
+// matching ErrInvalidOptions.
+func New(c *tiered.Cache, opts Options) *Cache {
+	o, err := opts.withDefaults()
+	ic := &Cache{c: c, opts: o, err: err, groups: make(map[time.Duration]*tiered.Group[*entry])}
+	if c == nil {
+		ic.err = fmt.Errorf("%w: nil *tiered.Cache", ErrInvalidOptions)
+		return ic
+	}
+	if ic.err == nil {
+		ic.def = ic.newGroup(o.DefaultTTL)
+		ic.groups[o.DefaultTTL] = ic.def
+	}
+	return ic
+}
+
+func (ic *Cache) newGroup(ttl time.Duration) *tiered.Group[*entry] {
+	return tiered.NewGroup[*entry](ic.c, GroupName, ttl,
+		tiered.WithCodec(entryCodec{}), tiered.WithL1MaxEntryBytes(ic.opts.L1MaxEntryBytes))
+}
+
+// group returns the group of TTL ttl, rounded to whole seconds. Their number is bounded, so
+// that callers passing arbitrary TTLs cannot grow the map without end.
+func (ic *Cache) group(ttl time.Duration) (*tiered.Group[*entry], error) {
+	if ttl == 0 || ttl == ic.opts.DefaultTTL {
+		return ic.def, nil
+	}
+	if ttl < 0 {
+		return nil, fmt.Errorf("image: negative ttl %v", ttl)
+	}
+	ttl = max(ttl.Round(time.Second), time.Second)
+	ic.mu.Lock()
+	defer ic.mu.Unlock()
+	g, ok := ic.groups[ttl]
+	if !ok {
+		if len(ic.groups) >= maxTTLGroups {
+			return nil, fmt.Errorf("image: more than %d distinct TTLs in use: use fewer", maxTTLGroups)
+		}
+		g = ic.newGroup(ttl)
+		ic.groups[ttl] = g
+	}
+	return g, nil
+}
+
+// Key is the group key of url: the hex SHA-256 of the URL.
+func Key(url string) string {
+	sum := sha256.Sum256([]byte(url))
+	return hex.EncodeToString(sum[:])
+}
+
+// RedisKey is the Redis key under which url's image is stored now: <KeyPrefix>img:<Key(url)>
+// (the group's generation follows "img" after a tiered Group.Clear).
+func (ic *Cache) RedisKey(ctx context.Context, url string) (string, error) {
+	if ic.err != nil {
+		return "", ic.err
+	}
+	return ic.def.RedisKey(ctx, Key(url))
+}
+
+// ETag returns the strong ETag the cache gives data.
+func ETag(data []byte) string {
+	sum := sha256.Sum256(data)
+	var b [2 + 32]byte
+	b[0] = '"'
+	hex.Encode(b[1:33], sum[:16])
+	b[33] = '"'
+	return string(b[:])
+}
+
+// Get returns the image stored for url: a copy. It returns an error matching
+// tiered.ErrNotFound on a miss and tiered.ErrUnavailable when Redis cannot be reached.
+func (ic *Cache) Get(ctx context.Context, url string) (Image, error) {
+	e, err := ic.get(ctx, url)
+	if err != nil {
+		return Image{}, err
+	}
+	img := e.image()
+	img.Data = append([]byte(nil), e.data...)
+	return img, nil
+}
+
+// get returns the shared entry of url, without copying: the hot path of the proxy. The
+// entry may be held by L1 and other callers: never change it.
+func (ic *Cache) get(ctx context.Context, url string) (*entry, error) {
+	if ic.err != nil {
+		return nil, ic.err
+	}
+	if url == "" {
+		return nil, errors.New("image: empty url")
+	}
+	e, err := ic.def.Get(ctx, Key(url))
+	if err != nil {
+		return nil, err
+	}
+	if e == nil || e.url != url {
+		// A hash collision, or a value copied under another key: never another URL's bytes.
+		return nil, fmt.Errorf("image: %w (stored value is for another url)", tiered.ErrNotFound)
+	}
+	return e, nil
+}
+
+// Set stores data as the image of url for ttl (0: Options.DefaultTTL), and makes every
+// instance drop what it held for url. An empty contentType is sniffed from data. Set keeps
+// no reference to data. It returns an error matching ErrTooLarge for an image larger than
+// Options.MaxImageBytes.
+func (ic *Cache) Set(ctx context.Context, url string, data []byte, contentType string, ttl time.Duration) error {
+	_, err := ic.set(ctx, url, data, contentType, ttl)
+	return err
+}
+
+// set stores an image and returns its entry, which aliases data: the proxy serves its own
+// freshly fetched buffer from it.
+func (ic *Cache) set(ctx context.Context, url string, data []byte, contentType string, ttl time.Duration) (*entry, error) {
+	if ic.err != nil {
+		return nil, ic.err
+	}
+	if url == "" {
+		return nil, errors.New("image: empty url")
+	}
+	if int64(len(data)) > ic.opts.MaxImageBytes {
+		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, len(data), ic.opts.MaxImageBytes)
+	}
+	g, err := ic.group(ttl)
+	if err != nil {
+		return nil, err
+	}
+	if contentType == "" {
+		contentType = http.DetectContentType(data)
+	}
+	now := time.Now()
+	e := &entry{
+		url:         url,
+		contentType: contentType,
+		etag:        ETag(data),
+		storedAt:    now.UnixMilli(),
+		expiresAt:   now.Add(g.TTL()).UnixMilli(),
+		data:        data, // the codec encodes a copy
+	}
+	return e, g.Set(ctx, Key(url), e)
+}
+
+// Delete removes url's image, on every instance.
+func (ic *Cache) Delete(ctx context.Context, url string) error {
+	if ic.err != nil {
+		return ic.err
+	}
+	if url == "" {
+		return errors.New("image: empty url")
+	}
+	return ic.def.Delete(ctx, Key(url))
+}
+
+// MaxImageBytes is the largest image the cache accepts.
+func (ic *Cache) MaxImageBytes() int64 { return ic.opts.MaxImageBytes }

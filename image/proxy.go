@@ -1,0 +1,430 @@
+package image
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/synspirit/tiercache/tiered"
+	"go.uber.org/zap"
+)
+
+// Defaults of ProxyOptions. Each is used when its field is left at the zero value.
+const (
+	// DefaultProxyTimeout bounds one origin fetch: connecting, redirects and the body.
+	DefaultProxyTimeout = 10 * time.Second
+	// DefaultMaxRedirects is how many redirects an origin fetch follows.
+	DefaultMaxRedirects = 3
+)
+
+// ProxyOptions configure a Proxy. AllowedHosts must be set: the zero value denies every
+// request.
+type ProxyOptions struct {
+	// AllowedHosts are the origins the proxy may fetch from: host names ("cdn.example.com"),
+	// IP addresses, or "*.example.com" for every subdomain (not the domain itself). Matching
+	// ignores case and a trailing dot; any port is allowed. An empty list denies everything.
+	AllowedHosts []string
+
+	// AllowPrivateNetworks lets the proxy connect to loopback, private, link-local and other
+	// non-public addresses. Leave it off unless the origins are on your own network: with it
+	// on, an allowed name that resolves to an internal address reaches that address.
+	AllowPrivateNetworks bool
+
+	// MaxRedirects is how many redirects a fetch follows, each checked like the first URL.
+	// Default DefaultMaxRedirects; negative: none.
+	MaxRedirects int
+
+	// Timeout bounds one origin fetch. Default DefaultProxyTimeout. It expires as 504.
+	Timeout time.Duration
+
+	// TTL is how long fetched images stay in the cache; 0: the Cache's DefaultTTL.
+	TTL time.Duration
+
+	// MaxAge is the Cache-Control max-age sent to clients; 0: the remaining life of the
+	// cached entry.
+	MaxAge time.Duration
+
+	// UserAgent is sent to origins. Default "tiercache-image-proxy".
+	UserAgent string
+
+	// Logger receives what is not returned to the client: Redis failures (debug, the proxy
+	// then works without its cache) and origin errors (debug). Default: no logging.
+	Logger *zap.Logger
+}
+
+func (o ProxyOptions) withDefaults() (ProxyOptions, error) {
+	var errs []error
+	switch {
+	case o.MaxRedirects == 0:
+		o.MaxRedirects = DefaultMaxRedirects
+	case o.MaxRedirects < 0:
+		o.MaxRedirects = 0
+	}
+	if o.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("negative Timeout %v", o.Timeout))
+	} else if o.Timeout == 0 {
+		o.Timeout = DefaultProxyTimeout
+	}
+	if o.TTL < 0 {
+		errs = append(errs, fmt.Errorf("negative TTL %v", o.TTL))
+	}
+	if o.MaxAge < 0 {
+		errs = append(errs, fmt.Errorf("negative MaxAge %v", o.MaxAge))
+	}
+	if o.UserAgent == "" {
+		o.UserAgent = "tiercache-image-proxy"
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if len(errs) > 0 {
+		return o, fmt.Errorf("%w: %w", ErrInvalidOptions, errors.Join(errs...))
+	}
+	return o, nil
+}
+
+// Proxy is the image proxy, an http.Handler for GET and HEAD ?url=<image url>[&no_cache=1].
+// It owns an HTTP transport and the origin fetches in flight: Close it when done.
+type Proxy struct {
+	c     *Cache
+	opts  ProxyOptions
+	err   error // bad options: every request is a 500
+	log   *zap.Logger
+	hosts hostList
+
+	// addrAllowed decides which addresses may be dialled: isPublicAddr, or everything with
+	// AllowPrivateNetworks.
+	addrAllowed func(netip.Addr) bool
+	lookup      func(ctx context.Context, host string) ([]netip.Addr, error) // the resolver
+	dialer      *net.Dialer
+	transport   *http.Transport
+	client      *http.Client
+
+	closeCtx  context.Context // cancelled by Close: ends fetches in flight
+	closeFn   context.CancelFunc
+	closeOnce sync.Once
+	wg        sync.WaitGroup // fetches in flight
+
+	flightMu sync.Mutex             // protects flights and closed
+	flights  map[string]*flightCall // origin fetches in flight, by cache key
+	closed   bool
+}
+
+// flightCall is one origin fetch shared by every request for its URL.
+type flightCall struct {
+	done chan struct{} // closed when e and err are set
+	e    *entry
+	err  error
+}
+
+// NewProxy returns a proxy serving images through c. Bad options do not panic: the proxy
+// then answers every request with a 500 naming them.
+func NewProxy(c *Cache, opts ProxyOptions) *Proxy {
+	o, err := opts.withDefaults()
+	p := &Proxy{c: c, opts: o, err: err, log: o.Logger.Named("image-proxy"), flights: make(map[string]*flightCall)}
+	if hosts, herr := newHostList(o.AllowedHosts); herr != nil {
+		p.err = errors.Join(p.err, fmt.Errorf("%w: %w", ErrInvalidOptions, herr))
+	} else {
+		p.hosts = hosts
+	}
+	if c == nil {
+		p.err = errors.Join(p.err, fmt.Errorf("%w: nil *Cache", ErrInvalidOptions))
+	} else if c.err != nil {
+		p.err = errors.Join(p.err, c.err)
+	}
+	p.addrAllowed = isPublicAddr
+	if o.AllowPrivateNetworks {
+		p.addrAllowed = func(netip.Addr) bool { return true }
+	}
+	p.closeCtx, p.closeFn = context.WithCancel(context.Background())
+	p.lookup = func(ctx context.Context, host string) ([]netip.Addr, error) {
+		return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	}
+	p.dialer = &net.Dialer{Timeout: o.Timeout, KeepAlive: 30 * time.Second, Control: p.control}
+	p.transport = &http.Transport{
+		Proxy:                  nil, // an environment proxy would be the address dialled
+		DialContext:            p.dialContext,
+		ForceAttemptHTTP2:      true,
+		MaxIdleConns:           100,
+		MaxIdleConnsPerHost:    16,
+		IdleConnTimeout:        90 * time.Second,
+		TLSHandshakeTimeout:    o.Timeout,
+		ResponseHeaderTimeout:  o.Timeout,
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: 64 << 10,
+	}
+	p.client = &http.Client{Transport: p.transport, CheckRedirect: p.checkRedirect}
+	return p
+}
+
+// Close stops the fetches in flight, waits for them, and closes idle origin connections.
+// It is idempotent. Requests after Close are answered 503.
+func (p *Proxy) Close() error {
+	p.closeOnce.Do(func() {
+		p.flightMu.Lock()
+		p.closed = true
+		p.flightMu.Unlock()
+		p.closeFn()
+		p.wg.Wait()
+		p.transport.CloseIdleConnections()
+	})
+	return nil
+}
+
+func (p *Proxy) checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) > p.opts.MaxRedirects {
+		return &originError{reason: fmt.Sprintf("more than %d redirects", p.opts.MaxRedirects)}
+	}
+	return p.checkURL(req.URL)
+}
+
+// ServeHTTP implements http.Handler.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		fail(w, http.StatusMethodNotAllowed, "image proxy: method "+r.Method+" not allowed: use GET or HEAD")
+		return
+	}
+	if p.err != nil {
+		fail(w, http.StatusInternalServerError, "image proxy: misconfigured: "+p.err.Error())
+		return
+	}
+	q := r.URL.Query()
+	raw := q.Get("url")
+	if raw == "" {
+		fail(w, http.StatusBadRequest, "image proxy: missing url parameter")
+		return
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		fail(w, http.StatusBadRequest, "image proxy: url does not parse")
+		return
+	}
+	if err := p.checkURL(u); err != nil {
+		p.fail(w, r, err)
+		return
+	}
+	u.Fragment, u.RawFragment = "", ""
+	key := u.String()
+
+	var e *entry
+	if noCache := q.Get("no_cache"); noCache != "1" && noCache != "true" {
+		e, err = p.c.get(r.Context(), key)
+		if err != nil && !errors.Is(err, tiered.ErrNotFound) {
+			p.log.Debug("cache read failed: fetching from the origin", zap.String("url", key), zap.Error(err))
+		}
+	}
+	if e == nil {
+		if e, err = p.fetchShared(r.Context(), u, key); err != nil {
+			p.fail(w, r, err)
+			return
+		}
+	}
+	p.serve(w, r, e)
+}
+
+// serve writes e. It never copies e.data: entries are immutable.
+func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, e *entry) {
+	maxAge := p.opts.MaxAge
+	if maxAge == 0 {
+		maxAge = max(time.Until(time.UnixMilli(e.expiresAt)), 0)
+	}
+	h := w.Header()
+	h["Content-Type"] = []string{e.contentType}
+	h["Etag"] = []string{e.etag}
+	h["Cache-Control"] = []string{"public, max-age=" + strconv.FormatInt(int64(maxAge/time.Second), 10)}
+	h["X-Content-Type-Options"] = []string{"nosniff"}
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(e.data))
+}
+
+// fetchShared returns the image at u, fetching it once for every concurrent caller. The
+// fetch runs on its own (bounded by the proxy's Timeout, ended by Close), so a caller that
+// goes away does not cancel it for the others, and its result still fills the cache.
+func (p *Proxy) fetchShared(ctx context.Context, u *url.URL, key string) (*entry, error) {
+	p.flightMu.Lock()
+	if p.closed {
+		p.flightMu.Unlock()
+		return nil, errProxyClosed
+	}
+	call, ok := p.flights[key]
+	if !ok {
+		call = &flightCall{done: make(chan struct{})}
+		p.flights[key] = call
+		p.wg.Add(1)
+		go p.runFetch(call, u, key)
+	}
+	p.flightMu.Unlock()
+	select {
+	case <-call.done:
+		return call.e, call.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (p *Proxy) runFetch(call *flightCall, u *url.URL, key string) {
+	defer p.wg.Done()
+	defer func() {
+		if r := recover(); r != nil {
+			call.e, call.err = nil, fmt.Errorf("image proxy: panic in origin fetch: %v", r)
+		}
+		p.flightMu.Lock()
+		delete(p.flights, key)
+		p.flightMu.Unlock()
+		close(call.done)
+	}()
+	call.e, call.err = p.fetch(u, key)
+}
+
+var errProxyClosed = errors.New("image: proxy closed")
+
+// originError is a failed origin fetch: 502.
+type originError struct{ reason string }
+
+func (e *originError) Error() string { return "image proxy: origin failed: " + e.reason }
+
+// statusError carries its own status: 413 and 415.
+type statusError struct {
+	status int
+	msg    string
+}
+
+func (e *statusError) Error() string { return e.msg }
+
+// fetch gets u from the origin, checks that it is an image, and stores it.
+func (p *Proxy) fetch(u *url.URL, key string) (*entry, error) {
+	ctx, cancel := context.WithTimeout(p.closeCtx, p.opts.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, &badURLError{reason: "url cannot be requested"}
+	}
+	req.Header.Set("Accept", "image/*")
+	req.Header.Set("User-Agent", p.opts.UserAgent)
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNonAuthoritativeInfo {
+		return nil, &originError{reason: "status " + resp.Status}
+	}
+	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if err := acceptableType(mt, "origin Content-Type"); err != nil {
+		return nil, err
+	}
+	limit := p.c.MaxImageBytes()
+	if resp.ContentLength > limit {
+		return nil, tooLarge(limit)
+	}
+	var buf bytes.Buffer
+	if resp.ContentLength > 0 {
+		buf.Grow(int(resp.ContentLength))
+	}
+	if _, err := buf.ReadFrom(io.LimitReader(resp.Body, limit+1)); err != nil {
+		return nil, err
+	}
+	if int64(buf.Len()) > limit {
+		return nil, tooLarge(limit)
+	}
+	data := buf.Bytes()
+	sniffed := http.DetectContentType(data)
+	if err := acceptableType(sniffed, "content (sniffed)"); err != nil {
+		return nil, err
+	}
+	e, err := p.c.set(context.WithoutCancel(ctx), key, data, sniffed, p.opts.TTL)
+	if err != nil {
+		p.log.Debug("fetched image not cached", zap.String("url", key), zap.Error(err))
+		if e == nil {
+			now := time.Now()
+			e = &entry{url: key, contentType: sniffed, etag: ETag(data), storedAt: now.UnixMilli(),
+				expiresAt: now.Add(p.opts.TTL).UnixMilli(), data: data}
+		}
+	}
+	return e, nil
+}
+
+// acceptableType accepts image/* media types except SVG, which can carry script.
+func acceptableType(mediaType, what string) error {
+	mt, _, _ := strings.Cut(mediaType, ";")
+	mt = strings.TrimSpace(strings.ToLower(mt))
+	switch {
+	case mt == "image/svg+xml":
+		return &statusError{http.StatusUnsupportedMediaType, "image proxy: SVG images are refused (they can carry script)"}
+	case !strings.HasPrefix(mt, "image/"):
+		if mt == "" {
+			mt = "none"
+		}
+		return &statusError{http.StatusUnsupportedMediaType, fmt.Sprintf("image proxy: not an image: %s is %s", what, mt)}
+	}
+	return nil
+}
+
+func tooLarge(limit int64) error {
+	return &statusError{http.StatusRequestEntityTooLarge, fmt.Sprintf("image proxy: image larger than %d bytes", limit)}
+}
+
+// fail answers err: the guard's refusals 403, bad URLs 400, timeouts 504, other origin
+// failures 502.
+func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var (
+		se *statusError
+		be *blockedError
+		ue *badURLError
+		oe *originError
+	)
+	switch {
+	case errors.As(err, &be):
+		fail(w, http.StatusForbidden, be.Error())
+	case errors.As(err, &ue):
+		fail(w, http.StatusBadRequest, ue.Error())
+	case errors.As(err, &se):
+		fail(w, se.status, se.msg)
+	case errors.As(err, &oe):
+		fail(w, http.StatusBadGateway, oe.Error())
+	case errors.Is(err, errProxyClosed):
+		fail(w, http.StatusServiceUnavailable, "image proxy: shutting down")
+	case r.Context().Err() != nil:
+		// The client went away: nobody reads the answer.
+		fail(w, http.StatusServiceUnavailable, "image proxy: request cancelled")
+	case isTimeout(err):
+		fail(w, http.StatusGatewayTimeout, "image proxy: origin timed out")
+	default:
+		p.log.Debug("origin fetch failed", zap.Error(err))
+		fail(w, http.StatusBadGateway, "image proxy: origin failed: "+originReason(err))
+	}
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// originReason is err without the URL that url.Error repeats.
+func originReason(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err.Error()
+	}
+	return err.Error()
+}
+
+// fail writes a plain-text error that no one caches.
+func fail(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Cache-Control", "no-store")
+	http.Error(w, msg, status)
+}

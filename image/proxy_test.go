@@ -1,0 +1,355 @@
+package image
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Proxying tests run with AllowPrivateNetworks: their origins are on loopback. The guard is
+// tested with it off in guard_test.go.
+
+func servePNG(body []byte) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "image/png")
+		_, _ = w.Write(body)
+	}
+}
+
+func openProxy(t *testing.T, e *env, opts ProxyOptions) *Proxy {
+	t.Helper()
+	opts.AllowPrivateNetworks = true
+	if opts.AllowedHosts == nil {
+		opts.AllowedHosts = []string{"127.0.0.1"}
+	}
+	return newProxy(t, e.ic, opts)
+}
+
+func TestProxyServesAndCaches(t *testing.T) {
+	e := newCacheEnv(t, Options{})
+	body := pngBytes(5000, 'p')
+	o := newOrigin(t, servePNG(body))
+	p := openProxy(t, e, ProxyOptions{})
+	u := o.URL + "/a.png"
+
+	for i := 0; i < 3; i++ {
+		rec := get(t, p, u)
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		assert.Equal(t, body, rec.Body.Bytes())
+		h := rec.Header()
+		assert.Equal(t, "image/png", h.Get("Content-Type"))
+		assert.Equal(t, "5000", h.Get("Content-Length"))
+		assert.Equal(t, ETag(body), h.Get("ETag"))
+		assert.True(t, strings.HasPrefix(h.Get("ETag"), `"`), "strong etag")
+		assert.Equal(t, "nosniff", h.Get("X-Content-Type-Options"))
+		cc := h.Get("Cache-Control")
+		require.True(t, strings.HasPrefix(cc, "public, max-age="), cc)
+		age, err := strconv.Atoi(strings.TrimPrefix(cc, "public, max-age="))
+		require.NoError(t, err)
+		assert.InDelta(t, DefaultTTL.Seconds(), age, 5)
+	}
+	assert.EqualValues(t, 1, o.requests.Load())
+	img, err := e.ic.Get(context.Background(), u)
+	require.NoError(t, err)
+	assert.Equal(t, body, img.Data)
+}
+
+func TestProxyConfiguredMaxAgeAndTTL(t *testing.T) {
+	e := newCacheEnv(t, Options{})
+	o := newOrigin(t, servePNG(pngBytes(100, 1)))
+	p := openProxy(t, e, ProxyOptions{MaxAge: time.Minute, TTL: time.Hour})
+	rec := get(t, p, o.URL+"/a.png")
+	require.Equal(t, http.StatusOK, rec.Code)
+	assert.Equal(t, "public, max-age=60", rec.Header().Get("Cache-Control"))
+	ttl, err := e.s.Do("PTTL", redisKey(t, e.ic, o.URL+"/a.png")).AsInt64()
+	require.NoError(t, err)
+	assert.InDelta(t, time.Hour.Milliseconds(), ttl, 5000)
+}
+
+func TestProxyConditionalRangeHead(t *testing.T) {
+	e := newCacheEnv(t, Options{})
+	body := pngBytes(1000, 'r')
+	o := newOrigin(t, servePNG(body))
+	p := openProxy(t, e, ProxyOptions{})
+	u := o.URL + "/a.png"
+	require.Equal(t, http.StatusOK, get(t, p, u).Code)
+
+	rec := get(t, p, u, "If-None-Match", ETag(body))
+	assert.Equal(t, http.StatusNotModified, rec.Code)
+	assert.Empty(t, rec.Body.Bytes())
+	assert.Equal(t, ETag(body), rec.Header().Get("ETag"))
+
+	rec = get(t, p, u, "If-None-Match", `"other"`)
+	assert.Equal(t, http.StatusOK, rec.Code)
+
+	rec = get(t, p, u, "Range", "bytes=10-19")
+	assert.Equal(t, http.StatusPartialContent, rec.Code)
+	assert.Equal(t, body[10:20], rec.Body.Bytes())
+	assert.Equal(t, "bytes 10-19/1000", rec.Header().Get("Content-Range"))
+
+	rec = do(t, p, http.MethodHead, "/img?url="+url.QueryEscape(u))
+	assert.Equal(t, http.StatusOK, rec.Code)
+	assert.Empty(t, rec.Body.Bytes())
+	assert.Equal(t, "1000", rec.Header().Get("Content-Length"))
+	assert.Equal(t, "image/png", rec.Header().Get("Content-Type"))
+}
+
+func assertPlainError(t *testing.T, rec interface {
+	Result() *http.Response
+}, status int, contains string) {
+	t.Helper()
+	res := rec.Result()
+	body := new(bytes.Buffer)
+	_, _ = body.ReadFrom(res.Body)
+	assert.Equal(t, status, res.StatusCode, body.String())
+	assert.Equal(t, "text/plain; charset=utf-8", res.Header.Get("Content-Type"))
+	assert.Equal(t, "no-store", res.Header.Get("Cache-Control"))
+	assert.Contains(t, body.String(), contains)
+}
+
+func TestProxyRequestErrors(t *testing.T) {
+	e := newCacheEnv(t, Options{})
+	p := openProxy(t, e, ProxyOptions{})
+	assertPlainError(t, do(t, p, http.MethodPost, "/img?url=http://127.0.0.1/a.png"), 405, "method POST not allowed")
+	assert.Equal(t, "GET, HEAD", do(t, p, http.MethodPut, "/img").Header().Get("Allow"))
+	assertPlainError(t, do(t, p, http.MethodGet, "/img"), 400, "missing url")
+	assertPlainError(t, get(t, p, "http://%zz/"), 400, "does not parse")
+	assertPlainError(t, get(t, p, "ftp://127.0.0.1/a.png"), 400, "scheme")
+	assertPlainError(t, get(t, p, "file:///etc/passwd"), 400, "scheme")
+	assertPlainError(t, get(t, p, "/relative.png"), 400, "scheme")
+	assertPlainError(t, get(t, p, "http://user:pw@127.0.0.1/a.png"), 400, "user info")
+	assertPlainError(t, get(t, p, "http://1.2.3.999/a.png"), 400, "neither")
+	assertPlainError(t, get(t, p, "http://cdn.example/a.png"), 403, "not allowed")
+}
+
+func TestProxyOriginErrors(t *testing.T) {
+	e := newCacheEnv(t, Options{MaxImageBytes: 1000})
+	cases := []struct {
+		name     string
+		handler  http.HandlerFunc
+		status   int
+		contains string
+	}{
+		{"404", func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) }, 502, "status 404"},
+		{"500", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }, 502, "status 500"},
+		{"html", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			_, _ = w.Write([]byte("<html><script>alert(1)</script></html>"))
+		}, 415, "not an image"},
+		{"no content type", func(w http.ResponseWriter, r *http.Request) {
+			w.Header()["Content-Type"] = nil
+			_, _ = w.Write(pngBytes(100, 1))
+		}, 415, "not an image"},
+		{"html claiming png", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "image/png")
+			_, _ = w.Write([]byte("<html><script>alert(1)</script></html>"))
+		}, 415, "sniffed"},
+		{"svg", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "image/svg+xml")
+			_, _ = w.Write([]byte(`<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>`))
+		}, 415, "SVG"},
+		{"too large by length", servePNG(pngBytes(1001, 1)), 413, "larger than 1000"},
+		{"too large chunked", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "image/png")
+			for i := 0; i < 11; i++ {
+				_, _ = w.Write(pngBytes(100, 1))
+				w.(http.Flusher).Flush()
+			}
+		}, 413, "larger than 1000"},
+		{"too many redirects", func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "/loop", http.StatusFound)
+		}, 502, "more than 3 redirects"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			o := newOrigin(t, c.handler)
+			p := openProxy(t, e, ProxyOptions{})
+			u := o.URL + "/" + url.PathEscape(c.name)
+			assertPlainError(t, get(t, p, u), c.status, c.contains)
+			_, err := e.ic.Get(context.Background(), u)
+			assert.Error(t, err, "an error was cached")
+		})
+	}
+	t.Run("unreachable", func(t *testing.T) {
+		o := newOrigin(t, servePNG(pngBytes(10, 1)))
+		o.Close()
+		p := openProxy(t, e, ProxyOptions{})
+		assertPlainError(t, get(t, p, o.URL+"/a.png"), 502, "origin failed")
+	})
+	t.Run("timeout", func(t *testing.T) {
+		release := make(chan struct{})
+		o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		})
+		defer close(release)
+		p := openProxy(t, e, ProxyOptions{Timeout: 200 * time.Millisecond})
+		assertPlainError(t, get(t, p, o.URL+"/slow.png"), 504, "timed out")
+	})
+	t.Run("slow body", func(t *testing.T) {
+		release := make(chan struct{})
+		o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "image/png")
+			_, _ = w.Write(pngBytes(10, 1))
+			w.(http.Flusher).Flush()
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		})
+		defer close(release)
+		p := openProxy(t, e, ProxyOptions{Timeout: 200 * time.Millisecond})
+		assertPlainError(t, get(t, p, o.URL+"/slow.png"), 504, "timed out")
+	})
+}
+
+func TestProxyErrorsAreNotCached(t *testing.T) {
+	e := newCacheEnv(t, Options{})
+	var fail atomic.Bool
+	fail.Store(true)
+	body := pngBytes(100, 'x')
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		if fail.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		servePNG(body)(w, r)
+	})
+	p := openProxy(t, e, ProxyOptions{})
+	assert.Equal(t, http.StatusBadGateway, get(t, p, o.URL+"/a.png").Code)
+	fail.Store(false)
+	rec := get(t, p, o.URL+"/a.png")
+	assert.Equal(t, http.StatusOK, rec.Code)
+	assert.Equal(t, body, rec.Body.Bytes())
+}
+
+func TestProxyNoCacheRefreshes(t *testing.T) {
+	e := newCacheEnv(t, Options{})
+	var version atomic.Int32
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		servePNG(pngBytes(100, byte('a'+version.Load())))(w, r)
+	})
+	p := openProxy(t, e, ProxyOptions{})
+	u := o.URL + "/a.png"
+	assert.Equal(t, pngBytes(100, 'a'), get(t, p, u).Body.Bytes())
+	version.Store(1)
+	assert.Equal(t, pngBytes(100, 'a'), get(t, p, u).Body.Bytes(), "served from the cache")
+	rec := do(t, p, http.MethodGet, "/img?no_cache=1&url="+url.QueryEscape(u))
+	assert.Equal(t, pngBytes(100, 'b'), rec.Body.Bytes())
+	assert.Equal(t, pngBytes(100, 'b'), get(t, p, u).Body.Bytes(), "the cache was refreshed")
+	assert.EqualValues(t, 2, o.requests.Load())
+}
+
+func TestProxyConcurrentMissesFetchOnce(t *testing.T) {
+	e := newCacheEnv(t, Options{})
+	body := pngBytes(20000, 'c')
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(200 * time.Millisecond)
+		servePNG(body)(w, r)
+	})
+	p := openProxy(t, e, ProxyOptions{})
+	var wg sync.WaitGroup
+	codes := make([]int, 100)
+	for i := range codes {
+		wg.Go(func() {
+			rec := get(t, p, o.URL+"/a.png")
+			codes[i] = rec.Code
+			if !bytes.Equal(rec.Body.Bytes(), body) {
+				t.Errorf("request %d: wrong body", i)
+			}
+		})
+	}
+	wg.Wait()
+	for i, c := range codes {
+		assert.Equal(t, http.StatusOK, c, "request %d", i)
+	}
+	assert.EqualValues(t, 1, o.requests.Load())
+}
+
+func TestProxyFollowsAllowedRedirect(t *testing.T) {
+	e := newCacheEnv(t, Options{})
+	body := pngBytes(100, 'd')
+	final := newOrigin(t, servePNG(body))
+	first := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, final.URL+"/final.png", http.StatusMovedPermanently)
+	})
+	p := openProxy(t, e, ProxyOptions{})
+	rec := get(t, p, first.URL+"/a.png")
+	assert.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	assert.Equal(t, body, rec.Body.Bytes())
+
+	p = openProxy(t, e, ProxyOptions{MaxRedirects: -1})
+	assertPlainError(t, get(t, p, first.URL+"/b.png"), 502, "more than 0 redirects")
+}
+
+func TestProxyWorksWithRedisDown(t *testing.T) {
+	e := newCacheEnv(t, Options{})
+	body := pngBytes(100, 'e')
+	o := newOrigin(t, servePNG(body))
+	p := openProxy(t, e, ProxyOptions{})
+	e.s.Stop()
+	for i := 0; i < 3; i++ {
+		rec := get(t, p, o.URL+"/a.png")
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		assert.Equal(t, body, rec.Body.Bytes())
+		assert.Equal(t, ETag(body), rec.Header().Get("ETag"))
+	}
+	assert.EqualValues(t, 3, o.requests.Load())
+}
+
+func TestProxyServesSetImagesAndChecksAllowList(t *testing.T) {
+	e := newCacheEnv(t, Options{})
+	body := pngBytes(100, 'f')
+	require.NoError(t, e.ic.Set(context.Background(), "http://127.0.0.1:1/set.png", body, "image/png", 0))
+	p := openProxy(t, e, ProxyOptions{})
+	rec := get(t, p, "http://127.0.0.1:1/set.png")
+	assert.Equal(t, http.StatusOK, rec.Code)
+	assert.Equal(t, body, rec.Body.Bytes())
+	p = openProxy(t, e, ProxyOptions{AllowedHosts: []string{"cdn.example"}})
+	assert.Equal(t, http.StatusForbidden, get(t, p, "http://127.0.0.1:1/set.png").Code)
+}
+
+func TestProxyBadOptionsAndClose(t *testing.T) {
+	e := newCacheEnv(t, Options{})
+	for _, opts := range []ProxyOptions{
+		{AllowedHosts: []string{"a/b"}},
+		{AllowedHosts: []string{"a"}, Timeout: -1},
+		{AllowedHosts: []string{"a"}, TTL: -1},
+	} {
+		assertPlainError(t, get(t, newProxy(t, e.ic, opts), "http://a/x.png"), 500, "misconfigured")
+	}
+	assertPlainError(t, get(t, newProxy(t, nil, ProxyOptions{AllowedHosts: []string{"a"}}), "http://a/x.png"), 500, "misconfigured")
+
+	o := newOrigin(t, servePNG(pngBytes(10, 1)))
+	p := openProxy(t, e, ProxyOptions{})
+	require.NoError(t, p.Close())
+	require.NoError(t, p.Close())
+	assertPlainError(t, get(t, p, o.URL+"/a.png"), 503, "shutting down")
+}
+
+func TestProxyCloseEndsFetchInFlight(t *testing.T) {
+	e := newCacheEnv(t, Options{})
+	started := make(chan struct{})
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		<-r.Context().Done()
+	})
+	p := openProxy(t, e, ProxyOptions{})
+	done := make(chan int)
+	go func() { done <- get(t, p, o.URL+"/a.png").Code }()
+	<-started
+	require.NoError(t, p.Close())
+	assert.Equal(t, http.StatusBadGateway, <-done)
+}
