@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -290,4 +292,35 @@ func TestCorruptValueIsAMissLoggedAndCounted(t *testing.T) {
 	_, err := g.Get(ctx, "list")
 	require.Error(t, err, "WRONGTYPE is an error, not a panic")
 	require.NotErrorIs(t, err, tiered.ErrUnavailable)
+}
+
+func TestBadInput(t *testing.T) {
+	s := redistest.Start(t)
+	c := newCache(t, s)
+	ctx := context.Background()
+	g := tiered.NewGroup[string](c, "g", time.Minute)
+
+	// Keys are binary-safe: control characters, spaces and non-UTF-8 bytes round-trip.
+	for _, key := range []string{"a\x00b", "line\nbreak", "tab\t", "\xff\xfe", "sp ace", "ключ"} {
+		require.NoError(t, g.Set(ctx, key, "v:"+strconv.Quote(key)))
+		v, err := g.Get(ctx, key)
+		require.NoError(t, err)
+		require.Equal(t, "v:"+strconv.Quote(key), v)
+	}
+	// A large value (8 MiB) is stored and read whole.
+	big := strings.Repeat("x", 8<<20)
+	require.NoError(t, g.Set(ctx, "big", big))
+	v, err := g.Get(ctx, "big")
+	require.NoError(t, err)
+	require.Len(t, v, len(big))
+
+	// Bad group names and values give errors, not panics.
+	for _, name := range []string{"", "a b", "x\ny", "a@b"} {
+		_, err := tiered.NewGroup[int](c, name, time.Minute).Get(ctx, "k")
+		require.Error(t, err, "group name %q", name)
+	}
+	_, err = tiered.NewGroup[int](c, "neg", -time.Second).Get(ctx, "k")
+	require.Error(t, err)
+	require.Error(t, tiered.NewGroup[func()](c, "fn", time.Minute).Set(ctx, "k", func() {}), "unencodable value")
+	require.Error(t, tiered.NewGroup[int](c, "raw", time.Minute, tiered.WithCodec(tiered.Raw{})).Set(ctx, "k", 1))
 }

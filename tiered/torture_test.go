@@ -237,6 +237,10 @@ func torture(t *testing.T, mode tiered.InvalidationMode) {
 		mode, ops.Load(), instances, reads.Load(), hits, seq.Load(), loads.Load(), foreign.Load(), killed)
 	t.Logf("%s: stale reads during the run: %d; staleness window p50 %v, p99 %v, max %v; stale reads after %v quiescence: %d",
 		mode, staleReads.Load(), pct(0.50), pct(0.99), pct(1), quiescence, stale)
+	reliability(t, "torture-"+mode.String(), map[string]any{"ops": ops.Load(), "instances": instances, "reads": reads.Load(),
+		"logged_writes": seq.Load(), "loads": loads.Load(), "foreign_writes": foreign.Load(), "connections_killed": killed,
+		"stale_during_run": staleReads.Load(), "window_p50_us": pct(0.50).Microseconds(), "window_p99_us": pct(0.99).Microseconds(),
+		"window_max_us": pct(1).Microseconds(), "quiescence_ms": quiescence.Milliseconds(), "stale_after_quiescence": stale})
 	require.Positive(t, killed)
 	require.Zero(t, stale)
 }
