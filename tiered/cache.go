@@ -54,6 +54,7 @@ type counters struct {
 	invLocal, invTracking, invRemote atomic.Uint64
 	invKeyspace                      atomic.Uint64
 	flushes, publishErrors           atomic.Uint64
+	failSafeServed                   atomic.Uint64
 }
 
 // New connects to Redis and returns a Cache. It fails on bad Options (ErrInvalidOptions),
@@ -112,6 +113,7 @@ func New(ctx context.Context, opts Options) (*Cache, error) {
 		ttlCap = DefaultBusOnlyL1TTL
 	}
 	c.l1.ttlCap = ttlCap
+	c.l1.maxStale = o.FailSafeMaxStale
 	c.log.Info("cache ready", zap.Stringer("invalidation", c.mode), zap.String("key_prefix", o.KeyPrefix),
 		zap.Int64("l1_max_bytes", o.L1MaxBytes), zap.Bool("l1", !o.DisableL1), zap.Duration("l1_ttl_cap", ttlCap))
 	return c, nil

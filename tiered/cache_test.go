@@ -296,7 +296,7 @@ func TestCorruptValueIsAMissLoggedAndCounted(t *testing.T) {
 
 func TestBadInput(t *testing.T) {
 	s := redistest.Start(t)
-	c := newCache(t, s)
+	c := newCache(t, s, func(o *tiered.Options) { o.Timeout = 10 * time.Second }) // big values on a busy machine
 	ctx := context.Background()
 	g := tiered.NewGroup[string](c, "g", time.Minute)
 

@@ -36,6 +36,7 @@ type groupCore struct {
 	l1MaxEntry int64
 	genKey     string                     // <KeyPrefix>tiercache:gen:<name>
 	state      atomic.Pointer[groupState] // the current generation, or a stale marker
+	lastKnown  atomic.Pointer[groupState] // the last generation read, for fail-safe without Redis
 	err        error                      // a bad name or option: every call returns it
 }
 
@@ -180,6 +181,7 @@ func (g *groupCore) resolve(ctx context.Context) (*groupState, error) {
 	}
 	st := newGroupState(g.c.opts.KeyPrefix, g.name, gen)
 	g.state.CompareAndSwap(cur, st) // lost to an invalidation: use st once, re-read next time
+	g.lastKnown.Store(st)
 	return st, nil
 }
 
@@ -237,6 +239,9 @@ func (g *Group[T]) Get(ctx context.Context, key string) (T, error) {
 	return v.(T), nil
 }
 
+// l2TTL is how long Redis keeps a value: its TTL plus the fail-safe margin.
+func (g *groupCore) l2TTL() time.Duration { return g.ttl + g.c.opts.FailSafeMaxStale }
+
 // fetch reads key from Redis and fills L1. A value that cannot be decoded is a miss.
 func (g *Group[T]) fetch(ctx context.Context, st *groupState, key string, h uint64) (any, error) {
 	s := g.c.l1.snapshot(h)
@@ -261,11 +266,21 @@ func (g *Group[T]) fetch(ctx context.Context, st *groupState, key string, h uint
 	if env.expiryMs > 0 {
 		ttl = time.Until(time.UnixMilli(env.expiryMs))
 	}
+	if ttl <= 0 {
+		// Past its TTL: a miss. Within the fail-safe bound, with the value as a last resort.
+		if -ttl < g.c.opts.FailSafeMaxStale {
+			return v, errStale
+		}
+		return nil, fmt.Errorf("tiered: %w (expired)", ErrNotFound)
+	}
 	if g.useL1 && (g.l1MaxEntry == 0 || int64(len(env.payload)) <= g.l1MaxEntry) {
 		g.c.l1.fill(h, s, &g.groupCore, key, v, int64(len(env.payload)), ttl)
 	}
 	return v, nil
 }
+
+// errStale is fetch's answer for a value past its TTL (kept in Redis for fail-safe).
+var errStale = fmt.Errorf("tiered: %w (stale)", ErrNotFound)
 
 // Set stores v under key in Redis with the group's TTL, and makes every instance drop what
 // it held for key. After Set returns, Get on this instance returns v (or something newer).
@@ -301,7 +316,7 @@ func (g *Group[T]) encode(v T) ([]byte, error) {
 func (g *Group[T]) write(ctx context.Context, st *groupState, key string, env []byte) error {
 	h, full := st.hash(key), st.base+key
 	g.c.l1.invalidate(h)
-	err := g.c.l2Set(ctx, full, env, g.ttl)
+	err := g.c.l2Set(ctx, full, env, g.l2TTL())
 	g.c.l1.invalidate(h)
 	g.c.st.invLocal.Add(1)
 	g.c.st.sets.Add(1)
@@ -361,7 +376,7 @@ func (g *Group[T]) GetOrLoad(ctx context.Context, key string, load func(context.
 	st, err := g.resolve(ctx)
 	if err != nil {
 		if errors.Is(err, ErrUnavailable) {
-			return load(ctx) // Redis is down: serve without the cache
+			return g.loadWithoutRedis(ctx, key, load)
 		}
 		return zero, err
 	}
@@ -378,16 +393,44 @@ func (g *Group[T]) GetOrLoad(ctx context.Context, key string, load func(context.
 	return v.(T), nil
 }
 
+// loadWithoutRedis serves a GetOrLoad while the group's generation cannot be read: from the
+// loader, else (fail-safe) from the last value this instance held.
+func (g *Group[T]) loadWithoutRedis(ctx context.Context, key string, load func(context.Context) (T, error)) (T, error) {
+	v, err := load(ctx)
+	if err == nil {
+		return v, nil
+	}
+	if st := g.lastKnown.Load(); st != nil {
+		if sv, ok := g.c.l1.getStale(st.hash(key), &g.groupCore, key); ok {
+			g.c.st.failSafeServed.Add(1)
+			g.c.log.Warn("redis and loader failed: serving a stale value (fail-safe)", zap.String("group", g.name), zap.Error(err))
+			return sv.(T), nil
+		}
+	}
+	return v, err
+}
+
 func (g *Group[T]) load(ctx context.Context, st *groupState, key string, h uint64, load func(context.Context) (T, error)) (any, error) {
 	v, err := g.fetch(ctx, st, key, h)
 	if err == nil {
 		return v, nil
+	}
+	var stale any // fail-safe's last resort
+	if err == errStale {
+		stale = v
+	} else if sv, ok := g.c.l1.getStale(h, &g.groupCore, key); ok {
+		stale = sv
 	}
 	s := g.c.l1.snapshot(h)
 	g.c.st.loads.Add(1)
 	loaded, err := load(ctx)
 	if err != nil {
 		g.c.st.loadErrors.Add(1)
+		if stale != nil {
+			g.c.st.failSafeServed.Add(1)
+			g.c.log.Warn("loader failed: serving a stale value (fail-safe)", zap.String("group", g.name), zap.Error(err))
+			return stale, nil
+		}
 		return nil, err
 	}
 	env, err := g.encode(loaded)
@@ -395,7 +438,7 @@ func (g *Group[T]) load(ctx context.Context, st *groupState, key string, h uint6
 		g.c.log.Error("loaded value not cached", zap.String("group", g.name), zap.Error(err))
 		return loaded, nil
 	}
-	if err := g.c.l2Set(ctx, st.base+key, env, g.ttl); err != nil {
+	if err := g.c.l2Set(ctx, st.base+key, env, g.l2TTL()); err != nil {
 		g.c.log.Debug("loaded value not stored in redis", zap.String("key", st.base+key), zap.Error(err))
 		return loaded, nil // not confirmed by Redis: not in L1 either
 	}

@@ -38,6 +38,10 @@ type l1Entry struct {
 	gen   uint64
 	epoch uint64
 	value any
+	// freshUntil is set only with fail-safe: the entry then stays in ristretto past its
+	// freshness (until freshUntil + FailSafeMaxStale) to be served as a last resort, and
+	// lookups check freshness themselves. Zero: ristretto's TTL is the freshness.
+	freshUntil int64 // unix nanoseconds
 }
 
 // snapshot is a key's stripe generation and the epoch, taken before a Redis read or write.
@@ -55,8 +59,9 @@ type l1Shard struct {
 }
 
 type l1 struct {
-	store  *ristretto.Cache[uint64, *l1Entry] // nil when L1 is disabled
-	ttlCap time.Duration                      // set once by New, before any fill
+	store    *ristretto.Cache[uint64, *l1Entry] // nil when L1 is disabled
+	ttlCap   time.Duration                      // set once by New, before any fill
+	maxStale time.Duration                      // fail-safe bound; set once by New
 
 	epoch   atomic.Uint64
 	stripes [numStripes]atomic.Uint64
@@ -111,7 +116,8 @@ func (l *l1) get(h uint64, g *groupCore, key string) (any, bool) {
 	sh.lookups.Add(1)
 	if !l.closed.Load() {
 		if e, ok := l.store.Get(h); ok && e.group == g && e.key == key &&
-			e.epoch == l.epoch.Load() && e.gen == l.stripes[h&stripeMask].Load() {
+			e.epoch == l.epoch.Load() && e.gen == l.stripes[h&stripeMask].Load() &&
+			(e.freshUntil == 0 || time.Now().UnixNano() < e.freshUntil) {
 			sh.done.Add(1)
 			return e.value, true
 		}
@@ -134,11 +140,33 @@ func (l *l1) fill(h uint64, s snapshot, g *groupCore, key string, value any, cos
 		return
 	}
 	e := &l1Entry{group: g, key: key, gen: s.gen, epoch: s.epoch, value: value}
+	if l.maxStale > 0 {
+		e.freshUntil = time.Now().Add(ttl).UnixNano()
+		ttl += l.maxStale
+	}
 	l.fillMu.RLock()
 	if !l.closed.Load() {
 		l.store.SetWithTTL(h, e, cost+int64(len(key))+entryOverhead, ttl)
 	}
 	l.fillMu.RUnlock()
+}
+
+// getStale is the fail-safe lookup: the last value of the key this instance held, even if
+// it is no longer fresh or the L1 was flushed (Redis unreachable), provided no newer write to
+// the key is known (its stripe is unchanged) and it is at most maxStale past its freshness.
+func (l *l1) getStale(h uint64, g *groupCore, key string) (any, bool) {
+	if l.store == nil || l.maxStale == 0 || l.closed.Load() {
+		return nil, false
+	}
+	sh := &l.shards[h%numShards]
+	sh.lookups.Add(1)
+	defer sh.done.Add(1)
+	e, ok := l.store.Get(h)
+	if !ok || e.group != g || e.key != key || e.gen != l.stripes[h&stripeMask].Load() ||
+		time.Now().UnixNano() > e.freshUntil+int64(l.maxStale) {
+		return nil, false
+	}
+	return e.value, true
 }
 
 func (l *l1) stats() (hits, misses uint64) {

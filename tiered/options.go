@@ -110,6 +110,13 @@ type Options struct {
 	BreakerThreshold int
 	BreakerCooldown  time.Duration
 
+	// FailSafeMaxStale turns on stale-if-error: entries are kept in Redis and L1 this long
+	// past their TTL, and GetOrLoad serves such a stale value when the loader fails, or
+	// when both Redis and the loader do (from this instance's L1, if no newer write to the
+	// key is known). Never beyond the bound; every such answer is counted in
+	// Stats.FailSafeServed. Zero (the default) turns it off. Get never returns stale values.
+	FailSafeMaxStale time.Duration
+
 	// Invalidation selects the coherence mechanism; default Auto.
 	Invalidation InvalidationMode
 
@@ -182,6 +189,9 @@ func (o Options) withDefaults() (Options, error) {
 		bad("BreakerCooldown %v is negative", o.BreakerCooldown)
 	} else if o.BreakerCooldown == 0 {
 		o.BreakerCooldown = DefaultBreakerCooldown
+	}
+	if o.FailSafeMaxStale < 0 {
+		bad("FailSafeMaxStale %v is negative", o.FailSafeMaxStale)
 	}
 	if o.Invalidation < Auto || o.Invalidation > BusOnly {
 		bad("unknown Invalidation mode %d", int(o.Invalidation))

@@ -34,7 +34,9 @@ type Stats struct {
 	Flushes       uint64            `json:"flushes"`        // whole-L1 invalidations (lost connection, FLUSHALL, breaker, Flush)
 	BreakerOpens  uint64            `json:"breaker_opens"`  // times the breaker opened
 	PublishErrors uint64            `json:"publish_errors"` // bus messages that could not be sent
-	Bus           *bus.Stats        `json:"bus,omitempty"`  // nil without a bus
+	// FailSafeServed counts stale values served because the loader (and perhaps Redis) failed.
+	FailSafeServed uint64     `json:"fail_safe_served"`
+	Bus            *bus.Stats `json:"bus,omitempty"` // nil without a bus
 }
 
 // InvalidationStats counts key invalidations by where they came from.
@@ -62,24 +64,25 @@ func ratio(hits, misses uint64) float64 {
 func (c *Cache) Stats() Stats {
 	hits, misses := c.l1.stats()
 	return Stats{
-		Mode:          c.mode.String(),
-		Breaker:       c.breaker.State().String(),
-		L1Hits:        hits,
-		L1Misses:      misses,
-		L2Hits:        c.st.l2Hits.Load(),
-		L2Misses:      c.st.l2Misses.Load(),
-		L2Errors:      c.st.l2Errors.Load(),
-		Loads:         c.st.loads.Load(),
-		LoadErrors:    c.st.loadErrors.Load(),
-		LoadsShared:   c.flight.joined.Load(),
-		Sets:          c.st.sets.Load(),
-		Deletes:       c.st.deletes.Load(),
-		DecodeErrors:  c.st.decodeErrors.Load(),
-		Invalidations: InvalidationStats{Local: c.st.invLocal.Load(), Tracking: c.st.invTracking.Load(), Remote: c.st.invRemote.Load(), Keyspace: c.st.invKeyspace.Load()},
-		Flushes:       c.st.flushes.Load(),
-		BreakerOpens:  c.breaker.opens.Load(),
-		PublishErrors: c.st.publishErrors.Load(),
-		Bus:           c.busStats(),
+		Mode:           c.mode.String(),
+		Breaker:        c.breaker.State().String(),
+		L1Hits:         hits,
+		L1Misses:       misses,
+		L2Hits:         c.st.l2Hits.Load(),
+		L2Misses:       c.st.l2Misses.Load(),
+		L2Errors:       c.st.l2Errors.Load(),
+		Loads:          c.st.loads.Load(),
+		LoadErrors:     c.st.loadErrors.Load(),
+		LoadsShared:    c.flight.joined.Load(),
+		Sets:           c.st.sets.Load(),
+		Deletes:        c.st.deletes.Load(),
+		DecodeErrors:   c.st.decodeErrors.Load(),
+		Invalidations:  InvalidationStats{Local: c.st.invLocal.Load(), Tracking: c.st.invTracking.Load(), Remote: c.st.invRemote.Load(), Keyspace: c.st.invKeyspace.Load()},
+		Flushes:        c.st.flushes.Load(),
+		BreakerOpens:   c.breaker.opens.Load(),
+		PublishErrors:  c.st.publishErrors.Load(),
+		FailSafeServed: c.st.failSafeServed.Load(),
+		Bus:            c.busStats(),
 	}
 }
 

@@ -1,0 +1,184 @@
+package tiered_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/synspirit/tiercache/internal/redistest"
+	"github.com/synspirit/tiercache/tiered"
+)
+
+// TestClusterTopology runs two instances against a 3-master cluster (one replica each),
+// given as redis://a,b,c: tracking invalidations from every master, group clears and
+// bus-only mode over sharded pub/sub, and no stale L1 entry after a slot migration or a
+// failover.
+func TestClusterTopology(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster topology: skipped with -short")
+	}
+	cl := redistest.StartCluster(t, redistest.WithReplicas(1))
+	ctx := context.Background()
+	newClusterCache := func(mode tiered.InvalidationMode) *tiered.Cache {
+		c := newClusterCache(t, cl.URL(), mode)
+		return c
+	}
+	a, b := newClusterCache(tiered.Auto), newClusterCache(tiered.Auto)
+	require.Equal(t, tiered.Tracking, a.Mode())
+	ga := tiered.NewGroup[string](a, "data:cl", time.Minute)
+	gb := tiered.NewGroup[string](b, "data:cl", time.Minute)
+	keys := keysOnEachMaster(t, cl, ga)
+
+	t.Run("tracking from every master", func(t *testing.T) {
+		for _, k := range keys {
+			before := a.Stats().Invalidations.Tracking
+			requireSeen(t, ga, gb, a, k, "v1")
+			require.NoError(t, gb.Set(ctx, k, "v2"))
+			requireEventuallyValue(t, ga, k, "v2")
+			require.Greater(t, a.Stats().Invalidations.Tracking, before, "key %s on %s", k, cl.MasterOfKey(redisKey(t, ga, k)).Addr())
+		}
+	})
+
+	t.Run("group clear", func(t *testing.T) {
+		k := keys[0]
+		requireSeen(t, ga, gb, a, k, "before-clear")
+		require.NoError(t, gb.Clear(ctx))
+		require.Eventually(t, func() bool {
+			_, err := ga.Get(ctx, k)
+			return errors.Is(err, tiered.ErrNotFound)
+		}, waitFor, tick)
+	})
+
+	t.Run("bus only", func(t *testing.T) {
+		x, y := newClusterCache(tiered.BusOnly), newClusterCache(tiered.BusOnly)
+		require.Equal(t, tiered.BusOnly, x.Mode())
+		gx := tiered.NewGroup[string](x, "data:bus", time.Minute)
+		gy := tiered.NewGroup[string](y, "data:bus", time.Minute)
+		for _, k := range keysOnEachMaster(t, cl, gx) {
+			requireSeen(t, gx, gy, x, k, "v1")
+			require.NoError(t, gy.Set(ctx, k, "v2"))
+			requireEventuallyValue(t, gx, k, "v2")
+		}
+		// A Clear travels by the bus alone here.
+		k := keys[0]
+		requireSeen(t, gx, gy, x, k, "before-clear")
+		require.NoError(t, gy.Clear(ctx))
+		require.Eventually(t, func() bool {
+			_, err := gx.Get(ctx, k)
+			return errors.Is(err, tiered.ErrNotFound)
+		}, waitFor, tick)
+		flushes := x.Stats().Flushes
+		require.NoError(t, y.Flush(ctx))
+		require.Eventually(t, func() bool { return x.Stats().Flushes > flushes }, waitFor, tick)
+		require.Positive(t, x.Stats().Invalidations.Remote)
+	})
+
+	t.Run("slot migration", func(t *testing.T) {
+		k := keys[1]
+		requireSeen(t, ga, gb, a, k, "before-migration")
+		rk := redisKey(t, ga, k)
+		src := cl.MasterOfKey(rk)
+		dst := cl.Masters[0]
+		if dst == src {
+			dst = cl.Masters[2]
+		}
+		cl.MigrateKey(rk, dst)
+		require.Equal(t, dst, cl.MasterOfKey(rk))
+		requireEventuallyValue(t, ga, k, "before-migration")
+		// The key's new master must report changes to A: fill A's L1 again, then write
+		// through B.
+		requireSeen(t, ga, gb, a, k, "after-migration")
+		require.NoError(t, gb.Set(ctx, k, "after-migration-2"))
+		requireEventuallyValue(t, ga, k, "after-migration-2")
+	})
+
+	t.Run("failover", func(t *testing.T) {
+		k := keys[2]
+		requireSeen(t, ga, gb, a, k, "before-failover")
+		rk := redisKey(t, ga, k)
+		old := cl.MasterOfKey(rk)
+		promoted := cl.Failover(old) // coordinated: connections stay up, roles swap
+		require.Equal(t, promoted, cl.MasterOfKey(rk))
+		require.Eventually(t, func() bool { return gb.Set(ctx, k, "after-failover") == nil }, 5*time.Second, tick)
+		requireEventuallyValue(t, ga, k, "after-failover")
+		requireSeen(t, ga, gb, a, k, "after-failover-2")
+		require.NoError(t, gb.Set(ctx, k, "after-failover-3"))
+		requireEventuallyValue(t, ga, k, "after-failover-3")
+	})
+
+	t.Run("failover by kill", func(t *testing.T) {
+		k := keys[0]
+		requireSeen(t, ga, gb, a, k, "before-kill")
+		rk := redisKey(t, ga, k)
+		flushes := a.Stats().Flushes
+		promoted := cl.FailoverByKill(cl.MasterOfKey(rk))
+		require.Equal(t, promoted, cl.MasterOfKey(rk))
+		require.Greater(t, a.Stats().Flushes, flushes, "a dropped tracking connection flushes L1")
+		require.Eventually(t, func() bool { return gb.Set(ctx, k, "after-kill") == nil }, 10*time.Second, tick)
+		requireEventuallyValue(t, ga, k, "after-kill")
+		// L1 must work again once the topology is stable (the tracker must not stay down
+		// because of the dead node).
+		require.Eventually(t, func() bool {
+			_, _ = ga.Get(ctx, k)
+			return l1Hit(a, func() { _, _ = ga.Get(ctx, k) })
+		}, 5*time.Second, 10*time.Millisecond, "L1 serves again after a failover")
+		require.NoError(t, gb.Set(ctx, k, "after-kill-2"))
+		requireEventuallyValue(t, ga, k, "after-kill-2")
+	})
+}
+
+func newClusterCache(t *testing.T, url string, mode tiered.InvalidationMode) *tiered.Cache {
+	t.Helper()
+	c, err := tiered.New(context.Background(), tiered.Options{
+		RedisURL: url, KeyPrefix: "synspirit:", Invalidation: mode,
+		Timeout: 500 * time.Millisecond, BreakerCooldown: 50 * time.Millisecond,
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, c.Close()) })
+	return c
+}
+
+// keysOnEachMaster returns one key of g per master of the cluster.
+func keysOnEachMaster(t *testing.T, cl *redistest.Cluster, g redisKeyer) []string {
+	t.Helper()
+	byMaster := map[*redistest.Server]string{}
+	var keys []string
+	for i := 0; len(keys) < len(cl.Masters) && i < 1000; i++ {
+		k := fmt.Sprintf("key-%d", i)
+		m := cl.MasterOfKey(redisKey(t, g, k))
+		if _, ok := byMaster[m]; !ok {
+			byMaster[m] = k
+			keys = append(keys, k)
+		}
+	}
+	require.Len(t, keys, len(cl.Masters))
+	return keys
+}
+
+// requireSeen sets key to v through writer and waits until reader serves v from its L1.
+func requireSeen(t *testing.T, reader, writer *tiered.Group[string], rc *tiered.Cache, key, v string) {
+	t.Helper()
+	ctx := context.Background()
+	require.NoError(t, writer.Set(ctx, key, v))
+	require.Eventually(t, func() bool {
+		got, err := reader.Get(ctx, key)
+		return err == nil && got == v && l1Hit(rc, func() { _, _ = reader.Get(ctx, key) })
+	}, 5*time.Second, tick, "reader never served %q from L1", v)
+}
+
+// requireEventuallyValue waits (at most waitFor, 1 s) until g returns v for key.
+func requireEventuallyValue(t *testing.T, g *tiered.Group[string], key, v string) {
+	t.Helper()
+	ctx := context.Background()
+	var last string
+	var lastErr error
+	require.Eventually(t, func() bool {
+		last, lastErr = g.Get(ctx, key)
+		return lastErr == nil && last == v
+	}, waitFor, tick, "want %q", v)
+	_ = last
+}
