@@ -54,7 +54,7 @@ type counters struct {
 	invLocal, invTracking, invRemote atomic.Uint64
 	invKeyspace                      atomic.Uint64
 	flushes, publishErrors           atomic.Uint64
-	failSafeServed                   atomic.Uint64
+	failSafeServed, lockWaits        atomic.Uint64
 }
 
 // New connects to Redis and returns a Cache. It fails on bad Options (ErrInvalidOptions),

@@ -421,6 +421,16 @@ func (g *Group[T]) load(ctx context.Context, st *groupState, key string, h uint6
 	} else if sv, ok := g.c.l1.getStale(h, &g.groupCore, key); ok {
 		stale = sv
 	}
+	if g.c.opts.LoadLockTTL > 0 && errors.Is(err, ErrNotFound) {
+		v, found, release, err := g.waitOrLock(ctx, st, key, h)
+		switch {
+		case err != nil:
+			return nil, err
+		case found:
+			return v, nil
+		}
+		defer release()
+	}
 	s := g.c.l1.snapshot(h)
 	g.c.st.loads.Add(1)
 	loaded, err := load(ctx)

@@ -117,6 +117,12 @@ type Options struct {
 	// Stats.FailSafeServed. Zero (the default) turns it off. Get never returns stale values.
 	FailSafeMaxStale time.Duration
 
+	// LoadLockTTL turns on distributed stampede protection: a cold key's loader runs once
+	// across all instances rather than once per instance. The first instance to miss holds
+	// a lock in Redis while it loads (at most LoadLockTTL: set it above your slowest load);
+	// the others poll Redis for the value. Zero (the default) turns it off.
+	LoadLockTTL time.Duration
+
 	// Invalidation selects the coherence mechanism; default Auto.
 	Invalidation InvalidationMode
 
@@ -189,6 +195,9 @@ func (o Options) withDefaults() (Options, error) {
 		bad("BreakerCooldown %v is negative", o.BreakerCooldown)
 	} else if o.BreakerCooldown == 0 {
 		o.BreakerCooldown = DefaultBreakerCooldown
+	}
+	if o.LoadLockTTL < 0 {
+		bad("LoadLockTTL %v is negative", o.LoadLockTTL)
 	}
 	if o.FailSafeMaxStale < 0 {
 		bad("FailSafeMaxStale %v is negative", o.FailSafeMaxStale)

@@ -35,8 +35,10 @@ type Stats struct {
 	BreakerOpens  uint64            `json:"breaker_opens"`  // times the breaker opened
 	PublishErrors uint64            `json:"publish_errors"` // bus messages that could not be sent
 	// FailSafeServed counts stale values served because the loader (and perhaps Redis) failed.
-	FailSafeServed uint64     `json:"fail_safe_served"`
-	Bus            *bus.Stats `json:"bus,omitempty"` // nil without a bus
+	FailSafeServed uint64 `json:"fail_safe_served"`
+	// LoadLockWaits counts loads avoided because another instance held the load lock.
+	LoadLockWaits uint64     `json:"load_lock_waits"`
+	Bus           *bus.Stats `json:"bus,omitempty"` // nil without a bus
 }
 
 // InvalidationStats counts key invalidations by where they came from.
@@ -82,6 +84,7 @@ func (c *Cache) Stats() Stats {
 		BreakerOpens:   c.breaker.opens.Load(),
 		PublishErrors:  c.st.publishErrors.Load(),
 		FailSafeServed: c.st.failSafeServed.Load(),
+		LoadLockWaits:  c.st.lockWaits.Load(),
 		Bus:            c.busStats(),
 	}
 }

@@ -55,7 +55,7 @@ func run(fuzztime, torture time.Duration, out string) error {
 	defer os.Remove(figs.Name())
 
 	fmt.Println("running fault and torture tests (-race)...")
-	cmd := exec.Command("go", "test", "-race", "-count=1", "-run", "Torture|Fault", "./tiered/", "-torture", torture.String())
+	cmd := exec.Command("go", "test", "-race", "-count=1", "-run", "Torture|Fault|Stampede", "./tiered/", "-torture", torture.String())
 	cmd.Env = append(os.Environ(), "RELIABILITY_OUT="+figs.Name())
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	testsErr := cmd.Run()
@@ -139,6 +139,8 @@ func describe(test string) string {
 		return "3 instances, random Get/GetOrLoad/Set/Delete/Clear on 16 keys, a plain client writing and deleting behind their back, every client connection killed mid-run"
 	case test == "kill-restart":
 		return "mixed workload on 3 instances while redis-server is SIGKILLed and restarted"
+	case test == "stampede":
+		return "one cold key requested by 3 instances × 50 goroutines, loader taking 100 ms, without and with Options.LoadLockTTL"
 	case test == "resets":
 		return "mixed workload on 3 instances while a TCP proxy resets every connection"
 	case strings.HasPrefix(test, "slow-"):
