@@ -37,10 +37,12 @@ type Cache struct {
 	groups    atomic.Pointer[map[string][]*groupCore] // by name, copy on write
 	flight    flight
 
-	closeCtx  context.Context // cancelled by Close: ends loads in flight
-	closeFn   context.CancelFunc
-	closeOnce sync.Once
-	wg        sync.WaitGroup // loads in flight
+	closeCtx   context.Context // cancelled by Close: ends loads in flight
+	closeFn    context.CancelFunc
+	closeOnce  sync.Once
+	spawnMu    sync.RWMutex   // read-held while adding to wg; write-held by Close before it waits
+	wg         sync.WaitGroup // loads and refreshes in flight, listener goroutines
+	refreshing sync.Map       // keys being refreshed ahead by this instance
 
 	st counters
 }
@@ -55,6 +57,7 @@ type counters struct {
 	invKeyspace                      atomic.Uint64
 	flushes, publishErrors           atomic.Uint64
 	failSafeServed, lockWaits        atomic.Uint64
+	refreshes, refreshErrors         atomic.Uint64
 }
 
 // New connects to Redis and returns a Cache. It fails on bad Options (ErrInvalidOptions),
@@ -114,6 +117,7 @@ func New(ctx context.Context, opts Options) (*Cache, error) {
 	}
 	c.l1.ttlCap = ttlCap
 	c.l1.maxStale = o.FailSafeMaxStale
+	c.l1.eager = o.EagerRefresh
 	c.log.Info("cache ready", zap.Stringer("invalidation", c.mode), zap.String("key_prefix", o.KeyPrefix),
 		zap.Int64("l1_max_bytes", o.L1MaxBytes), zap.Bool("l1", !o.DisableL1), zap.Duration("l1_ttl_cap", ttlCap))
 	return c, nil
@@ -252,7 +256,9 @@ func (c *Cache) Mode() InvalidationMode { return c.mode }
 // fail with ErrClosed (GetOrLoad still runs the loader).
 func (c *Cache) Close() error {
 	c.closeOnce.Do(func() {
+		c.spawnMu.Lock() // no goroutine is added to wg after this
 		c.closeFn()
+		c.spawnMu.Unlock()
 		if c.bus != nil {
 			_ = c.bus.Close()
 		}
@@ -273,6 +279,21 @@ func (c *Cache) closeClients() {
 }
 
 func (c *Cache) isClosed() bool { return c.closeCtx.Err() != nil }
+
+// spawn runs fn on a goroutine that Close waits for, unless the cache is closed.
+func (c *Cache) spawn(fn func()) bool {
+	c.spawnMu.RLock()
+	defer c.spawnMu.RUnlock()
+	if c.isClosed() {
+		return false
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		fn()
+	}()
+	return true
+}
 
 // HandleInvalidations is rueidis's OnInvalidations callback: keys Redis reports as changed
 // (by anyone: a write, an expiry, an eviction), or nil when every key must be assumed

@@ -37,9 +37,10 @@ func (p *PanicError) Error() string {
 }
 
 // do runs fn once for all concurrent callers with the same key. fn runs on its own
-// goroutine with a context that keeps ctx's values and ends when all waiters are gone or
-// closeCtx ends; the goroutine is counted in wg so that Close can wait for it.
-func (f *flight) do(ctx, closeCtx context.Context, wg *sync.WaitGroup, key string, fn func(context.Context) (any, error)) (any, error) {
+// goroutine (started by spawn, which Close waits for) with a context that keeps ctx's values
+// and ends when all waiters are gone or closeCtx ends. If spawn refuses (the cache is
+// closing), fn runs on the caller's goroutine.
+func (f *flight) do(ctx, closeCtx context.Context, spawn func(func()) bool, key string, fn func(context.Context) (any, error)) (any, error) {
 	f.mu.Lock()
 	if f.calls == nil {
 		f.calls = make(map[string]*call)
@@ -55,9 +56,7 @@ func (f *flight) do(ctx, closeCtx context.Context, wg *sync.WaitGroup, key strin
 		c = &call{done: make(chan struct{}), waiters: 1, cancel: cancel}
 		f.calls[key] = c
 		f.mu.Unlock()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		run := func() {
 			defer stop()
 			defer cancel()
 			defer func() {
@@ -72,7 +71,10 @@ func (f *flight) do(ctx, closeCtx context.Context, wg *sync.WaitGroup, key strin
 				close(c.done)
 			}()
 			c.val, c.err = fn(lctx)
-		}()
+		}
+		if !spawn(run) {
+			run()
+		}
 	}
 	select {
 	case <-c.done:

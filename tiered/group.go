@@ -381,16 +381,56 @@ func (g *Group[T]) GetOrLoad(ctx context.Context, key string, load func(context.
 		return zero, err
 	}
 	h := st.hash(key)
-	if v, ok := g.c.l1.get(h, &g.groupCore, key); ok {
-		return v.(T), nil
+	if e, ok := g.c.l1.getEntry(h, &g.groupCore, key); ok {
+		if e.refreshAt != 0 && time.Now().UnixNano() > e.refreshAt {
+			g.refreshAhead(st, key, load)
+		}
+		return e.value.(T), nil
 	}
-	v, err := g.c.flight.do(ctx, g.c.closeCtx, &g.c.wg, st.base+key, func(lctx context.Context) (any, error) {
+	v, err := g.c.flight.do(ctx, g.c.closeCtx, g.c.spawn, st.base+key, func(lctx context.Context) (any, error) {
 		return g.load(lctx, st, key, h, load)
 	})
 	if err != nil {
 		return zero, err
 	}
 	return v.(T), nil
+}
+
+// refreshAhead starts one background load of key that replaces its value before it
+// expires (Options.EagerRefresh). Callers keep the current value meanwhile.
+func (g *Group[T]) refreshAhead(st *groupState, key string, load func(context.Context) (T, error)) {
+	c := g.c
+	full := st.base + key
+	if _, busy := c.refreshing.LoadOrStore(full, struct{}{}); busy {
+		return
+	}
+	started := c.spawn(func() {
+		defer c.refreshing.Delete(full)
+		ctx := c.closeCtx
+		// One refresh across instances: the first to get here holds a lock for the rest of
+		// the entry's refresh window.
+		window := max(time.Duration((1-c.opts.EagerRefresh)*float64(g.ttl)), 10*time.Millisecond)
+		lock := c.opts.KeyPrefix + "tiercache:refresh:" + strings.TrimPrefix(full, c.opts.KeyPrefix)
+		if err := c.do(ctx, c.redis.B().Set().Key(lock).Value("1").Nx().PxMilliseconds(window.Milliseconds()).Build()).Error(); err != nil {
+			return // another instance refreshes, or Redis is unreachable
+		}
+		v, err := load(ctx)
+		if err == nil {
+			var env []byte
+			if env, err = g.encode(v); err == nil {
+				err = g.write(ctx, st, key, env)
+			}
+		}
+		if err != nil {
+			c.st.refreshErrors.Add(1)
+			c.log.Warn("eager refresh failed; the entry expires as usual", zap.String("key", full), zap.Error(err))
+			return
+		}
+		c.st.refreshes.Add(1)
+	})
+	if !started {
+		c.refreshing.Delete(full)
+	}
 }
 
 // loadWithoutRedis serves a GetOrLoad while the group's generation cannot be read: from the

@@ -42,6 +42,9 @@ type l1Entry struct {
 	// freshness (until freshUntil + FailSafeMaxStale) to be served as a last resort, and
 	// lookups check freshness themselves. Zero: ristretto's TTL is the freshness.
 	freshUntil int64 // unix nanoseconds
+	// refreshAt is set only with eager refresh: past it, a GetOrLoad hit starts a
+	// background refresh.
+	refreshAt int64 // unix nanoseconds
 }
 
 // snapshot is a key's stripe generation and the epoch, taken before a Redis read or write.
@@ -62,6 +65,7 @@ type l1 struct {
 	store    *ristretto.Cache[uint64, *l1Entry] // nil when L1 is disabled
 	ttlCap   time.Duration                      // set once by New, before any fill
 	maxStale time.Duration                      // fail-safe bound; set once by New
+	eager    float64                            // eager refresh threshold; set once by New
 
 	epoch   atomic.Uint64
 	stripes [numStripes]atomic.Uint64
@@ -109,6 +113,14 @@ func (l *l1) flush() { l.epoch.Add(1) }
 // get returns the value cached for (g, key) if it is still current. It is the hot path:
 // no allocation, no lock of ours.
 func (l *l1) get(h uint64, g *groupCore, key string) (any, bool) {
+	e, ok := l.getEntry(h, g, key)
+	if !ok {
+		return nil, false
+	}
+	return e.value, true
+}
+
+func (l *l1) getEntry(h uint64, g *groupCore, key string) (*l1Entry, bool) {
 	if l.store == nil {
 		return nil, false
 	}
@@ -119,7 +131,7 @@ func (l *l1) get(h uint64, g *groupCore, key string) (any, bool) {
 			e.epoch == l.epoch.Load() && e.gen == l.stripes[h&stripeMask].Load() &&
 			(e.freshUntil == 0 || time.Now().UnixNano() < e.freshUntil) {
 			sh.done.Add(1)
-			return e.value, true
+			return e, true
 		}
 	}
 	sh.misses.Add(1)
@@ -130,16 +142,16 @@ func (l *l1) get(h uint64, g *groupCore, key string) (any, bool) {
 // fill stores a value read or written under snapshot s, unless s is already stale. ttl is
 // the L2 entry's remaining life; the L1 entry never outlives it.
 func (l *l1) fill(h uint64, s snapshot, g *groupCore, key string, value any, cost int64, ttl time.Duration) {
-	if l.store == nil || !l.live.Load() || !l.current(h, s) {
+	if l.store == nil || !l.live.Load() || !l.current(h, s) || ttl <= 0 {
 		return
+	}
+	e := &l1Entry{group: g, key: key, gen: s.gen, epoch: s.epoch, value: value}
+	if l.eager > 0 {
+		e.refreshAt = time.Now().Add(ttl - time.Duration((1-l.eager)*float64(g.ttl))).UnixNano()
 	}
 	if l.ttlCap > 0 && l.ttlCap < ttl {
 		ttl = l.ttlCap
 	}
-	if ttl <= 0 {
-		return
-	}
-	e := &l1Entry{group: g, key: key, gen: s.gen, epoch: s.epoch, value: value}
 	if l.maxStale > 0 {
 		e.freshUntil = time.Now().Add(ttl).UnixNano()
 		ttl += l.maxStale

@@ -123,6 +123,13 @@ type Options struct {
 	// the others poll Redis for the value. Zero (the default) turns it off.
 	LoadLockTTL time.Duration
 
+	// EagerRefresh turns on refresh-ahead: once an entry has lived this fraction of its
+	// TTL (e.g. 0.8), a GetOrLoad that hits it in L1 still returns it at once, and starts
+	// one background load that replaces it before it expires — one per key per instance,
+	// and one across instances (a short lock in Redis). Zero (the default) turns it off;
+	// otherwise it must be in (0, 1).
+	EagerRefresh float64
+
 	// Invalidation selects the coherence mechanism; default Auto.
 	Invalidation InvalidationMode
 
@@ -195,6 +202,9 @@ func (o Options) withDefaults() (Options, error) {
 		bad("BreakerCooldown %v is negative", o.BreakerCooldown)
 	} else if o.BreakerCooldown == 0 {
 		o.BreakerCooldown = DefaultBreakerCooldown
+	}
+	if o.EagerRefresh < 0 || o.EagerRefresh >= 1 {
+		bad("EagerRefresh %v is not in [0, 1)", o.EagerRefresh)
 	}
 	if o.LoadLockTTL < 0 {
 		bad("LoadLockTTL %v is negative", o.LoadLockTTL)

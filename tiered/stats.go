@@ -37,7 +37,10 @@ type Stats struct {
 	// FailSafeServed counts stale values served because the loader (and perhaps Redis) failed.
 	FailSafeServed uint64 `json:"fail_safe_served"`
 	// LoadLockWaits counts loads avoided because another instance held the load lock.
-	LoadLockWaits uint64     `json:"load_lock_waits"`
+	LoadLockWaits uint64 `json:"load_lock_waits"`
+	// Refreshes and RefreshErrors count the background loads of eager refresh.
+	Refreshes     uint64     `json:"refreshes"`
+	RefreshErrors uint64     `json:"refresh_errors"`
 	Bus           *bus.Stats `json:"bus,omitempty"` // nil without a bus
 }
 
@@ -85,6 +88,8 @@ func (c *Cache) Stats() Stats {
 		PublishErrors:  c.st.publishErrors.Load(),
 		FailSafeServed: c.st.failSafeServed.Load(),
 		LoadLockWaits:  c.st.lockWaits.Load(),
+		Refreshes:      c.st.refreshes.Load(),
+		RefreshErrors:  c.st.refreshErrors.Load(),
 		Bus:            c.busStats(),
 	}
 }

@@ -1,0 +1,61 @@
+package tiered_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/synspirit/tiercache/internal/redistest"
+	"github.com/synspirit/tiercache/tiered"
+)
+
+func TestEagerRefresh(t *testing.T) {
+	s := redistest.Start(t)
+	var groups []*tiered.Group[int64]
+	var caches []*tiered.Cache
+	for range 3 {
+		c := newCache(t, s, func(o *tiered.Options) { o.EagerRefresh = 0.5 })
+		caches = append(caches, c)
+		groups = append(groups, tiered.NewGroup[int64](c, "hot", 600*time.Millisecond))
+	}
+	ctx := context.Background()
+	var version, loads atomic.Int64
+	release := make(chan struct{})
+	load := func(ctx context.Context) (int64, error) {
+		loads.Add(1)
+		if version.Load() > 0 {
+			<-release // a slow refresh: callers must not wait for it
+		}
+		return version.Add(1), nil
+	}
+	v, err := groups[0].GetOrLoad(ctx, "k", load)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, v)
+	for i, c := range caches {
+		warm(t, c, groups[i], "k")
+	}
+
+	// Past half the TTL, hits on every instance keep returning the current value at once and
+	// start one refresh among them.
+	require.Eventually(t, func() bool {
+		for _, g := range groups {
+			v, err := g.GetOrLoad(ctx, "k", load)
+			require.NoError(t, err)
+			require.EqualValues(t, 1, v, "the current value while the refresh runs")
+		}
+		return loads.Load() == 2
+	}, time.Second, tick)
+	close(release)
+	// The refreshed value replaces the old one everywhere, before the old one expires.
+	for _, g := range groups {
+		require.Eventually(t, func() bool { v, _ := g.GetOrLoad(ctx, "k", load); return v == 2 }, time.Second, tick)
+	}
+	var refreshes uint64
+	for _, c := range caches {
+		refreshes += c.Stats().Refreshes
+	}
+	require.EqualValues(t, 1, refreshes, "one refresh across the instances")
+}
