@@ -116,7 +116,8 @@ type Bus struct {
 	wg        sync.WaitGroup // the receive and send goroutines
 	closeOnce sync.Once
 
-	ready chan struct{} // closed on the first subscription confirmation
+	ready        chan struct{} // closed on the first subscription confirmation
+	unsubscribed chan struct{} // cap 1: the server ended the subscription (sunsubscribe)
 
 	sendMu sync.Mutex // protects queue and closed
 	queue  []*batch   // waiting to be published, oldest first; only the last accepts merges
@@ -163,11 +164,12 @@ func New(ctx context.Context, client rueidis.Client, opts Options) (*Bus, error)
 		opts.SubscribeTimeout = DefaultSubscribeTimeout
 	}
 	b := &Bus{
-		client:  client,
-		opts:    opts,
-		sharded: client.Mode() == rueidis.ClientModeCluster,
-		ready:   make(chan struct{}),
-		wake:    make(chan struct{}, 1),
+		client:       client,
+		opts:         opts,
+		sharded:      client.Mode() == rueidis.ClientModeCluster,
+		ready:        make(chan struct{}),
+		unsubscribed: make(chan struct{}, 1),
+		wake:         make(chan struct{}, 1),
 	}
 	b.log = opts.Logger.With(zap.String("channel", opts.Channel), zap.String("instance", opts.InstanceID))
 	b.ctx, b.cancel = context.WithCancel(context.Background())

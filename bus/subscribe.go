@@ -15,7 +15,10 @@ const (
 	maxResubscribeDelay = time.Second
 )
 
-var errHooksDetached = errors.New("bus: pub/sub hooks detached")
+var (
+	errHooksDetached      = errors.New("bus: pub/sub hooks detached")
+	errServerUnsubscribed = errors.New("bus: the server ended the subscription (a cluster slot moved)")
+)
 
 // receiveLoop is the receive goroutine: it keeps a subscription up until Close.
 //
@@ -58,6 +61,10 @@ func (b *Bus) subscribeOnce() error {
 	dc, release := b.client.Dedicate()
 	defer release()
 	defer dc.Close()
+	select { // a stale signal from the previous connection
+	case <-b.unsubscribed:
+	default:
+	}
 	lost := dc.SetPubSubHooks(rueidis.PubSubHooks{OnMessage: b.onPubSub, OnSubscription: b.onSubscription})
 	if len(b.opts.RawChannels) > 0 {
 		// Before the bus channel: its confirmation is what signals ready or reset, and by
@@ -87,6 +94,8 @@ func (b *Bus) subscribeOnce() error {
 			err = errHooksDetached
 		}
 		return err
+	case <-b.unsubscribed:
+		return errServerUnsubscribed
 	case <-b.ctx.Done():
 		return nil
 	}
@@ -96,7 +105,19 @@ func (b *Bus) subscribeOnce() error {
 // confirmation, in order with the messages: a reset is signalled before any message of the new
 // subscription is delivered.
 func (b *Bus) onSubscription(s rueidis.PubSubSubscription) {
-	if s.Channel != b.opts.Channel || (s.Kind != "subscribe" && s.Kind != "ssubscribe") {
+	if s.Channel != b.opts.Channel {
+		return
+	}
+	if s.Kind == "sunsubscribe" || s.Kind == "unsubscribe" {
+		// The bus never unsubscribes: the server did, e.g. a cluster node that lost the
+		// channel's slot (failover, migration). Resubscribe where the slot is now.
+		select {
+		case b.unsubscribed <- struct{}{}:
+		default:
+		}
+		return
+	}
+	if s.Kind != "subscribe" && s.Kind != "ssubscribe" {
 		return
 	}
 	if b.stats.subscriptions.Add(1) == 1 {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -197,7 +199,7 @@ func (c *Cache) connect(ctx context.Context) error {
 				zap.String("reason", err.Error()))
 			c.mode = BusOnly
 		default:
-			return connectError(err)
+			return plainToTLSHint(connectError(err), opt.TLSConfig != nil)
 		}
 	}
 	opt.DisableCache = true
@@ -206,7 +208,7 @@ func (c *Cache) connect(ctx context.Context) error {
 		if c.tracker != nil {
 			c.tracker.close()
 		}
-		return connectError(err)
+		return plainToTLSHint(connectError(err), opt.TLSConfig != nil)
 	}
 	c.redis, c.ownsRedis = client, true
 	if c.mode == BusOnly {
@@ -242,6 +244,14 @@ func connectError(err error) error {
 		}
 	}
 	return fmt.Errorf("%w: connecting: %w", ErrUnavailable, err)
+}
+
+// plainToTLSHint explains the usual cause of a connection reset at the first command.
+func plainToTLSHint(err error, tlsOn bool) error {
+	if !tlsOn && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF)) {
+		return fmt.Errorf("%w (is the server TLS-only? use rediss:// or ?ssl=true)", err)
+	}
+	return err
 }
 
 // Redis returns the client the cache uses, for packages that talk to Redis directly

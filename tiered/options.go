@@ -157,7 +157,8 @@ type Options struct {
 }
 
 // NewFromEnvOptions reads the original design's environment variables into Options:
-// REDIS_URL, CACHE_KEY_PREFIX and CACHE_DEFAULT_TIMEOUT (seconds).
+// REDIS_URL, CACHE_KEY_PREFIX and CACHE_DEFAULT_TIMEOUT (seconds), and REDIS_TLS_CA_FILE (a
+// PEM file of the CA that signed the server's certificate, for rediss:// or ?ssl=true).
 func NewFromEnvOptions() (Options, error) {
 	o := Options{RedisURL: os.Getenv("REDIS_URL"), KeyPrefix: os.Getenv("CACHE_KEY_PREFIX")}
 	if s := os.Getenv("CACHE_DEFAULT_TIMEOUT"); s != "" {
@@ -167,6 +168,11 @@ func NewFromEnvOptions() (Options, error) {
 		}
 		o.DefaultTTL = time.Duration(n) * time.Second
 	}
+	cfg, err := TLSConfigFromEnv()
+	if err != nil {
+		return o, err
+	}
+	o.TLSConfig = cfg
 	return o, nil
 }
 

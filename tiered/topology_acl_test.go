@@ -20,12 +20,15 @@ import (
 
 // aclRules is the least a cache user needs with KeyPrefix "synspirit:" (found by tightening
 // until something failed; ACL LOG names what was denied): its keys and channels only, and
-// the commands the cache, the bus and the counters send.
+// the commands the cache, the bus and the counters send (EXISTS, GET, SET and INCRBY also
+// run inside the counter scripts; CLUSTER SLOTS is rueidis's topology probe; SPUBLISH and
+// SSUBSCRIBE are the bus on a cluster). The ~ pattern must cover KeyPrefix: CLIENT TRACKING
+// BCAST PREFIX checks it.
 var aclRules = []string{
 	"~synspirit:*", "&synspirit:*",
 	"+hello", "+auth", "+ping", "+client|setname", "+client|tracking",
-	"+get", "+set", "+del", "+incr", "+incrby", "+mget", "+evalsha", "+eval",
-	"+publish", "+subscribe",
+	"+cluster|slots", "+get", "+set", "+del", "+exists", "+incr", "+incrby", "+mget",
+	"+evalsha", "+eval", "+publish", "+subscribe", "+spublish", "+ssubscribe",
 }
 
 // TestACLTopology runs two instances and counters as a restricted ACL user: everything
@@ -46,6 +49,7 @@ func TestACLTopology(t *testing.T) {
 			t.Logf("ACL LOG: %s", aclLog(s))
 		}
 	}()
+	s.Do("ACL", "LOG", "RESET")
 	for _, mode := range []tiered.InvalidationMode{tiered.Tracking, tiered.BusOnly} {
 		t.Run(mode.String(), func(t *testing.T) {
 			a, b := newACLCache(mode), newACLCache(mode)
@@ -96,6 +100,7 @@ func TestACLTopology(t *testing.T) {
 	c := newACLCache(tiered.Tracking)
 	err := c.Redis().Do(ctx, c.Redis().B().Set().Key("other:k").Value("v").Build()).Error()
 	require.ErrorContains(t, err, "NOPERM")
+	require.Equal(t, "key other:k", aclLog(s), "nothing else was denied")
 }
 
 func TestACLWrongPassword(t *testing.T) {

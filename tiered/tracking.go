@@ -53,6 +53,9 @@ func (c *Cache) startTracker(ctx context.Context, opt rueidis.ClientOption) erro
 	opt.BlockingPoolSize = 1
 	opt.CacheSizeEachConn = 1 << 16 // rueidis's own client-side cache stays unused
 	opt.ClientName += "-tracking"
+	// The listener only PINGs, so it would not notice a cluster's topology change by
+	// itself: refresh it as often as it is checked.
+	opt.ClusterOption.ShardsRefreshInterval = trackingCheckInterval
 	client, err := rueidis.NewClient(opt)
 	if err != nil {
 		return err
