@@ -42,6 +42,7 @@ type Cache struct {
 	closeCtx   context.Context // cancelled by Close: ends loads in flight
 	closeFn    context.CancelFunc
 	closeOnce  sync.Once
+	closed     atomic.Bool
 	spawnMu    sync.RWMutex   // read-held while adding to wg; write-held by Close before it waits
 	wg         sync.WaitGroup // loads and refreshes in flight, listener goroutines
 	refreshing sync.Map       // keys being refreshed ahead by this instance
@@ -267,6 +268,7 @@ func (c *Cache) Mode() InvalidationMode { return c.mode }
 func (c *Cache) Close() error {
 	c.closeOnce.Do(func() {
 		c.spawnMu.Lock() // no goroutine is added to wg after this
+		c.closed.Store(true)
 		c.closeFn()
 		c.spawnMu.Unlock()
 		if c.bus != nil {
@@ -288,7 +290,8 @@ func (c *Cache) closeClients() {
 	}
 }
 
-func (c *Cache) isClosed() bool { return c.closeCtx.Err() != nil }
+// isClosed is on the hit path: an atomic load, not closeCtx.Err (which takes a lock).
+func (c *Cache) isClosed() bool { return c.closed.Load() }
 
 // spawn runs fn on a goroutine that Close waits for, unless the cache is closed.
 func (c *Cache) spawn(fn func()) bool {

@@ -382,7 +382,7 @@ func (g *Group[T]) GetOrLoad(ctx context.Context, key string, load func(context.
 	}
 	h := st.hash(key)
 	if e, ok := g.c.l1.getEntry(h, &g.groupCore, key); ok {
-		if e.refreshAt != 0 && time.Now().UnixNano() > e.refreshAt {
+		if e.refreshAt != 0 && g.c.l1.now() > e.refreshAt {
 			g.refreshAhead(st, key, load)
 		}
 		return e.value.(T), nil

@@ -28,6 +28,12 @@ const (
 
 	numShards = 64 // stats/guard shards, indexed by key hash
 
+	// clockTick is the resolution of the L1's clock. Expiry is checked against a clock read
+	// from an atomic that one goroutine advances, not time.Now: a clock read was more than
+	// half the cost of a hit when ristretto's TTL did it. Entries are stored with their
+	// expiry moved a tick earlier, so a lagging clock never serves one past its L2 expiry.
+	clockTick = 10 * time.Millisecond
+
 	// entryOverhead approximates the bytes an L1 entry costs beyond its encoded value.
 	entryOverhead = 96
 )
@@ -38,9 +44,9 @@ type l1Entry struct {
 	gen   uint64
 	epoch uint64
 	value any
-	// freshUntil is set only with fail-safe: the entry then stays in ristretto past its
-	// freshness (until freshUntil + FailSafeMaxStale) to be served as a last resort, and
-	// lookups check freshness themselves. Zero: ristretto's TTL is the freshness.
+	// freshUntil is when the entry stops being served, on the L1's coarse clock: never later
+	// than its L2 entry's expiry. With fail-safe it can still be served as a last resort
+	// until freshUntil + FailSafeMaxStale.
 	freshUntil int64 // unix nanoseconds
 	// refreshAt is set only with eager refresh: past it, a GetOrLoad hit starts a
 	// background refresh.
@@ -71,6 +77,10 @@ type l1 struct {
 	stripes [numStripes]atomic.Uint64
 	shards  [numShards]l1Shard
 
+	clock     atomic.Int64  // unix nanoseconds, advanced every clockTick
+	clockStop chan struct{} // closed by close
+	clockDone chan struct{} // closed when the clock goroutine has returned
+
 	live   atomic.Bool // fills are trusted: invalidations are being heard
 	closed atomic.Bool
 	fillMu sync.RWMutex // read-held by fills, write-held by close
@@ -93,8 +103,28 @@ func newL1(maxBytes int64, disabled bool) (*l1, error) {
 		return nil, err
 	}
 	l.store = store
+	l.clock.Store(time.Now().UnixNano())
+	l.clockStop, l.clockDone = make(chan struct{}), make(chan struct{})
+	go l.runClock()
 	return l, nil
 }
+
+func (l *l1) runClock() {
+	defer close(l.clockDone)
+	t := time.NewTicker(clockTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.clockStop:
+			return
+		case now := <-t.C:
+			l.clock.Store(now.UnixNano())
+		}
+	}
+}
+
+// now is the coarse clock: at most clockTick behind time.Now.
+func (l *l1) now() int64 { return l.clock.Load() }
 
 func (l *l1) snapshot(h uint64) snapshot {
 	return snapshot{gen: l.stripes[h&stripeMask].Load(), epoch: l.epoch.Load()}
@@ -129,7 +159,7 @@ func (l *l1) getEntry(h uint64, g *groupCore, key string) (*l1Entry, bool) {
 	if !l.closed.Load() {
 		if e, ok := l.store.Get(h); ok && e.group == g && e.key == key &&
 			e.epoch == l.epoch.Load() && e.gen == l.stripes[h&stripeMask].Load() &&
-			(e.freshUntil == 0 || time.Now().UnixNano() < e.freshUntil) {
+			l.clock.Load() < e.freshUntil {
 			sh.done.Add(1)
 			return e, true
 		}
@@ -145,20 +175,23 @@ func (l *l1) fill(h uint64, s snapshot, g *groupCore, key string, value any, cos
 	if l.store == nil || !l.live.Load() || !l.current(h, s) || ttl <= 0 {
 		return
 	}
+	now := time.Now()
 	e := &l1Entry{group: g, key: key, gen: s.gen, epoch: s.epoch, value: value}
 	if l.eager > 0 {
-		e.refreshAt = time.Now().Add(ttl - time.Duration((1-l.eager)*float64(g.ttl))).UnixNano()
+		e.refreshAt = now.Add(ttl - time.Duration((1-l.eager)*float64(g.ttl))).UnixNano()
 	}
 	if l.ttlCap > 0 && l.ttlCap < ttl {
 		ttl = l.ttlCap
 	}
-	if l.maxStale > 0 {
-		e.freshUntil = time.Now().Add(ttl).UnixNano()
-		ttl += l.maxStale
+	if ttl -= clockTick; ttl <= 0 {
+		return
 	}
+	e.freshUntil = now.Add(ttl).UnixNano()
+	// No ristretto TTL: ristretto would read the clock on every Get. Expired entries stay
+	// until the cost budget evicts them (rarely read, they go first), and are never served.
 	l.fillMu.RLock()
 	if !l.closed.Load() {
-		l.store.SetWithTTL(h, e, cost+int64(len(key))+entryOverhead, ttl)
+		l.store.Set(h, e, cost+int64(len(key))+entryOverhead)
 	}
 	l.fillMu.RUnlock()
 }
@@ -175,7 +208,7 @@ func (l *l1) getStale(h uint64, g *groupCore, key string) (any, bool) {
 	defer sh.done.Add(1)
 	e, ok := l.store.Get(h)
 	if !ok || e.group != g || e.key != key || e.gen != l.stripes[h&stripeMask].Load() ||
-		time.Now().UnixNano() > e.freshUntil+int64(l.maxStale) {
+		l.now() > e.freshUntil+int64(l.maxStale) {
 		return nil, false
 	}
 	return e.value, true
@@ -205,6 +238,8 @@ func (l *l1) close() {
 	l.fillMu.Lock()
 	l.store.Close()
 	l.fillMu.Unlock()
+	close(l.clockStop)
+	<-l.clockDone
 }
 
 // quiet reports whether no lookup is in flight. Finished counts are read before started
