@@ -69,7 +69,7 @@ func BenchmarkCounterIncrement(b *testing.B) {
 	key := counter.Key{Target: "article", ID: "123", Counter: "likes"}
 
 	b.Run("tiercache", func(b *testing.B) {
-		cnt := counter.New(newRueidis(b, s), counter.Options{KeyPrefix: "tc:"})
+		cnt := counter.New(newRueidis(b, s), counter.Options{KeyPrefix: "tc:", Timeout: time.Second})
 		runSerialAndParallel(b, func(ctx context.Context) error {
 			_, err := cnt.Increment(ctx, key, 1)
 			return err
@@ -77,7 +77,7 @@ func BenchmarkCounterIncrement(b *testing.B) {
 	})
 	// Cache mode (the original design's one-minute TTL) checks the counter exists first.
 	b.Run("tiercache-TTL", func(b *testing.B) {
-		cnt := counter.New(newRueidis(b, s), counter.Options{KeyPrefix: "tcttl:", TTL: time.Hour})
+		cnt := counter.New(newRueidis(b, s), counter.Options{KeyPrefix: "tcttl:", TTL: time.Hour, Timeout: time.Second})
 		if err := cnt.Set(context.Background(), key, 0, 0); err != nil {
 			b.Fatal(err)
 		}
@@ -108,7 +108,7 @@ func BenchmarkCounterGetMany50(b *testing.B) {
 		keys[i] = counter.Key{Target: "article", ID: strconv.Itoa(i), Counter: "likes"}
 	}
 	ctx := context.Background()
-	cnt := counter.New(newRueidis(b, s), counter.Options{KeyPrefix: "gm:"})
+	cnt := counter.New(newRueidis(b, s), counter.Options{KeyPrefix: "gm:", Timeout: time.Second})
 	redisKeys := make([]string, n)
 	for i, k := range keys {
 		rk, err := cnt.RedisKey(k)

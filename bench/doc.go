@@ -2,5 +2,18 @@
 // users would pick instead. It is its own module (joined to the root by go.work, with a
 // replace) so that peer libraries never reach a user's go.sum.
 //
-// Run: go test -run '^$' -bench . -benchmem ./bench/
+// One benchmark per scenario, one sub-benchmark per contender, most of them in a Serial and
+// a Parallel variant: BenchmarkDataL1Hit, BenchmarkDataL2Hit, BenchmarkDataMissLoad,
+// BenchmarkDataSet, BenchmarkDataDeleteReread, BenchmarkDataZipf, BenchmarkDataInvalidation
+// (the data path), BenchmarkCounter* and BenchmarkImageProxyHit. Every benchmark starts its
+// own redis-server (internal/redistest) and works with any -benchtime, 100x included.
+//
+// Run once:
+//
+//	go test -run '^$' -bench . -benchmem ./bench/
+//
+// Take the published numbers (medians of -count runs; writes bench/RESULTS.md,
+// bench/results.svg, bench/results.txt and prints the README's headline table):
+//
+//	go run ./bench/cmd/report [-count 5] [-bench regexp] [-benchtime 1s]
 package bench

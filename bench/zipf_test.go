@@ -1,0 +1,293 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	gocache "github.com/go-redis/cache/v9"
+	"github.com/redis/rueidis"
+
+	"github.com/synspirit/tiercache/internal/redistest"
+	"github.com/synspirit/tiercache/tiered"
+)
+
+// The Zipf workload: 100k keys, popularity Zipf(s=1.01), 95% reads and 5% writes, spread
+// over two instances of the cache sharing one Redis (operations alternate between them), with
+// an L1 of 1% of the key space in bytes on each instance.
+//
+// Same memory for both libraries. The budget is 1% of the key space × the JSON size of a
+// value (zipfL1Budget). tiercache gets Options.L1MaxBytes = budget; it charges each entry its
+// encoded size + key + a fixed overhead (96 B), so it holds fewer entries than budget/value.
+// go-redis/cache's TinyLFU is sized in entries: budget ÷ the size of the bytes it stores
+// per value (msgpack + s2, smaller than JSON), so it holds more entries than tiercache does.
+// The row tiercache-same-entries gives tiercache room for as many entries as the TinyLFU
+// holds (entries × (JSON + key + 96 B)), to separate admission policy from accounting.
+//
+// Each read also checks the value against the newest write that had completed before the
+// read began (values carry a version in Likes): stale-read-ratio is the share of reads that
+// returned an older value. go-redis/cache has no cross-instance invalidation, so its other
+// instance serves old values until its local TTL (1 min) ends; tiercache's stale reads are
+// the reads that land in the instant before an invalidation arrives.
+const (
+	zipfKeys     = 100_000
+	zipfS        = 1.01
+	zipfWritePct = 5
+	// zipfWarmOps is how many untimed operations fill the L1s before the first timed run.
+	zipfWarmOps = 20_000
+)
+
+// zipfTarget is one contender: two instances on one Redis.
+type zipfTarget interface {
+	get(ctx context.Context, inst, key int) (Article, error)
+	set(ctx context.Context, inst, key int, a Article) error
+	// lookups returns the L1 hits and misses of both instances so far.
+	lookups() (hits, misses uint64)
+}
+
+// versions tracks the newest completed write of every key.
+type versions struct {
+	next   atomic.Int64
+	latest []atomic.Int64
+	stale  atomic.Uint64
+}
+
+func newVersions() *versions { return &versions{latest: make([]atomic.Int64, zipfKeys)} }
+
+func (v *versions) written(key int, ver int64) {
+	for {
+		cur := v.latest[key].Load()
+		if cur >= ver || v.latest[key].CompareAndSwap(cur, ver) {
+			return
+		}
+	}
+}
+
+// zipfOps makes the workload's operation for one goroutine, with a Zipf generator seeded by
+// the goroutine's number.
+func zipfOps(t zipfTarget, vs *versions) opMaker {
+	return func(worker int) func(context.Context) error {
+		r := rand.New(rand.NewPCG(uint64(worker)+1, 0x5eed))
+		z := rand.NewZipf(r, zipfS, 1, zipfKeys-1)
+		n := worker
+		return func(ctx context.Context) error {
+			key := int(z.Uint64())
+			n++
+			inst := n & 1
+			if r.IntN(100) < zipfWritePct {
+				ver := vs.next.Add(1)
+				a := sample
+				a.ID, a.Likes = key, ver
+				if err := t.set(ctx, inst, key, a); err != nil {
+					return err
+				}
+				vs.written(key, ver)
+				return nil
+			}
+			want := vs.latest[key].Load()
+			a, err := t.get(ctx, inst, key)
+			if err != nil {
+				return err
+			}
+			if a.Likes < want {
+				vs.stale.Add(1)
+			}
+			return nil
+		}
+	}
+}
+
+// zipfProbe reports the L1 hit ratio and the stale-read ratio of a run.
+func zipfProbe(t zipfTarget, vs *versions, budget int64) probe {
+	return func() func(*testing.B) {
+		h0, m0 := t.lookups()
+		s0 := vs.stale.Load()
+		return func(b *testing.B) {
+			h1, m1 := t.lookups()
+			reads := (h1 - h0) + (m1 - m0)
+			if reads > 0 {
+				b.ReportMetric(float64(h1-h0)/float64(reads), "l1-hit-ratio")
+				b.ReportMetric(float64(vs.stale.Load()-s0)/float64(reads), "stale-read-ratio")
+			}
+			b.ReportMetric(float64(budget), "l1-budget-bytes")
+		}
+	}
+}
+
+// warmZipf runs zipfWarmOps operations, untimed, from 32 goroutines.
+func warmZipf(b *testing.B, t zipfTarget, vs *versions) {
+	b.Helper()
+	ops := zipfOps(t, vs)
+	const workers = 32
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	for w := range workers {
+		wg.Go(func() {
+			op := ops(1000 + w)
+			for range zipfWarmOps / workers {
+				if err := op(context.Background()); err != nil {
+					failed.Store(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err, ok := failed.Load().(error); ok {
+		b.Fatal(err)
+	}
+}
+
+// populate writes value under key(i) for every key, pipelined.
+func populate(b *testing.B, rc rueidis.Client, key func(i int) string, value []byte) {
+	b.Helper()
+	const batch = 1000
+	cmds := make(rueidis.Commands, 0, batch)
+	for i := 0; i < zipfKeys; i += batch {
+		cmds = cmds[:0]
+		for j := i; j < min(i+batch, zipfKeys); j++ {
+			cmds = append(cmds, rc.B().Set().Key(key(j)).Value(rueidis.BinaryString(value)).Ex(longTTL).Build())
+		}
+		for _, r := range rc.DoMulti(context.Background(), cmds...) {
+			if err := r.Error(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+var zipfKeyNames = func() []string {
+	ks := make([]string, zipfKeys)
+	for i := range ks {
+		ks[i] = strconv.Itoa(i)
+	}
+	return ks
+}()
+
+type tieredPair struct {
+	c [2]*tiered.Cache
+	g [2]*tiered.Group[Article]
+}
+
+func (p *tieredPair) get(ctx context.Context, inst, key int) (Article, error) {
+	return p.g[inst].Get(ctx, zipfKeyNames[key])
+}
+
+func (p *tieredPair) set(ctx context.Context, inst, key int, a Article) error {
+	return p.g[inst].Set(ctx, zipfKeyNames[key], a)
+}
+
+func (p *tieredPair) lookups() (hits, misses uint64) {
+	for _, c := range p.c {
+		st := c.Stats()
+		hits, misses = hits+st.L1Hits, misses+st.L1Misses
+	}
+	return hits, misses
+}
+
+// countingLocal counts the hits and misses of go-redis/cache's local cache, which its own
+// Stats do not (they count Redis hits only).
+type countingLocal struct {
+	gocache.LocalCache
+	hits, misses atomic.Uint64
+}
+
+func (c *countingLocal) Get(key string) ([]byte, bool) {
+	b, ok := c.LocalCache.Get(key)
+	if ok {
+		c.hits.Add(1)
+	} else {
+		c.misses.Add(1)
+	}
+	return b, ok
+}
+
+type goRedisPair struct {
+	cd    [2]*gocache.Cache
+	local [2]*countingLocal
+	keys  []string
+}
+
+func (p *goRedisPair) get(ctx context.Context, inst, key int) (Article, error) {
+	var a Article
+	err := p.cd[inst].Get(ctx, p.keys[key], &a)
+	return a, err
+}
+
+func (p *goRedisPair) set(ctx context.Context, inst, key int, a Article) error {
+	return p.cd[inst].Set(&gocache.Item{Ctx: ctx, Key: p.keys[key], Value: &a, TTL: longTTL})
+}
+
+func (p *goRedisPair) lookups() (hits, misses uint64) {
+	for _, l := range p.local {
+		hits, misses = hits+l.hits.Load(), misses+l.misses.Load()
+	}
+	return hits, misses
+}
+
+// BenchmarkDataZipf is the read-mostly skewed workload described above. Targets: tiercache's
+// L1 hit ratio at least go-redis/cache's at the same L1 bytes, and higher throughput.
+func BenchmarkDataZipf(b *testing.B) {
+	s := redistest.Start(b)
+	ctx := context.Background()
+	rc := newRueidisClient(b, s, false)
+
+	base := sample
+	base.ID, base.Likes = 0, 0
+	js, _ := json.Marshal(base)
+	jsonSize := int64(len(js))
+	budget := int64(zipfKeys/100) * jsonSize
+	grBytes, _ := gocache.New(&gocache.Options{}).Marshal(&base)
+	grEntries := int(budget / int64(len(grBytes)))
+	const avgKeyLen, tieredEntryOverhead = 5, 96 // tiered/l1.go entryOverhead
+	sameEntries := int64(grEntries) * (jsonSize + avgKeyLen + tieredEntryOverhead)
+
+	tieredContender := func(name, group string, l1Bytes int64) {
+		b.Run(name, func(b *testing.B) {
+			var p tieredPair
+			for i := range p.c {
+				p.c[i] = newTiered(b, s, func(o *tiered.Options) { o.L1MaxBytes = l1Bytes })
+				p.g[i] = tiered.NewGroup[Article](p.c[i], group, longTTL)
+			}
+			// Copy the envelope tiercache wrote for one key into every key.
+			if err := p.g[0].Set(ctx, "0", base); err != nil {
+				b.Fatal(err)
+			}
+			k0, err := p.g[0].RedisKey(ctx, "0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			env, err := rc.Do(ctx, rc.B().Get().Key(k0).Build()).AsBytes()
+			if err != nil {
+				b.Fatal(err)
+			}
+			prefix := k0[:len(k0)-1]
+			populate(b, rc, func(i int) string { return prefix + zipfKeyNames[i] }, env)
+			vs := newVersions()
+			warmZipf(b, &p, vs)
+			serialAndParallel(b, zipfOps(&p, vs), zipfProbe(&p, vs, l1Bytes))
+		})
+	}
+	tieredContender("tiercache", "zipf", budget)
+	tieredContender("tiercache-same-entries", "zipf2", sameEntries)
+
+	b.Run("go-redis-cache", func(b *testing.B) {
+		p := goRedisPair{keys: make([]string, zipfKeys)}
+		for i := range p.keys {
+			p.keys[i] = "gr:zipf:" + zipfKeyNames[i]
+		}
+		for i := range p.cd {
+			p.local[i] = &countingLocal{LocalCache: gocache.NewTinyLFU(grEntries, time.Minute)}
+			p.cd[i] = newGoRedisCache(newGoRedisClient(b, s), p.local[i])
+		}
+		populate(b, rc, func(i int) string { return p.keys[i] }, grBytes)
+		vs := newVersions()
+		warmZipf(b, &p, vs)
+		serialAndParallel(b, zipfOps(&p, vs), zipfProbe(&p, vs, int64(grEntries)*int64(len(grBytes))))
+	})
+}
