@@ -1,6 +1,7 @@
 package tiered
 
 import (
+	"math/rand/v2"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -26,7 +27,7 @@ const (
 	numStripes = 1 << stripeBits // 4096 counters, 32 KiB
 	stripeMask = numStripes - 1
 
-	numShards = 64 // stats/guard shards, indexed by key hash
+	numShards = 64 // stats/guard shards
 
 	// clockTick is the resolution of the L1's clock. Expiry is checked against a clock read
 	// from an atomic that one goroutine advances, not time.Now: a clock read was more than
@@ -56,8 +57,9 @@ type l1Entry struct {
 // snapshot is a key's stripe generation and the epoch, taken before a Redis read or write.
 type snapshot struct{ gen, epoch uint64 }
 
-// l1Shard holds the hot-path counters of the keys whose hash falls in it, padded to its own
-// cache line so that two cores reading different keys never contend. lookups and done also
+// l1Shard holds hot-path counters, padded to its own cache line. A lookup picks its shard at
+// random (math/rand/v2 is per-thread: no lock, a few nanoseconds), not by key hash, so that
+// cores reading one hot key do not all write to one cache line; totals are sums over shards. lookups and done also
 // let Close wait for lookups in flight before it closes ristretto (which panics on a send to
 // its closed buffers otherwise).
 type l1Shard struct {
@@ -75,7 +77,9 @@ type l1 struct {
 
 	epoch   atomic.Uint64
 	stripes [numStripes]atomic.Uint64
+	_       [64]byte // keep the written shards off the lines of the read-only fields
 	shards  [numShards]l1Shard
+	_       [64]byte
 
 	clock     atomic.Int64  // unix nanoseconds, advanced every clockTick
 	clockStop chan struct{} // closed by close
@@ -154,7 +158,7 @@ func (l *l1) getEntry(h uint64, g *groupCore, key string) (*l1Entry, bool) {
 	if l.store == nil {
 		return nil, false
 	}
-	sh := &l.shards[h%numShards]
+	sh := &l.shards[rand.Uint32()%numShards] // random: no contention on a hot key
 	sh.lookups.Add(1)
 	if !l.closed.Load() {
 		if e, ok := l.store.Get(h); ok && e.group == g && e.key == key &&
@@ -203,7 +207,7 @@ func (l *l1) getStale(h uint64, g *groupCore, key string) (any, bool) {
 	if l.store == nil || l.maxStale == 0 || l.closed.Load() {
 		return nil, false
 	}
-	sh := &l.shards[h%numShards]
+	sh := &l.shards[rand.Uint32()%numShards] // random: no contention on a hot key
 	sh.lookups.Add(1)
 	defer sh.done.Add(1)
 	e, ok := l.store.Get(h)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/synspirit/tiercache/internal/redistest"
 )
 
 // installHint is printed when there is neither a REDIS_URL nor a redis-server to start.
@@ -42,7 +43,7 @@ func startRedis(ctx context.Context) (*throwawayRedis, error) {
 	}
 	var lastErr error
 	for range 3 { // the free port may be taken between the check and redis-server's bind
-		port, err := freePort()
+		port, err := redistest.FreePort()
 		if err != nil {
 			_ = os.RemoveAll(dir)
 			return nil, err
@@ -74,7 +75,7 @@ func (r *throwawayRedis) start(ctx context.Context, bin string, port int) error 
 	r.exited = make(chan struct{})
 	go func() { _ = r.cmd.Wait(); close(r.exited) }()
 	deadline := time.Now().Add(10 * time.Second)
-	for ping(r.addr) != nil {
+	for redistest.Ping(r.addr) != nil {
 		select {
 		case <-r.exited:
 			log, _ := os.ReadFile(filepath.Join(r.dir, "redis.log"))
@@ -111,35 +112,6 @@ func (r *throwawayRedis) stop() {
 func (r *throwawayRedis) kill() {
 	_ = r.cmd.Process.Kill()
 	<-r.exited
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func ping(addr string) error {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if !strings.HasPrefix(line, "+PONG") {
-		return fmt.Errorf("unexpected PING reply %q", line)
-	}
-	return nil
 }
 
 func lastLine(s string) string {

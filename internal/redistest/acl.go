@@ -2,9 +2,7 @@ package redistest
 
 import (
 	"context"
-	"net"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -22,7 +20,7 @@ func (s *Server) SetUser(name, password string, rules ...string) {
 
 // UserURL is URL with the credentials of an ACL user (escaped as a URL needs).
 func (s *Server) UserURL(user, password string, query ...string) string {
-	u := url.URL{Scheme: "redis", User: url.UserPassword(user, password), Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)), Path: "/0"}
+	u := url.URL{Scheme: "redis", User: url.UserPassword(user, password), Host: s.Addr(), Path: "/0"}
 	if len(query) > 0 {
 		u.RawQuery = strings.Join(query, "&")
 	}

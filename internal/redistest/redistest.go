@@ -41,15 +41,12 @@ func Binary() (string, error) {
 // Server is one redis-server process on 127.0.0.1.
 type Server struct {
 	t    testing.TB
-	bin  string
 	dir  string
-	port int
 	args []string
+	p    *proc // the process: start, stop, readiness
 
-	mu     sync.Mutex // protects cmd, exited and admin
-	cmd    *exec.Cmd
-	exited chan struct{}
-	admin  rueidis.Client
+	mu    sync.Mutex // protects admin
+	admin rueidis.Client
 }
 
 // Option changes how a server is started.
@@ -66,23 +63,30 @@ func Start(t testing.TB, opts ...Option) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{t: t, bin: bin, dir: t.TempDir()}
+	s := &Server{t: t, dir: t.TempDir()}
 	for _, o := range opts {
 		o(s)
 	}
-	var lastErr error
-	for attempt := 0; attempt < 5; attempt++ {
-		s.port, err = FreePort()
-		if err != nil {
-			t.Fatalf("redistest: free port: %v", err)
-		}
-		if lastErr = s.start(); lastErr == nil {
-			t.Cleanup(s.Close)
-			return s
-		}
+	s.p = &proc{
+		t:       t,
+		bin:     bin,
+		logFile: filepath.Join(s.dir, "redis.log"),
+		args: func(port int) []string {
+			return append([]string{
+				"--port", strconv.Itoa(port),
+				"--bind", "127.0.0.1",
+				"--dir", s.dir,
+				"--save", "",
+				"--appendonly", "no",
+				"--daemonize", "no",
+				"--logfile", filepath.Join(s.dir, "redis.log"),
+			}, s.args...)
+		},
+		ready: Ping,
 	}
-	t.Fatalf("redistest: starting redis-server: %v", lastErr)
-	return nil
+	startProc(t, s.p)
+	t.Cleanup(s.Close)
+	return s
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
@@ -95,59 +99,17 @@ func FreePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func (s *Server) start() error {
-	args := []string{
-		"--port", strconv.Itoa(s.port),
-		"--bind", "127.0.0.1",
-		"--dir", s.dir,
-		"--save", "",
-		"--appendonly", "no",
-		"--daemonize", "no",
-		"--logfile", filepath.Join(s.dir, "redis.log"),
-	}
-	args = append(args, s.args...)
-	cmd := exec.Command(s.bin, args...)
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if err := ping(s.Addr()); err == nil {
-			break
-		}
-		select {
-		case <-exited:
-			return fmt.Errorf("redis-server exited at start-up; log: %s", s.logTail())
-		default:
-		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			<-exited
-			return fmt.Errorf("redis-server did not answer PING within 10s; log: %s", s.logTail())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	s.mu.Lock()
-	s.cmd, s.exited = cmd, exited
-	s.mu.Unlock()
-	return nil
-}
-
-func (s *Server) logTail() string {
-	b, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
-	if len(b) > 2000 {
-		b = b[len(b)-2000:]
-	}
-	return strings.TrimSpace(string(b))
-}
-
-func ping(addr string) error {
+// Ping sends PING to a plain-text Redis at addr and expects PONG: the readiness check.
+func Ping(addr string) error {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		return err
 	}
+	return pingConn(c)
+}
+
+// pingConn sends PING on c, expects PONG, and closes c.
+func pingConn(c net.Conn) error {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(time.Second))
 	if _, err := c.Write([]byte("PING\r\n")); err != nil {
@@ -164,10 +126,10 @@ func ping(addr string) error {
 }
 
 // Addr is host:port of the server.
-func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
+func (s *Server) Addr() string { return s.p.addr() }
 
 // Port is the server's TCP port; it stays the same across Stop and Restart.
-func (s *Server) Port() int { return s.port }
+func (s *Server) Port() int { return s.p.port }
 
 // URL is a redis:// URL for the server, with extra query parameters appended as given
 // (e.g. URL("protocol=2")).
@@ -183,17 +145,13 @@ func (s *Server) URL(query ...string) string {
 // The port stays reserved for Restart only by convention: nothing else in the test should bind it.
 func (s *Server) Stop() {
 	s.mu.Lock()
-	cmd, exited, admin := s.cmd, s.exited, s.admin
-	s.cmd, s.admin = nil, nil
+	admin := s.admin
+	s.admin = nil
 	s.mu.Unlock()
 	if admin != nil {
 		admin.Close()
 	}
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Kill()
-	<-exited
+	s.p.stop()
 }
 
 // Restart starts the server again on the same port, after Stop. Data does not survive.
@@ -202,20 +160,16 @@ func (s *Server) Restart() {
 	s.Stop()
 	var err error
 	for attempt := 0; attempt < 50; attempt++ {
-		if err = s.start(); err == nil {
+		if err = s.p.start(); err == nil {
 			return
 		}
 		time.Sleep(20 * time.Millisecond) // the port may linger for a moment after the kill
 	}
-	s.t.Fatalf("redistest: restarting redis-server on port %d: %v", s.port, err)
+	s.t.Fatalf("redistest: restarting redis-server on port %d: %v", s.p.port, err)
 }
 
 // Running reports whether the process is up.
-func (s *Server) Running() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.cmd != nil
-}
+func (s *Server) Running() bool { return s.p.running() }
 
 // Close stops the server; it is registered with t.Cleanup by Start.
 func (s *Server) Close() { s.Stop() }

@@ -76,7 +76,7 @@ func StartSentinel(t testing.TB) *Sentinel {
 				}
 				return []string{conf, "--sentinel"}
 			},
-			ready: ping,
+			ready: Ping,
 		}
 		startProc(t, s.p)
 		st.Sentinels = append(st.Sentinels, s)

@@ -1,7 +1,6 @@
 package redistest
 
 import (
-	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -10,7 +9,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -157,24 +155,11 @@ func StartTLS(t testing.TB, extraArgs ...string) *TLSServer {
 }
 
 func pingTLS(addr string, cfg *tls.Config) error {
-	d := &net.Dialer{Timeout: time.Second}
-	c, err := tls.DialWithDialer(d, "tcp", addr, cfg)
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr, cfg)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if !strings.HasPrefix(line, "+PONG") {
-		return fmt.Errorf("unexpected PING reply %q", line)
-	}
-	return nil
+	return pingConn(c)
 }
 
 // Addr is host:port of the TLS listener.
