@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+	"golang.org/x/sync/singleflight"
 )
 
 // Defaults, each tied to its Options field.
@@ -56,6 +57,8 @@ type Counters struct {
 	floor   string // Options.Floor in decimal; "" with NoFloor
 	timeout time.Duration
 	err     error // a bad Options, returned by every call
+
+	loads singleflight.Group // GetOrLoad loads in flight, by Redis key
 }
 
 // New returns Counters over client. Bad options (a nil client, a negative TTL) do not panic:
@@ -169,18 +172,37 @@ func (c *Counters) GetOrLoad(ctx context.Context, key Key, load func(context.Con
 	if err != nil || ok {
 		return n, err
 	}
+	rk, err := c.redisKey(key)
+	if err != nil {
+		return 0, err
+	}
+	// Concurrent misses of one counter share one load (the seed is safe either way, the
+	// database query is what this saves). A caller whose ctx ends stops waiting; the load
+	// goes on for the others.
+	ch := c.loads.DoChan(rk, func() (any, error) {
+		return c.loadAndSeed(context.WithoutCancel(ctx), key, rk, load)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			n, _ := r.Val.(int64)
+			return n, r.Err
+		}
+		return r.Val.(int64), nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+func (c *Counters) loadAndSeed(ctx context.Context, key Key, rk string, load func(context.Context) (int64, error)) (int64, error) {
 	loaded, err := load(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("counter: load %s: %w", key, err)
 	}
-	rk, err := c.redisKey(key)
-	if err != nil {
-		return loaded, err
-	}
 	cctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	res := seedScript.Exec(cctx, c.client, []string{rk}, []string{strconv.FormatInt(loaded, 10), strconv.FormatInt(c.ttlMs, 10)})
-	n, err = res.AsInt64()
+	n, err := res.AsInt64()
 	if err != nil {
 		return loaded, c.replyError(ctx, "seed", key, res.Error(), err)
 	}

@@ -6,6 +6,7 @@ import (
 	"math"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -517,5 +518,36 @@ func TestInvalidOptions(t *testing.T) {
 		_, err = c.GetMany(ctx, []Key{likes})
 		assert.ErrorIs(t, err, ErrInvalidOptions, name)
 		assert.ErrorIs(t, c.Delete(ctx, likes), ErrInvalidOptions, name)
+	}
+}
+
+// Concurrent misses of one counter run the loader once per instance.
+func TestGetOrLoadSharesOneLoad(t *testing.T) {
+	s := redistest.Start(t)
+	ctx := context.Background()
+	c := newCounters(t, s, Options{TTL: time.Minute})
+	var loads atomic.Int32
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	results := make([]int64, 50)
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n, err := c.GetOrLoad(ctx, likes, func(context.Context) (int64, error) {
+				loads.Add(1)
+				<-release
+				return 500, nil
+			})
+			assert.NoError(t, err)
+			results[i] = n
+		}()
+	}
+	require.Eventually(t, func() bool { return loads.Load() == 1 }, time.Second, time.Millisecond)
+	close(release)
+	wg.Wait()
+	assert.EqualValues(t, 1, loads.Load())
+	for _, n := range results {
+		assert.EqualValues(t, 500, n)
 	}
 }
