@@ -187,7 +187,7 @@ func (b *Bus) send(bt *batch) error {
 	// command is queued and abandoned on cancellation, the connection left alone.
 	ctx, cancel := context.WithCancelCause(b.ctx)
 	timer := time.AfterFunc(b.opts.PublishTimeout, func() { cancel(errPublishTimeout) })
-	err := b.client.Do(ctx, cmd).Error()
+	err := b.client.Do(ctx, cmd.Pin()).Error() // pinned: see tiered.Cache.do
 	timer.Stop()
 	timedOut := context.Cause(ctx) == errPublishTimeout
 	cancel(nil)

@@ -334,13 +334,18 @@ func (c *Cache) flushL1() {
 
 // do runs one Redis command under the per-call deadline and the breaker. Errors reaching
 // Redis wrap ErrUnavailable; a Redis nil is returned as is (rueidis.IsRedisNil).
+//
+// Commands are pinned: rueidis recycles a command's buffer when Do returns, and under
+// connection resets the race detector caught a recycled buffer being rebuilt while a
+// finished connection's writer had read it without a happens-before edge. A pinned command
+// costs one allocation, and can never be rewritten under a writer.
 func (c *Cache) do(ctx context.Context, cmd rueidis.Completed) rueidis.RedisResult {
 	ok, probe := c.breaker.allow()
 	if !ok {
 		return rueidis.NewErrorResult(errBreakerOpen)
 	}
 	cctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
-	res := c.redis.Do(cctx, cmd)
+	res := c.redis.Do(cctx, cmd.Pin())
 	cancel()
 	c.account(ctx, res.Error(), probe)
 	return res
@@ -412,7 +417,7 @@ func (c *Cache) l2Del(ctx context.Context, keys []string) error {
 	}
 	cmds := make(rueidis.Commands, 0, len(keys))
 	for _, k := range keys {
-		cmds = append(cmds, c.redis.B().Del().Key(k).Build())
+		cmds = append(cmds, c.redis.B().Del().Key(k).Build().Pin())
 	}
 	cctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()

@@ -134,7 +134,7 @@ func (t *tracker) ping(ctx context.Context) error {
 	var errs []error
 	for addr, node := range t.client.Nodes() {
 		cctx, cancel := context.WithTimeout(ctx, max(t.c.opts.Timeout, 500*time.Millisecond))
-		err := node.Do(cctx, node.B().Ping().Build()).Error()
+		err := node.Do(cctx, node.B().Ping().Build().Pin()).Error()
 		cancel()
 		if err != nil {
 			errs = append(errs, errors.New(addr+": "+err.Error()))
