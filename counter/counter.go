@@ -195,6 +195,11 @@ func (c *Counters) GetOrLoad(ctx context.Context, key Key, load func(context.Con
 }
 
 func (c *Counters) loadAndSeed(ctx context.Context, key Key, rk string, load func(context.Context) (int64, error)) (int64, error) {
+	// A caller that missed just before another load seeded the counter arrives here after
+	// that load has finished: look again rather than query the database again.
+	if n, ok, err := c.get(ctx, key); err == nil && ok {
+		return n, nil
+	}
 	loaded, err := load(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("counter: load %s: %w", key, err)
