@@ -168,18 +168,7 @@ func (c *Cluster) Failover(master *Server) *Server {
 	c.t.Helper()
 	r := c.replicaOf(master)
 	r.Do("CLUSTER", "FAILOVER")
-	c.waitFor("replica promoted", func() error {
-		role, err := r.Do("ROLE").ToArray()
-		if err != nil {
-			return err
-		}
-		if s, _ := role[0].ToString(); s != "master" {
-			return fmt.Errorf("role %s", s)
-		}
-		return nil
-	})
-	c.WaitSettled()
-	return r
+	return c.waitPromoted(r, "replica promoted")
 }
 
 // FailoverByKill kills master (SIGKILL), waits until a replica is elected in its place and
@@ -189,7 +178,13 @@ func (c *Cluster) FailoverByKill(master *Server) *Server {
 	c.t.Helper()
 	r := c.replicaOf(master)
 	master.Stop()
-	c.waitFor("replica elected", func() error {
+	return c.waitPromoted(r, "replica elected")
+}
+
+// waitPromoted waits until r reports the master role and every running node agrees.
+func (c *Cluster) waitPromoted(r *Server, what string) *Server {
+	c.t.Helper()
+	c.waitFor(what, func() error {
 		role, err := r.Do("ROLE").ToArray()
 		if err != nil {
 			return err
