@@ -61,7 +61,7 @@ func (c *Cache) startTracker(ctx context.Context, opt rueidis.ClientOption) erro
 		return err
 	}
 	t.client = client
-	if err := t.ping(ctx); err != nil {
+	if err := t.ping(ctx, opt.Dialer.Timeout); err != nil { // at start-up, as patient as a dial
 		client.Close()
 		return err
 	}
@@ -99,7 +99,7 @@ func (t *tracker) keep() {
 		case <-t.kick:
 		case <-timer.C:
 		}
-		err := t.ping(t.c.closeCtx)
+		err := t.ping(t.c.closeCtx, max(t.c.opts.Timeout, 500*time.Millisecond))
 		next := trackingCheckInterval
 		switch {
 		case t.c.closeCtx.Err() != nil:
@@ -129,11 +129,11 @@ func (t *tracker) keep() {
 	}
 }
 
-// ping checks every node the listener is connected to.
-func (t *tracker) ping(ctx context.Context) error {
+// ping checks every node the listener is connected to, each within timeout.
+func (t *tracker) ping(ctx context.Context, timeout time.Duration) error {
 	var errs []error
 	for addr, node := range t.client.Nodes() {
-		cctx, cancel := context.WithTimeout(ctx, max(t.c.opts.Timeout, 500*time.Millisecond))
+		cctx, cancel := context.WithTimeout(ctx, timeout)
 		err := node.Do(cctx, node.B().Ping().Build().Pin()).Error()
 		cancel()
 		if err != nil {

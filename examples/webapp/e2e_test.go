@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -268,20 +269,19 @@ type webapp struct {
 
 func startWebapp(t *testing.T, bin, name string, env []string, args ...string) *webapp {
 	t.Helper()
-	port, err := redistest.FreePort()
-	require.NoError(t, err)
-	addr := "127.0.0.1:" + strconv.Itoa(port)
 	logPath := filepath.Join(t.TempDir(), name+".log")
 	logFile, err := os.Create(logPath)
 	require.NoError(t, err)
 	defer logFile.Close()
 
-	cmd := exec.Command(bin, append([]string{"-addr", addr}, args...)...)
+	// Port 0: the instance picks a free port and logs it, so no other test can take the port
+	// between a check and the instance's bind.
+	cmd := exec.Command(bin, append([]string{"-addr", "127.0.0.1:0"}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	require.NoError(t, cmd.Start())
 	transport := &http.Transport{}
-	w := &webapp{name: name, base: "http://" + addr, logPath: logPath, cmd: cmd, exited: make(chan struct{}),
+	w := &webapp{name: name, logPath: logPath, cmd: cmd, exited: make(chan struct{}),
 		client: &http.Client{Transport: transport, Timeout: 10 * time.Second}}
 	go func() { _ = cmd.Wait(); close(w.exited) }()
 	t.Cleanup(func() {
@@ -316,7 +316,10 @@ func (w *webapp) stop(t *testing.T) {
 	}
 }
 
-// waitReady polls /healthz until the instance answers, failing early if it exits.
+// listeningRe finds the address in the instance's "listening" log line.
+var listeningRe = regexp.MustCompile(`"msg":"listening","addr":"(127\.0\.0\.1:\d+)"`)
+
+// waitReady reads the instance's address from its log, then polls /healthz until the instance answers, failing early if it exits.
 func (w *webapp) waitReady(t *testing.T) {
 	t.Helper()
 	require.Eventually(t, func() bool {
@@ -325,6 +328,14 @@ func (w *webapp) waitReady(t *testing.T) {
 			log, _ := os.ReadFile(w.logPath)
 			require.FailNowf(t, "instance exited at start-up", "%s: %s", w.name, log)
 		default:
+		}
+		if w.base == "" {
+			log, _ := os.ReadFile(w.logPath)
+			m := listeningRe.FindSubmatch(log)
+			if m == nil {
+				return false
+			}
+			w.base = "http://" + string(m[1])
 		}
 		resp, err := w.client.Get(w.base + "/healthz")
 		if err != nil {
