@@ -4,7 +4,7 @@
 //
 // Run it from the repository root, against a Redis of yours:
 //
-//	REDIS_URL=redis://127.0.0.1:6379/0 go run ./examples/webapp -db /tmp/site.db
+//	REDIS_URL=redis://127.0.0.1:6379/0 go run ./examples/webapp -db site.db
 //	curl -s 'localhost:8080/api/articles?page=1&per_page=5'
 //	curl -s localhost:8080/api/articles/7
 //	curl -s -X PUT -d '{"title":"Edited"}' localhost:8080/api/articles/7
