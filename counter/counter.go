@@ -115,7 +115,7 @@ func (c *Counters) add(ctx context.Context, op string, key Key, delta int64) (in
 	if c.ttlMs == 0 && floor == "" {
 		// Persistent mode without a floor to enforce: INCRBY alone is the whole operation,
 		// and costs Redis a fraction of a script call.
-		res = c.client.Do(cctx, c.client.B().Incrby().Key(rk).Increment(delta).Build())
+		res = c.client.Do(cctx, c.client.B().Incrby().Key(rk).Increment(delta).Build().Pin()) // pinned: see tiered.Cache.do
 	} else {
 		create := "1" // persistent mode: a missing counter starts from 0
 		if c.ttlMs > 0 {
@@ -148,7 +148,7 @@ func (c *Counters) get(ctx context.Context, key Key) (n int64, found bool, err e
 	}
 	cctx, cancel := c.withTimeout(ctx)
 	defer cancel()
-	res := c.client.Do(cctx, c.client.B().Get().Key(rk).Build())
+	res := c.client.Do(cctx, c.client.B().Get().Key(rk).Build().Pin())
 	if rueidis.IsRedisNil(res.Error()) {
 		return 0, false, nil
 	}
@@ -280,7 +280,7 @@ func (c *Counters) GetMany(ctx context.Context, keys []Key) (map[Key]int64, erro
 	if c.client.Mode() == rueidis.ClientModeCluster {
 		return c.getManyCluster(ctx, cctx, keys, rks, out)
 	}
-	vals, err := c.client.Do(cctx, c.client.B().Mget().Key(rks...).Build()).ToArray()
+	vals, err := c.client.Do(cctx, c.client.B().Mget().Key(rks...).Build().Pin()).ToArray()
 	if err != nil {
 		return nil, classify(ctx, "get many", keys[0], err)
 	}
