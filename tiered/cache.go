@@ -311,8 +311,9 @@ func (c *Cache) spawn(fn func()) bool {
 // HandleInvalidations is rueidis's OnInvalidations callback: keys Redis reports as changed
 // (by anyone: a write, an expiry, an eviction), or nil when every key must be assumed
 // changed (a FLUSHALL, or a dropped connection whose invalidations are lost). It runs on
-// rueidis's reader goroutine, so it only bumps counters: no lock, no allocation, no
-// blocking.
+// rueidis's reader goroutine, so it only bumps counters and marks group generations as
+// unknown: no lock, no blocking, and no allocation but a small stale marker per group when
+// a generation key or a flush is reported.
 func (c *Cache) HandleInvalidations(keys []rueidis.RedisMessage) {
 	if keys == nil {
 		c.flushL1()
@@ -344,11 +345,20 @@ func (c *Cache) do(ctx context.Context, cmd rueidis.Completed) rueidis.RedisResu
 	if !ok {
 		return rueidis.NewErrorResult(errBreakerOpen)
 	}
-	cctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	cctx, cancel := c.withTimeout(ctx)
 	res := c.redis.Do(cctx, cmd.Pin())
 	cancel()
 	c.account(ctx, res.Error(), probe)
 	return res
+}
+
+// withTimeout bounds a Redis call by Options.Timeout, sparing the timer when the caller's
+// own deadline comes first.
+func (c *Cache) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d, ok := ctx.Deadline(); ok && time.Until(d) <= c.opts.Timeout {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, c.opts.Timeout)
 }
 
 var errBreakerOpen = fmt.Errorf("%w: circuit breaker open", ErrUnavailable)
@@ -419,7 +429,7 @@ func (c *Cache) l2Del(ctx context.Context, keys []string) error {
 	for _, k := range keys {
 		cmds = append(cmds, c.redis.B().Del().Key(k).Build().Pin())
 	}
-	cctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	cctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	var first error
 	for _, r := range c.redis.DoMulti(cctx, cmds...) {

@@ -101,6 +101,7 @@ func TestTLSPlainTextToTLSOnlyServer(t *testing.T) {
 	}
 	require.Error(t, err)
 	require.ErrorIs(t, err, tiered.ErrUnavailable)
+	require.Contains(t, err.Error(), "rediss://", "the error says what is probably wrong")
 	require.Less(t, time.Since(start), 5*time.Second, "fails fast, not at a timeout")
 	t.Logf("plain text to a TLS-only server: %v (after %v)", err, time.Since(start).Round(time.Millisecond))
 }
