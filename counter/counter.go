@@ -10,6 +10,8 @@ import (
 
 	"github.com/redis/rueidis"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/synspirit/tiercache/internal/deadline"
 )
 
 // Defaults, each tied to its Options field.
@@ -44,19 +46,22 @@ type Options struct {
 
 	// Timeout is the deadline of each Redis call, applied on top of the caller's context;
 	// 0 means DefaultTimeout and a negative value means none (the caller's context only). A
-	// timeout reaching Redis is ErrUnavailable.
+	// timeout reaching Redis is ErrUnavailable. A call whose context cannot be cancelled
+	// (context.Background) shares one deadline with the calls that start in the same window
+	// of Timeout/16 (at most 1 ms) rather than start a timer of its own: it gets at least
+	// Timeout and at most one window more.
 	Timeout time.Duration
 }
 
 // Counters reads and writes counters in Redis. It is safe for concurrent use, holds no
 // goroutines and nothing to close; the rueidis client belongs to the caller.
 type Counters struct {
-	client  rueidis.Client
-	prefix  string
-	ttlMs   int64  // Options.TTL rounded up to ms; 0 in persistent mode
-	floor   string // Options.Floor in decimal; "" with NoFloor
-	timeout time.Duration
-	err     error // a bad Options, returned by every call
+	client rueidis.Client
+	prefix string
+	ttlMs  int64            // Options.TTL rounded up to ms; 0 in persistent mode
+	floor  string           // Options.Floor in decimal; "" with NoFloor
+	bounds *deadline.Bounds // Options.Timeout per call
+	err    error            // a bad Options, returned by every call
 
 	loads singleflight.Group // GetOrLoad loads in flight, by Redis key
 }
@@ -64,7 +69,7 @@ type Counters struct {
 // New returns Counters over client. Bad options (a nil client, a negative TTL) do not panic:
 // every call then returns an error wrapping ErrInvalidOptions.
 func New(client rueidis.Client, opts Options) *Counters {
-	c := &Counters{client: client, prefix: opts.KeyPrefix, timeout: opts.Timeout}
+	c := &Counters{client: client, prefix: opts.KeyPrefix}
 	switch {
 	case client == nil:
 		c.err = fmt.Errorf("%w: nil rueidis client", ErrInvalidOptions)
@@ -77,8 +82,11 @@ func New(client rueidis.Client, opts Options) *Counters {
 	if !opts.NoFloor {
 		c.floor = strconv.FormatInt(opts.Floor, 10)
 	}
-	if c.timeout == 0 {
-		c.timeout = DefaultTimeout
+	switch timeout := opts.Timeout; {
+	case timeout == 0:
+		c.bounds = deadline.New(DefaultTimeout)
+	case timeout > 0:
+		c.bounds = deadline.New(timeout)
 	}
 	return c
 }
@@ -370,17 +378,11 @@ func (c *Counters) redisKeys(keys []Key) ([]string, error) {
 	return rks, nil
 }
 
+// withTimeout bounds one Redis call by Options.Timeout: a shared deadline when ctx cannot
+// be cancelled (no timer per call), the caller's own when it comes first (internal/deadline).
 func (c *Counters) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
-	if c.timeout < 0 {
-		return ctx, noCancel
-	}
-	if d, ok := ctx.Deadline(); ok && time.Until(d) <= c.timeout {
-		return ctx, noCancel // the caller's deadline comes first: spare a timer
-	}
-	return context.WithTimeout(ctx, c.timeout)
+	return c.bounds.Context(ctx)
 }
-
-func noCancel() {}
 
 // replyError reports why a reply did not give an int64: replyErr is the call's own error
 // (network or Redis error reply), parseErr the conversion's.

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/synspirit/tiercache/bus"
+	"github.com/synspirit/tiercache/internal/deadline"
 )
 
 // Cache is a two-tier cache: an in-process L1 in front of a shared Redis L2, kept coherent
@@ -33,6 +34,7 @@ type Cache struct {
 	tracker *tracker // the invalidation listener in Tracking mode (nil otherwise, or on a caller's client)
 	bus     *bus.Bus // nil with Options.DisableBus
 	breaker breaker
+	bounds  *deadline.Bounds // Options.Timeout per Redis call
 
 	genPrefix string                                  // <KeyPrefix>tiercache:gen:
 	groupsMu  sync.Mutex                              // serialises register
@@ -70,7 +72,7 @@ func New(ctx context.Context, opts Options) (*Cache, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cache{opts: o, log: o.Logger.Named("tiercache"), genPrefix: genKeyPrefix(o.KeyPrefix)}
+	c := &Cache{opts: o, log: o.Logger.Named("tiercache"), genPrefix: genKeyPrefix(o.KeyPrefix), bounds: deadline.New(o.Timeout)}
 	c.breaker = breaker{
 		threshold: int64(o.BreakerThreshold),
 		cooldown:  o.BreakerCooldown,
@@ -352,13 +354,10 @@ func (c *Cache) do(ctx context.Context, cmd rueidis.Completed) rueidis.RedisResu
 	return res
 }
 
-// withTimeout bounds a Redis call by Options.Timeout, sparing the timer when the caller's
-// own deadline comes first.
+// withTimeout bounds a Redis call by Options.Timeout: a shared deadline when ctx cannot be
+// cancelled (no timer per call), the caller's own when it comes first (internal/deadline).
 func (c *Cache) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
-	if d, ok := ctx.Deadline(); ok && time.Until(d) <= c.opts.Timeout {
-		return ctx, func() {}
-	}
-	return context.WithTimeout(ctx, c.opts.Timeout)
+	return c.bounds.Context(ctx)
 }
 
 var errBreakerOpen = fmt.Errorf("%w: circuit breaker open", ErrUnavailable)

@@ -49,7 +49,7 @@ func (g *Group[T]) waitOrLock(ctx context.Context, st *groupState, key string, h
 		switch err := res.Error(); {
 		case err == nil:
 			return nil, false, func() {
-				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.Timeout)
+				rctx, cancel := c.withTimeout(context.WithoutCancel(ctx))
 				defer cancel()
 				_ = releaseLockScript.Exec(rctx, c.redis, []string{lk}, []string{token}).Error()
 			}, nil

@@ -101,7 +101,10 @@ type Options struct {
 
 	// Timeout is the deadline of every Redis call. Default DefaultTimeout. Keep it well
 	// under your request budget: on a Redis outage each call costs at most this much until
-	// the breaker opens.
+	// the breaker opens. A call whose context cannot be cancelled (context.Background, a
+	// background refresh) shares one deadline with the calls that start in the same window
+	// of Timeout/16 (at most 1 ms), instead of starting a timer of its own: it gets at least
+	// Timeout and at most one window more.
 	Timeout time.Duration
 
 	// BreakerThreshold is how many consecutive Redis failures open the circuit breaker;

@@ -1,0 +1,171 @@
+package deadline
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestNoTimeoutAddsNoDeadline(t *testing.T) {
+	for _, b := range []*Bounds{nil, New(0), New(-time.Second)} {
+		ctx, cancel := b.Context(context.Background())
+		cancel()
+		_, ok := ctx.Deadline()
+		assert.False(t, ok)
+		assert.Nil(t, ctx.Done())
+	}
+}
+
+func TestEarlierCallerDeadlineIsKept(t *testing.T) {
+	parent, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	ctx, done := New(time.Minute).Context(parent)
+	defer done()
+	assert.Equal(t, parent, ctx)
+}
+
+func TestCancellableParentGetsItsOwnContext(t *testing.T) {
+	parent, cancelParent := context.WithCancel(context.Background())
+	before := time.Now()
+	ctx, done := New(time.Minute).Context(parent)
+	defer done()
+	d, ok := ctx.Deadline()
+	require.True(t, ok)
+	assert.False(t, d.Before(before.Add(time.Minute)))
+	assert.True(t, d.Before(time.Now().Add(time.Minute+time.Second)))
+
+	cancelParent()
+	select {
+	case <-ctx.Done():
+	default:
+		t.Fatal("cancelling the caller's context did not end the call's")
+	}
+	assert.ErrorIs(t, ctx.Err(), context.Canceled)
+}
+
+func TestUncancellableParentsShareOneWindow(t *testing.T) {
+	const timeout = time.Minute
+	b := New(timeout)
+	for {
+		start := time.Now()
+		c1, done1 := b.Context(context.Background())
+		c2, done2 := b.Context(context.TODO())
+		end := time.Now()
+		done1()
+		done2()
+		if end.Sub(start) >= b.window/2 {
+			continue // preempted: the two calls may straddle a window's end; try again
+		}
+		assert.True(t, c1 == c2, "calls within one window share its context")
+		d, ok := c1.Deadline()
+		require.True(t, ok)
+		assert.False(t, d.Before(start.Add(timeout)), "a call gets at least the timeout")
+		assert.False(t, d.After(end.Add(timeout+b.window)), "and at most one window more")
+		assert.NoError(t, c1.Err())
+		return
+	}
+}
+
+func TestWindowsEndAndRenew(t *testing.T) {
+	b := New(20 * time.Millisecond)
+	first, done := b.Context(context.Background())
+	done()
+	require.Eventually(t, func() bool { return first.Err() != nil }, 5*time.Second, time.Millisecond)
+	assert.ErrorIs(t, first.Err(), context.DeadlineExceeded)
+	assert.ErrorIs(t, context.Cause(first), context.DeadlineExceeded)
+
+	next, done := b.Context(context.Background())
+	done()
+	assert.NoError(t, next.Err(), "a call after the window's end gets a live context")
+	d1, _ := first.Deadline()
+	d2, _ := next.Deadline()
+	assert.True(t, d2.After(d1))
+}
+
+type key struct{}
+
+func TestValuesOfAnUncancellableParentAreKept(t *testing.T) {
+	cancelled, cancel := context.WithCancel(context.WithValue(context.Background(), key{}, "span"))
+	cancel()
+	parent := context.WithoutCancel(cancelled) // values, no cancellation
+	b := New(10 * time.Millisecond)
+	ctx, done := b.Context(parent)
+	defer done()
+	assert.Equal(t, "span", ctx.Value(key{}))
+	assert.NoError(t, ctx.Err(), "the cancelled grandparent does not reach the call")
+	_, ok := ctx.Deadline()
+	require.True(t, ok)
+	require.Eventually(t, func() bool { return ctx.Err() != nil }, 5*time.Second, time.Millisecond)
+	assert.ErrorIs(t, ctx.Err(), context.DeadlineExceeded)
+	assert.ErrorIs(t, context.Cause(ctx), context.DeadlineExceeded)
+}
+
+func TestSharedWindowAllocatesNothing(t *testing.T) {
+	b := New(time.Minute)
+	ctx := context.Background()
+	allocs := testing.AllocsPerRun(1000, func() {
+		c, done := b.Context(ctx)
+		done()
+		_ = c
+	})
+	// A window renewal (a new context) every millisecond at most: well under one per call.
+	assert.Less(t, allocs, 0.5)
+}
+
+func TestConcurrentCallsAllGetTheirTimeout(t *testing.T) {
+	const timeout = 50 * time.Millisecond
+	b := New(timeout)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Go(func() {
+			for range 2000 {
+				start := time.Now()
+				ctx, done := b.Context(context.Background())
+				d, ok := ctx.Deadline()
+				done()
+				if !ok || d.Before(start.Add(timeout)) {
+					errs <- errors.New("a call got less than its timeout")
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+func BenchmarkContext(b *testing.B) {
+	ctx := context.Background()
+	b.Run("shared-window", func(b *testing.B) {
+		bd := New(100 * time.Millisecond)
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				_, done := bd.Context(ctx)
+				done()
+			}
+		})
+	})
+	b.Run("context.WithTimeout", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				c, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+				_ = c.Done() // rueidis selects on it: the channel is made
+				cancel()
+			}
+		})
+	})
+}
