@@ -75,6 +75,17 @@ func BenchmarkCounterIncrement(b *testing.B) {
 			return err
 		})
 	})
+	// The same call under a cancellable context, as from an HTTP handler: the per-call
+	// deadline then needs a context.WithTimeout of its own (internal/deadline).
+	b.Run("tiercache-cancellable-ctx", func(b *testing.B) {
+		cnt := counter.New(newRueidis(b, s), counter.Options{KeyPrefix: "tcc:", Timeout: time.Second})
+		parent, cancel := context.WithCancel(context.Background())
+		b.Cleanup(cancel)
+		runSerialAndParallel(b, func(context.Context) error {
+			_, err := cnt.Increment(parent, key, 1)
+			return err
+		})
+	})
 	// Cache mode (the original design's one-minute TTL) checks the counter exists first.
 	b.Run("tiercache-TTL", func(b *testing.B) {
 		cnt := counter.New(newRueidis(b, s), counter.Options{KeyPrefix: "tcttl:", TTL: time.Hour, Timeout: time.Second})

@@ -34,7 +34,12 @@ var scenarioNotes = map[string]string{
 		"time from A's Set returning until B's Get stops returning the old value (p50-ns, p99-ns). " +
 		"ns/op is a whole cycle including re-warming B and says little. go-redis/cache is absent: " +
 		"it never propagates, B serves the old value until its local TTL ends.",
-	"CounterIncrement": "Counter increments (always Redis atomics, never L1).",
+	"CounterIncrement": "Counter increments (always Redis atomics, never L1). tiercache: persistent mode, " +
+		"one INCRBY under a context.Background; tiercache-cancellable-ctx: the same under a cancellable " +
+		"context (an HTTP request's), which costs a timer of its own for the per-call deadline; " +
+		"tiercache-TTL: cache mode, a Lua script that increments only an existing counter. " +
+		"The raw rueidis call has no deadline; go-redis bounds each call by its connection's read and " +
+		"write timeouts (3 s by default), set on the socket.",
 	"CounterGetMany50": "One page of 50 counters.",
 	"ImageProxyHit":    "A 50 KiB image served through the image proxy, from L1 and from Redis; floor: http.ServeContent from memory.",
 }
@@ -328,6 +333,22 @@ func targets(rs *results) []target {
 		tc, ok1 := med("DataZipf", "tiercache", mode, "ns/op")
 		gr, ok2 := med("DataZipf", "go-redis-cache", mode, "ns/op")
 		add("Zipf: higher throughput than go-redis/cache ("+mode+")", tc < gr,
+			fmt.Sprintf("%s vs %s per op: %s the throughput", fmtNs(tc), fmtNs(gr), fmtRatio(gr/tc)), ok1 && ok2)
+	}
+	for _, c := range []struct{ name, label string }{{"tiercache-auto", "tracking"}, {"tiercache-bus-only", "bus-only"}} {
+		p99, ok := med("DataInvalidation", c.name, "", "p99-ns")
+		add("invalidation reaches another instance: p99 < 1 ms ("+c.label+")", p99 < 1e6, fmtNs(p99), ok)
+	}
+	{
+		tc, ok1 := med("CounterIncrement", "tiercache", "Serial", "ns/op")
+		ru, ok2 := med("CounterIncrement", "rueidis-INCRBY", "Serial", "ns/op")
+		add("counter Increment ≤ 1.15× raw rueidis INCRBY (Serial)", tc <= 1.15*ru,
+			fmt.Sprintf("%s vs %s: %s", fmtNs(tc), fmtNs(ru), fmtRatio(tc/ru)), ok1 && ok2)
+	}
+	for _, c := range []string{"tiercache", "tiercache-TTL"} {
+		tc, ok1 := med("CounterIncrement", c, "Parallel", "ns/op")
+		gr, ok2 := med("CounterIncrement", "go-redis-IncrBy", "Parallel", "ns/op")
+		add("counter Increment parallel throughput ≥ 1.5× go-redis IncrBy ("+c+")", gr >= 1.5*tc,
 			fmt.Sprintf("%s vs %s per op: %s the throughput", fmtNs(tc), fmtNs(gr), fmtRatio(gr/tc)), ok1 && ok2)
 	}
 	return out
