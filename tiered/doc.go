@@ -25,8 +25,10 @@
 // is back. After Set returns, Get on the same instance returns the new value: a write
 // invalidates the key locally and the next read goes to Redis, which orders racing writes.
 // Other instances stop serving the old value when the invalidation reaches them: on
-// loopback about 100 µs at the median; the p99 was 351 µs with tracking in the last report
-// run, 1–3 ms in noisier ones on a shared 2-core VM (bench/RESULTS.md).
+// loopback about 100 µs at the median, p99 215 µs with tracking and 337 µs bus-only in the last
+// report run, the Redis read of the new value included (bench/RESULTS.md). The invalidation
+// reaches Go through its network poller: in a process whose every P is busy with CPU-bound
+// work it is heard late, as for any Go client.
 //
 // An L1 entry never outlives its Redis entry, and in BusOnly mode it lives at most
 // Options.L1TTL (default 30 s), which bounds the damage of a lost bus message.

@@ -31,7 +31,10 @@ var scenarioNotes = map[string]string{
 		"value older than the newest write completed before the read began; go-redis/cache never " +
 		"invalidates the other instance's local cache.",
 	"DataInvalidation": "Instance B serves a key from its L1; A writes a new value; one sample is the " +
-		"time from A's Set returning until B's Get stops returning the old value (p50-ns, p99-ns). " +
+		"time from A's Set returning until B's Get stops returning the old value (p50-ns, p99-ns), " +
+		"the Redis GET that B then makes included. B's reader waits one loopback TCP echo between " +
+		"reads, as a server waits for its next request: a reader spinning on runtime.Gosched keeps " +
+		"Go's scheduler from polling the network, where B's invalidation waits, and measures that. " +
 		"ns/op is a whole cycle including re-warming B and says little. go-redis/cache is absent: " +
 		"it never propagates, B serves the old value until its local TTL ends.",
 	"CounterIncrement": "Counter increments (always Redis atomics, never L1). tiercache: persistent mode, " +
