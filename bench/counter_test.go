@@ -39,11 +39,17 @@ func newGoRedis(b *testing.B, s *redistest.Server) *goredis.Client {
 const parallelism = 16
 
 // runSerialAndParallel runs op once per iteration on one goroutine ("Serial") and from
-// parallelism×GOMAXPROCS goroutines ("Parallel").
+// parallelism×GOMAXPROCS goroutines ("Parallel"), under context.Background.
 func runSerialAndParallel(b *testing.B, op func(ctx context.Context) error) {
-	ctx := context.Background()
+	runSerialAndParallelUnder(b, context.Background, op)
+}
+
+// runSerialAndParallelUnder is runSerialAndParallel with each goroutine's context made by
+// newCtx, once per goroutine, before its timed loop.
+func runSerialAndParallelUnder(b *testing.B, newCtx func() context.Context, op func(ctx context.Context) error) {
 	b.Run("Serial", func(b *testing.B) {
 		b.ReportAllocs()
+		ctx := newCtx()
 		for b.Loop() {
 			if err := op(ctx); err != nil {
 				b.Fatal(err)
@@ -54,6 +60,7 @@ func runSerialAndParallel(b *testing.B, op func(ctx context.Context) error) {
 		b.ReportAllocs()
 		b.SetParallelism(parallelism)
 		b.RunParallel(func(pb *testing.PB) {
+			ctx := newCtx()
 			for pb.Next() {
 				if err := op(ctx); err != nil {
 					b.Error(err)
@@ -77,12 +84,18 @@ func BenchmarkCounterIncrement(b *testing.B) {
 	})
 	// The same call under a cancellable context, as from an HTTP handler: the per-call
 	// deadline then needs a context.WithTimeout of its own (internal/deadline).
+	// Each goroutine has a context of its own, as each request has.
 	b.Run("tiercache-cancellable-ctx", func(b *testing.B) {
 		cnt := counter.New(newRueidis(b, s), counter.Options{KeyPrefix: "tcc:", Timeout: time.Second})
-		parent, cancel := context.WithCancel(context.Background())
+		root, cancel := context.WithCancel(context.Background())
 		b.Cleanup(cancel)
-		runSerialAndParallel(b, func(context.Context) error {
-			_, err := cnt.Increment(parent, key, 1)
+		newCtx := func() context.Context {
+			ctx, cancel := context.WithCancel(root)
+			b.Cleanup(cancel)
+			return ctx
+		}
+		runSerialAndParallelUnder(b, newCtx, func(ctx context.Context) error {
+			_, err := cnt.Increment(ctx, key, 1)
 			return err
 		})
 	})

@@ -48,8 +48,8 @@ type Options struct {
 	// 0 means DefaultTimeout and a negative value means none (the caller's context only). A
 	// timeout reaching Redis is ErrUnavailable. A call whose context cannot be cancelled
 	// (context.Background) shares one deadline with the calls that start in the same window
-	// of Timeout/16 (at most 1 ms) rather than start a timer of its own: it gets at least
-	// Timeout and at most one window more.
+	// of Timeout/16 (at least 100 µs) rather than start a timer of its own: it gets at least
+	// Timeout and at most one window more. A cancellable context gets its own.
 	Timeout time.Duration
 }
 

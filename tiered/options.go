@@ -101,10 +101,12 @@ type Options struct {
 
 	// Timeout is the deadline of every Redis call. Default DefaultTimeout. Keep it well
 	// under your request budget: on a Redis outage each call costs at most this much until
-	// the breaker opens. A call whose context cannot be cancelled (context.Background, a
-	// background refresh) shares one deadline with the calls that start in the same window
-	// of Timeout/16 (at most 1 ms), instead of starting a timer of its own: it gets at least
-	// Timeout and at most one window more.
+	// the breaker opens. A Get, Set or Delete whose context cannot be cancelled
+	// (context.Background, context.WithoutCancel) shares one deadline with the calls that
+	// start in the same window of Timeout/16 (at least 100 µs) instead of starting a timer of
+	// its own: it gets at least Timeout and at most one window more. A cancellable context
+	// gets a context.WithTimeout of its own, as do GetOrLoad's loads (cancelled when every
+	// waiter has left) and eager refreshes (cancelled by Close).
 	Timeout time.Duration
 
 	// BreakerThreshold is how many consecutive Redis failures open the circuit breaker;

@@ -2,29 +2,39 @@
 //
 // context.WithTimeout costs five allocations and a runtime timer that is started and
 // stopped on every call; on a busy instance that is a measurable share of a pipelined Redis
-// round trip. A Bounds instead hands every call that starts within one short window the same
-// shared context, whose deadline is the window's end plus the timeout: one context and one
-// timer per window (at most 1/Granularity per second while calls flow, none when idle), and
-// each call gets at least its full timeout and at most one window more.
+// round trip. A Bounds instead hands every call that starts within one window (Timeout/16,
+// at least MinWindow) the same shared context, whose deadline is the window's end plus the
+// timeout: one context and one timer per window and shard, so about 17 live timers per shard
+// while calls flow (each lives until its deadline), and none made while no call comes. Each
+// call gets at least its full timeout and at most one window more.
 //
 // Only a parent that can never be cancelled (Done returns nil: context.Background,
 // context.WithoutCancel, value-only contexts) can share: a cancellable parent gets its own
 // context.WithTimeout, so that cancelling it still ends the call at once. A parent whose own
 // deadline comes no later than the timeout is used as it is.
+//
+// Calls wait on their context's Done channel; the windows are sharded so that the calls of
+// many cores do not all wait on one channel.
 package deadline
 
 import (
 	"context"
+	"math/rand/v2"
+	"runtime"
 	"sync/atomic"
 	"time"
 )
 
-// Bounds gives calls a deadline of at least Timeout. The zero value and a nil *Bounds add
-// no deadline.
+// MinWindow is the shortest window: a Timeout under 16×MinWindow gets up to MinWindow more.
+const MinWindow = 100 * time.Microsecond
+
+const maxShards = 8
+
+// Bounds gives calls a deadline of at least Timeout. A nil *Bounds adds no deadline.
 type Bounds struct {
 	timeout time.Duration
 	window  time.Duration
-	cur     atomic.Pointer[shared]
+	shards  []atomic.Pointer[shared]
 }
 
 // shared is the context of one window.
@@ -34,17 +44,16 @@ type shared struct {
 	until  time.Time          // calls starting before this may use ctx
 }
 
-// Window bounds: a window is Timeout/16, between MinWindow and MaxWindow.
-const (
-	MinWindow = 100 * time.Microsecond
-	MaxWindow = time.Millisecond
-)
-
 // New returns Bounds for timeout; timeout <= 0 means no deadline.
 func New(timeout time.Duration) *Bounds {
-	b := &Bounds{timeout: max(timeout, 0)}
-	b.window = min(max(timeout/16, MinWindow), MaxWindow)
-	return b
+	if timeout <= 0 {
+		return &Bounds{}
+	}
+	return &Bounds{
+		timeout: timeout,
+		window:  max(timeout/16, MinWindow),
+		shards:  make([]atomic.Pointer[shared], min(runtime.GOMAXPROCS(0), maxShards)),
+	}
 }
 
 // Timeout is the least time a call gets.
@@ -69,9 +78,13 @@ func (b *Bounds) Context(parent context.Context) (context.Context, context.Cance
 	if parent.Done() != nil {
 		return context.WithTimeout(parent, b.timeout)
 	}
-	s := b.cur.Load()
+	slot := &b.shards[0]
+	if len(b.shards) > 1 {
+		slot = &b.shards[rand.Uint32()%uint32(len(b.shards))]
+	}
+	s := slot.Load()
 	if s == nil || !now.Before(s.until) {
-		s = b.renew(s, now)
+		s = b.renew(slot, now)
 	}
 	if parent == context.Background() || parent == context.TODO() {
 		return s.ctx, noop
@@ -79,29 +92,43 @@ func (b *Bounds) Context(parent context.Context) (context.Context, context.Cance
 	return valueCtx{Context: s.ctx, values: parent}, noop
 }
 
-// renew replaces the expired window old with one starting at now, unless another call
-// already did.
-func (b *Bounds) renew(old *shared, now time.Time) *shared {
-	until := now.Add(b.window)
-	ctx, cancel := context.WithDeadline(context.Background(), until.Add(b.timeout))
-	s := &shared{ctx: ctx, cancel: cancel, until: until}
-	if b.cur.CompareAndSwap(old, s) {
-		return s
+// renew returns a window of slot that is open at now, installing a new one unless another
+// call already has.
+func (b *Bounds) renew(slot *atomic.Pointer[shared], now time.Time) *shared {
+	var s *shared
+	for {
+		cur := slot.Load()
+		if cur != nil && now.Before(cur.until) {
+			if s != nil {
+				s.cancel()
+			}
+			return cur // another call renewed it
+		}
+		if s == nil {
+			until := now.Add(b.window)
+			ctx, cancel := context.WithDeadline(context.Background(), until.Add(b.timeout))
+			s = &shared{ctx: ctx, cancel: cancel, until: until}
+		}
+		if slot.CompareAndSwap(cur, s) {
+			return s
+		}
 	}
-	if cur := b.cur.Load(); now.Before(cur.until) {
-		cancel()
-		return cur
-	}
-	return s // another window, already over, won the race: this one serves the call alone
 }
 
 // valueCtx is a shared window's deadline with the caller's values (trace spans, hooks'
-// data), for a parent that carries values but cannot be cancelled.
+// data), for a parent that carries values but cannot be cancelled. The window's own keys
+// (the context package's, which find the cancellable context to report Cause and to attach
+// children to) come first: the window holds no other values.
 type valueCtx struct {
 	context.Context                 // the window: Deadline, Done, Err
 	values          context.Context // the parent: Value
 }
 
-func (c valueCtx) Value(key any) any { return c.values.Value(key) }
+func (c valueCtx) Value(key any) any {
+	if v := c.Context.Value(key); v != nil {
+		return v
+	}
+	return c.values.Value(key)
+}
 
 func noop() {}

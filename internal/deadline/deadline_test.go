@@ -51,10 +51,18 @@ func TestCancellableParentGetsItsOwnContext(t *testing.T) {
 	assert.ErrorIs(t, ctx.Err(), context.Canceled)
 }
 
+// oneShard returns Bounds whose calls all go to one shard, so that which context a call gets
+// depends on time alone.
+func oneShard(timeout time.Duration) *Bounds {
+	b := New(timeout)
+	b.shards = b.shards[:1]
+	return b
+}
+
 func TestUncancellableParentsShareOneWindow(t *testing.T) {
 	const timeout = time.Minute
-	b := New(timeout)
 	for {
+		b := oneShard(timeout)
 		start := time.Now()
 		c1, done1 := b.Context(context.Background())
 		c2, done2 := b.Context(context.TODO())
@@ -74,8 +82,42 @@ func TestUncancellableParentsShareOneWindow(t *testing.T) {
 	}
 }
 
+func TestShardsBoundTheContextsOfAWindow(t *testing.T) {
+	b := New(time.Hour) // a window of 225 s: every call below falls in the first one
+	seen := map[context.Context]bool{}
+	for range 1000 {
+		ctx, done := b.Context(context.Background())
+		done()
+		seen[ctx] = true
+	}
+	assert.LessOrEqual(t, len(seen), len(b.shards))
+	assert.LessOrEqual(t, len(b.shards), maxShards)
+}
+
+func TestRenewKeepsAnOpenWindowAndReplacesAnEndedOne(t *testing.T) {
+	b := oneShard(time.Minute)
+	slot := &b.shards[0]
+	t0 := time.Now()
+	first := b.renew(slot, t0)
+	assert.Same(t, first, slot.Load(), "installed")
+	assert.Same(t, first, b.renew(slot, t0.Add(b.window/2)), "still open: kept, no new context")
+
+	later := t0.Add(b.window)
+	second := b.renew(slot, later)
+	assert.NotSame(t, first, second, "ended: replaced")
+	assert.Same(t, second, slot.Load())
+	assert.True(t, later.Before(second.until))
+	assert.NoError(t, first.ctx.Err(), "an ended window's context lives on for the calls that hold it")
+}
+
+func TestWindowGrowsWithTheTimeout(t *testing.T) {
+	assert.Equal(t, MinWindow, New(time.Millisecond).window)
+	assert.Equal(t, 100*time.Millisecond/16, New(100*time.Millisecond).window)
+	assert.Equal(t, time.Hour/16, New(time.Hour).window, "few live windows whatever the timeout")
+}
+
 func TestWindowsEndAndRenew(t *testing.T) {
-	b := New(20 * time.Millisecond)
+	b := oneShard(20 * time.Millisecond)
 	first, done := b.Context(context.Background())
 	done()
 	require.Eventually(t, func() bool { return first.Err() != nil }, 5*time.Second, time.Millisecond)
@@ -108,6 +150,29 @@ func TestValuesOfAnUncancellableParentAreKept(t *testing.T) {
 	assert.ErrorIs(t, context.Cause(ctx), context.DeadlineExceeded)
 }
 
+// detached is a home-made detached context: no cancellation, but its values (the context
+// package's own keys included) come from a context that has been cancelled.
+type detached struct{ context.Context }
+
+func (detached) Done() <-chan struct{}       { return nil }
+func (detached) Err() error                  { return nil }
+func (detached) Deadline() (time.Time, bool) { return time.Time{}, false }
+
+func TestCauseIsTheWindowsNotTheDetachedParents(t *testing.T) {
+	gone := errors.New("client went away")
+	req, cancel := context.WithCancelCause(context.WithValue(context.Background(), key{}, "span"))
+	cancel(gone)
+	b := New(10 * time.Millisecond)
+	ctx, done := b.Context(detached{req})
+	defer done()
+	assert.Equal(t, "span", ctx.Value(key{}))
+	require.Eventually(t, func() bool { return ctx.Err() != nil }, 5*time.Second, time.Millisecond)
+	assert.ErrorIs(t, context.Cause(ctx), context.DeadlineExceeded)
+
+	child, cancelChild := context.WithCancel(ctx) // attaches to the window, ended already
+	defer cancelChild()
+	assert.ErrorIs(t, child.Err(), context.DeadlineExceeded)
+}
 func TestSharedWindowAllocatesNothing(t *testing.T) {
 	b := New(time.Minute)
 	ctx := context.Background()
