@@ -3,12 +3,14 @@ package tiered_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/synspirit/tiercache/internal/redistest"
@@ -260,4 +262,59 @@ func clientID(t *testing.T, s *redistest.Server, name string) string {
 	id := clientIDOrEmpty(s, name)
 	require.NotEmpty(t, id, "no client named %q", name)
 	return id
+}
+
+// One health check of the listener that times out without an error (as in a process so busy
+// that the reply waits in the run queue) keeps L1; a second one in a row flushes it and
+// turns it off, and an answer turns it back on.
+func TestTrackingKeeperToleratesOneSlowCheck(t *testing.T) {
+	s := redistest.Start(t)
+	a := newCache(t, s)
+	g := tiered.NewGroup[string](a, "g", time.Minute)
+	ctx := context.Background()
+	require.NoError(t, g.Set(ctx, "k", "v1"))
+	warm(t, a, g, "k")
+
+	checks := make(chan struct{}, 16)
+	answer := make(chan error, 16) // what each check returns, in order
+	require.True(t, a.SetTrackerPingForTest(func(ctx context.Context, _ time.Duration) error {
+		select {
+		case err := <-answer:
+			checks <- struct{}{} // this answer is taken: the keeper has acted on the previous one
+			return err
+		case <-ctx.Done(): // Close
+			return ctx.Err()
+		}
+	}))
+	t.Cleanup(func() { a.SetTrackerPingForTest(nil) })
+	check := func(err error) {
+		t.Helper()
+		answer <- err
+		a.KickTrackerForTest()
+		select {
+		case <-checks:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the keeper did not check the listener")
+		}
+	}
+	slow := fmt.Errorf("127.0.0.1:1: %w", context.DeadlineExceeded)
+
+	flushes := a.Stats().Flushes
+	check(slow)
+	check(nil) // the keeper has acted on the slow answer once it takes the next one
+	assert.Equal(t, flushes, a.Stats().Flushes, "one slow check flushed L1")
+	assert.True(t, l1Hit(a, func() { _, _ = g.Get(ctx, "k") }), "one slow check turned L1 off")
+
+	check(slow)
+	check(slow)
+	check(nil)
+	require.Eventually(t, func() bool { return a.Stats().Flushes >= flushes+2 }, waitFor, tick,
+		"two slow checks in a row: flushed, and flushed again when the listener answers")
+	warm(t, a, g, "k")
+
+	flushes = a.Stats().Flushes
+	check(errors.New("connection refused"))
+	check(nil)
+	require.Eventually(t, func() bool { return a.Stats().Flushes >= flushes+2 }, waitFor, tick,
+		"an error flushes at once, and again when the listener answers")
 }

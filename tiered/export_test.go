@@ -1,5 +1,10 @@
 package tiered
 
+import (
+	"context"
+	"time"
+)
+
 // Test-only access to internals.
 
 // EnvelopeForTest encodes payload the way the cache stores a JSON value in Redis.
@@ -9,3 +14,25 @@ func EnvelopeForTest(payload []byte, expiryMs int64) []byte {
 
 // MakeKeyForTest is Group.Key without a group.
 func MakeKeyForTest(args ...any) (string, error) { return makeKey(args) }
+
+// SetTrackerPingForTest replaces the tracking keeper's health check with f (nil restores
+// it) and wakes the keeper; it reports false when the cache has no tracking listener.
+func (c *Cache) SetTrackerPingForTest(f func(context.Context, time.Duration) error) bool {
+	if c.tracker == nil {
+		return false
+	}
+	if f == nil {
+		c.tracker.pingHook.Store(nil)
+	} else {
+		c.tracker.pingHook.Store(&f)
+	}
+	return true
+}
+
+// KickTrackerForTest makes the tracking keeper check the listener now.
+func (c *Cache) KickTrackerForTest() {
+	select {
+	case c.tracker.kick <- struct{}{}:
+	default:
+	}
+}

@@ -3,6 +3,9 @@ package tiered
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -30,7 +33,12 @@ import (
 // invalidations. rueidis reports a drop as OnInvalidations(nil); the cache then flushes L1
 // and stops filling it until a PING through the listener succeeds again (which proves that
 // a new connection is up and has re-sent CLIENT TRACKING), and flushes once more at that
-// point, since writes between the drop and the reconnection were not heard.
+// point, since writes between the drop and the reconnection were not heard. A keeper PING
+// that gets no answer in time, without an error, counts as a drop only the second time in a
+// row: in a process whose every P is busy the reply can wait in the run queue past the
+// timeout, and flushing L1 then would turn an overload into Redis load. A listener that is
+// really stuck is closed by rueidis itself (no reply to its keepalive PING within
+// ConnWriteTimeout), which reports it as a drop.
 
 const (
 	trackingCheckInterval = time.Second
@@ -42,6 +50,8 @@ type tracker struct {
 	c      *Cache
 	client rueidis.Client
 	kick   chan struct{} // size 1: wake the keeper after a drop
+
+	pingHook atomic.Pointer[func(context.Context, time.Duration) error] // tests: replaces ping
 }
 
 func (c *Cache) startTracker(ctx context.Context, opt rueidis.ClientOption) error {
@@ -90,6 +100,7 @@ func (t *tracker) onInvalidations(keys []rueidis.RedisMessage) {
 func (t *tracker) keep() {
 	defer t.c.wg.Done()
 	retry := trackingRetryMin
+	slow := false // the previous check timed out without an error
 	timer := time.NewTimer(trackingCheckInterval)
 	defer timer.Stop()
 	for {
@@ -99,25 +110,34 @@ func (t *tracker) keep() {
 		case <-t.kick:
 		case <-timer.C:
 		}
-		err := t.ping(t.c.closeCtx, max(t.c.opts.Timeout, 500*time.Millisecond))
+		err := t.check(t.c.closeCtx, max(t.c.opts.Timeout, 500*time.Millisecond))
 		next := trackingCheckInterval
 		switch {
 		case t.c.closeCtx.Err() != nil:
 			return
+		case err != nil && onlySlow(err) && !slow && t.c.l1.live.Load():
+			// No answer in time, but no error either: in a process whose every P is busy,
+			// a reply can wait in the run queue longer than the timeout. Flushing L1 then
+			// would add Redis load to an overload. A listener that is really stuck is closed
+			// by rueidis itself (no reply to its keepalive PING within ConnWriteTimeout),
+			// which reports it as a drop: ask once more before calling it lost.
+			slow = true
+			t.c.log.Debug("tracking connection slow to answer; checking again", zap.Error(err))
 		case err != nil:
 			if t.c.l1.live.Swap(false) {
 				t.c.flushL1()
 				t.c.log.Warn("tracking connection lost: L1 flushed and off until it is back", zap.Error(err))
 			}
 			next, retry = retry, min(2*retry, trackingRetryMax)
+			slow = false
 		case !t.c.l1.live.Load():
 			// Connected again, with tracking re-armed. Writes made while it was down
 			// were not heard: flush before trusting fills again.
 			t.c.flushL1()
 			t.c.l1.live.Store(true)
-			retry = trackingRetryMin
+			retry, slow = trackingRetryMin, false
 		default:
-			retry = trackingRetryMin
+			retry, slow = trackingRetryMin, false
 		}
 		if !timer.Stop() {
 			select {
@@ -129,6 +149,14 @@ func (t *tracker) keep() {
 	}
 }
 
+// check is the keeper's ping, unless a test has replaced it.
+func (t *tracker) check(ctx context.Context, timeout time.Duration) error {
+	if f := t.pingHook.Load(); f != nil {
+		return (*f)(ctx, timeout)
+	}
+	return t.ping(ctx, timeout)
+}
+
 // ping checks every node the listener is connected to, each within timeout.
 func (t *tracker) ping(ctx context.Context, timeout time.Duration) error {
 	var errs []error
@@ -137,10 +165,25 @@ func (t *tracker) ping(ctx context.Context, timeout time.Duration) error {
 		err := node.Do(cctx, node.B().Ping().Build().Pin()).Error()
 		cancel()
 		if err != nil {
-			errs = append(errs, errors.New(addr+": "+err.Error()))
+			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// onlySlow tells whether err (one error, or several joined) is made of timeouts only: no
+// answer in time, rather than an answer that something is wrong.
+func onlySlow(err error) bool {
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for _, e := range errs {
+		if !errors.Is(e, context.DeadlineExceeded) && !errors.Is(e, os.ErrDeadlineExceeded) {
+			return false
+		}
+	}
+	return len(errs) > 0
 }
 
 func (t *tracker) close() { t.client.Close() }
