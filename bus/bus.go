@@ -80,6 +80,11 @@ type Options struct {
 	// earlier deadline, and each later SUBSCRIBE attempt. Default: DefaultSubscribeTimeout.
 	SubscribeTimeout time.Duration
 
+	// Background makes New return at once, without waiting for the subscription, which is
+	// then made (and retried) in the background; Ready tells when it is up. For a Redis that
+	// may not answer yet.
+	Background bool
+
 	// RawChannels are further channels to subscribe to on the bus's connection, with plain
 	// SUBSCRIBE even on a cluster (e.g. keyspace notifications, which are per node). Their
 	// messages are not decoded: OnRaw gets them as they are, on the receive goroutine, in
@@ -135,7 +140,8 @@ type counters struct {
 }
 
 // New starts a bus on client and returns once its subscription to opts.Channel is confirmed,
-// or with an error when ctx ends or opts.SubscribeTimeout passes first. The subscription holds
+// or with an error when ctx ends or opts.SubscribeTimeout passes first (with
+// opts.Background, at once). The subscription holds
 // one dedicated connection of client (from its blocking pool) for the life of the bus. When client is a
 // cluster client the bus uses sharded pub/sub (SSUBSCRIBE/SPUBLISH). Close the bus before the
 // client; the bus never closes the client.
@@ -177,6 +183,9 @@ func New(ctx context.Context, client rueidis.Client, opts Options) (*Bus, error)
 	go b.receiveLoop()
 	go b.sendLoop()
 
+	if opts.Background {
+		return b, nil
+	}
 	wait, cancel := context.WithTimeout(ctx, opts.SubscribeTimeout)
 	defer cancel()
 	select {
@@ -187,6 +196,10 @@ func New(ctx context.Context, client rueidis.Client, opts Options) (*Bus, error)
 		return nil, fmt.Errorf("bus: waiting for the subscription to %q: %w", opts.Channel, context.Cause(wait))
 	}
 }
+
+// Ready is closed once the bus has subscribed for the first time: at once after New, unless
+// Options.Background.
+func (b *Bus) Ready() <-chan struct{} { return b.ready }
 
 // InstanceID is the Origin this bus puts in the messages it publishes.
 func (b *Bus) InstanceID() string { return b.opts.InstanceID }

@@ -2,6 +2,8 @@ package tiered
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -36,6 +38,8 @@ type Cache struct {
 	breaker breaker
 	bounds  *deadline.Bounds // Options.Timeout per Redis call
 
+	startedOffline bool // StartWithoutRedis, and Redis did not answer at New
+
 	genPrefix string                                  // <KeyPrefix>tiercache:gen:
 	groupsMu  sync.Mutex                              // serialises register
 	groups    atomic.Pointer[map[string][]*groupCore] // by name, copy on write
@@ -66,7 +70,9 @@ type counters struct {
 }
 
 // New connects to Redis and returns a Cache. It fails on bad Options (ErrInvalidOptions),
-// and when Redis cannot be reached or refuses the credentials (ErrUnavailable).
+// and when Redis cannot be reached or refuses the credentials (ErrUnavailable); with
+// Options.StartWithoutRedis, an unreachable Redis is not an error: the cache starts as in an
+// outage and connects when Redis answers.
 func New(ctx context.Context, opts Options) (*Cache, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
@@ -124,7 +130,8 @@ func New(ctx context.Context, opts Options) (*Cache, error) {
 	c.l1.maxStale = o.FailSafeMaxStale
 	c.l1.eager = o.EagerRefresh
 	c.log.Info("cache ready", zap.Stringer("invalidation", c.mode), zap.String("key_prefix", o.KeyPrefix),
-		zap.Int64("l1_max_bytes", o.L1MaxBytes), zap.Bool("l1", !o.DisableL1), zap.Duration("l1_ttl_cap", ttlCap))
+		zap.Int64("l1_max_bytes", o.L1MaxBytes), zap.Bool("l1", !o.DisableL1), zap.Duration("l1_ttl_cap", ttlCap),
+		zap.Bool("redis_reachable", !c.startedOffline))
 	return c, nil
 }
 
@@ -185,6 +192,16 @@ func (c *Cache) connect(ctx context.Context) error {
 	if opt.ConnWriteTimeout == 0 {
 		opt.ConnWriteTimeout = max(10*o.Timeout, time.Second)
 	}
+	if o.StartWithoutRedis {
+		switch {
+		case len(opt.InitAddress) != 1 || opt.Sentinel.MasterSet != "":
+			return fmt.Errorf("%w: StartWithoutRedis needs RedisURL to name one standalone server", ErrInvalidOptions)
+		case opt.AlwaysRESP2 || opt.DisableCache:
+			return fmt.Errorf("%w: StartWithoutRedis needs RESP3 and tracking (the URL asks for RESP2 or no client cache)", ErrInvalidOptions)
+		}
+		// A client even when the server does not answer: rueidis dials again on each use.
+		opt.ForceSingleClient = true
+	}
 	c.mode = o.Invalidation
 	if opt.AlwaysRESP2 || opt.DisableCache {
 		if c.mode == Tracking {
@@ -207,7 +224,10 @@ func (c *Cache) connect(ctx context.Context) error {
 	}
 	opt.DisableCache = true
 	client, err := rueidis.NewClient(opt)
-	if err != nil {
+	if err != nil && !c.mayStartWithout(client, err) {
+		if client != nil {
+			client.Close()
+		}
 		if c.tracker != nil {
 			c.tracker.close()
 		}
@@ -218,6 +238,32 @@ func (c *Cache) connect(ctx context.Context) error {
 		c.l1.live.Store(true)
 	}
 	return nil
+}
+
+// mayStartWithout tells whether New may go on without Redis after err: StartWithoutRedis is
+// set, rueidis made a client anyway, and err says that Redis did not answer (not that it
+// refused the credentials, or that TLS failed). It records that the cache starts offline.
+func (c *Cache) mayStartWithout(client rueidis.Client, err error) bool {
+	if !c.opts.StartWithoutRedis || client == nil || !unreachable(err) {
+		return false
+	}
+	if !c.startedOffline {
+		c.startedOffline = true
+		c.log.Warn("redis unreachable at start: running without it until it answers (L1 off until then)", zap.Error(err))
+	}
+	return true
+}
+
+// unreachable tells an error of a server that did not answer from one that answered (a
+// Redis error reply, such as bad credentials) or a TLS failure: only the first is an outage.
+func unreachable(err error) bool {
+	var re *rueidis.RedisError
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var header tls.RecordHeaderError
+	return !errors.As(err, &re) && !errors.As(err, &unknownCA) && !errors.As(err, &hostname) &&
+		!errors.As(err, &invalid) && !errors.As(err, &header)
 }
 
 // trackingRefused tells a server (or proxy) without RESP3 or CLIENT TRACKING from other

@@ -40,7 +40,9 @@
 // after Options.BreakerThreshold consecutive failures a circuit breaker answers at once
 // instead of waiting, letting one probe through every Options.BreakerCooldown and closing
 // when it succeeds. A value in Redis that is not a valid envelope is a miss, logged and
-// counted (Stats.DecodeErrors), never a panic.
+// counted (Stats.DecodeErrors), never a panic. New needs Redis to answer unless
+// Options.StartWithoutRedis is set; then an instance can start during an outage and
+// connects by itself when Redis is back.
 //
 // # Keys
 //

@@ -61,6 +61,9 @@ func (c *Cache) startBus(ctx context.Context) error {
 			c.log.Info("invalidation bus resubscribed: messages may have been lost, L1 flushed")
 		},
 		PublishTimeout: c.opts.Timeout,
+		// Offline at start: subscribe once Redis answers. Tracking covers keys and group
+		// generations meanwhile; only a Flush sent before then is not heard.
+		Background: c.startedOffline,
 	})
 	if err != nil {
 		return err

@@ -138,6 +138,19 @@ type Options struct {
 	// Invalidation selects the coherence mechanism; default Auto.
 	Invalidation InvalidationMode
 
+	// StartWithoutRedis lets New succeed while Redis cannot be reached (a refused or timed-out
+	// connection; bad credentials or a TLS error still fail New). The cache then starts as it
+	// runs during an outage: Get and Set return ErrUnavailable, GetOrLoad serves from its
+	// loader, L1 stays off. It connects by itself once Redis answers, and turns L1 on when
+	// its invalidation listener is connected. Clients made on Redis() (counters) work from
+	// the start and return ErrUnavailable until then.
+	//
+	// For a standalone server (or a proxy in front of one) in Tracking mode: one address in
+	// RedisURL, no sentinel, RESP3, Invalidation Auto or Tracking, no keyspace notifications.
+	// A cluster's topology, a sentinel's master or whether a server grants tracking cannot be
+	// learnt from a server that does not answer.
+	StartWithoutRedis bool
+
 	// DisableBus turns the pub/sub invalidation bus off. With tracking, only Flush then
 	// stays local; without tracking, other instances' writes are seen only when L1 entries
 	// expire (L1TTL). For a single instance, or a Redis that forbids pub/sub.
@@ -234,6 +247,16 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.ConfigureKeyspaceNotifications && !o.KeyspaceNotifications {
 		bad("ConfigureKeyspaceNotifications without KeyspaceNotifications")
+	}
+	if o.StartWithoutRedis {
+		switch {
+		case o.Redis != nil:
+			bad("StartWithoutRedis with a client of your own (Options.Redis): it is connected already")
+		case o.Invalidation == BusOnly:
+			bad("StartWithoutRedis needs Tracking mode (Invalidation is BusOnly)")
+		case o.KeyspaceNotifications:
+			bad("StartWithoutRedis with KeyspaceNotifications (they must be subscribed to at start)")
+		}
 	}
 	if o.Codec == nil {
 		o.Codec = JSON{}

@@ -67,16 +67,22 @@ func (c *Cache) startTracker(ctx context.Context, opt rueidis.ClientOption) erro
 	// itself: refresh it as often as it is checked.
 	opt.ClusterOption.ShardsRefreshInterval = trackingCheckInterval
 	client, err := rueidis.NewClient(opt)
-	if err != nil {
-		return err
-	}
 	t.client = client
-	if err := t.ping(ctx, opt.Dialer.Timeout); err != nil { // at start-up, as patient as a dial
-		client.Close()
+	if err == nil {
+		err = t.ping(ctx, opt.Dialer.Timeout) // at start-up, as patient as a dial
+	}
+	if err != nil && !c.mayStartWithout(client, err) {
+		if client != nil {
+			client.Close()
+		}
 		return err
 	}
 	c.tracker = t
-	c.l1.live.Store(true)
+	// Offline (StartWithoutRedis): L1 stays off until the keeper's PING goes through.
+	c.l1.live.Store(err == nil)
+	if err != nil {
+		t.kick <- struct{}{} // check at once, then back off
+	}
 	c.wg.Add(1)
 	go t.keep()
 	return nil

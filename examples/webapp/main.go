@@ -110,6 +110,7 @@ func parseConfig(args []string) (config, error) {
 	imageHosts := fs.String("image-hosts", "", "comma-separated hosts the image proxy may fetch from (*.example.com for subdomains); empty denies all")
 	fs.BoolVar(&cfg.imageAllowPrivate, "image-allow-private", false, "let the image proxy connect to loopback and private addresses (origins on your own network, tests)")
 	fs.BoolVar(&cfg.dev, "dev", false, "human-readable debug logs instead of JSON")
+	startWithoutRedis := fs.Bool("start-without-redis", false, "start even if Redis (standalone) does not answer yet; the cache connects when it does")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -135,6 +136,7 @@ func parseConfig(args []string) (config, error) {
 			opts.DefaultTTL = *defaultTTL
 		}
 	})
+	opts.StartWithoutRedis = *startWithoutRedis
 	cfg.cache = opts
 	for _, h := range strings.Split(*imageHosts, ",") {
 		if h = strings.TrimSpace(h); h != "" {
