@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,6 +40,7 @@ type Cache struct {
 	bounds  *deadline.Bounds // Options.Timeout per Redis call
 
 	startedOffline bool // StartWithoutRedis, and Redis did not answer at New
+	tlsOn          bool // the connection uses TLS (for the plain-to-TLS hint)
 
 	genPrefix string                                  // <KeyPrefix>tiercache:gen:
 	groupsMu  sync.Mutex                              // serialises register
@@ -183,6 +185,7 @@ func (c *Cache) connect(ctx context.Context) error {
 		opt.ClientName = "tiercache"
 	}
 	c.db = opt.SelectDB
+	c.tlsOn = opt.TLSConfig != nil
 	// rueidis's defaults (5 s to dial, 10 s without a reply before a connection is given
 	// up) suit a database; a cache should notice a dead server sooner. Our own per-call
 	// deadline bounds each call either way; these bound how long a broken connection lives.
@@ -199,8 +202,6 @@ func (c *Cache) connect(ctx context.Context) error {
 		case opt.AlwaysRESP2 || opt.DisableCache:
 			return fmt.Errorf("%w: StartWithoutRedis needs RESP3 and tracking (the URL asks for RESP2 or no client cache)", ErrInvalidOptions)
 		}
-		// A client even when the server does not answer: rueidis dials again on each use.
-		opt.ForceSingleClient = true
 	}
 	c.mode = o.Invalidation
 	if opt.AlwaysRESP2 || opt.DisableCache {
@@ -223,8 +224,8 @@ func (c *Cache) connect(ctx context.Context) error {
 		}
 	}
 	opt.DisableCache = true
-	client, err := rueidis.NewClient(opt)
-	if err != nil && !c.mayStartWithout(client, err) {
+	client, err := c.newClient(ctx, opt)
+	if err != nil && !c.mayStartWithout(ctx, client, err) {
 		if client != nil {
 			client.Close()
 		}
@@ -240,30 +241,52 @@ func (c *Cache) connect(ctx context.Context) error {
 	return nil
 }
 
+// newClient is rueidis.NewClient, except that with StartWithoutRedis a server that does not
+// answer still gets a client (a single-node one, which dials again on each use). A server
+// that answers gets the client rueidis picks for it (cluster detection included).
+func (c *Cache) newClient(ctx context.Context, opt rueidis.ClientOption) (rueidis.Client, error) {
+	client, err := rueidis.NewClient(opt)
+	if err == nil || !c.opts.StartWithoutRedis || ctx.Err() != nil || !unreachable(err) {
+		return client, err
+	}
+	if client != nil {
+		client.Close()
+	}
+	opt.ForceSingleClient = true
+	return rueidis.NewClient(opt)
+}
+
 // mayStartWithout tells whether New may go on without Redis after err: StartWithoutRedis is
 // set, rueidis made a client anyway, and err says that Redis did not answer (not that it
 // refused the credentials, or that TLS failed). It records that the cache starts offline.
-func (c *Cache) mayStartWithout(client rueidis.Client, err error) bool {
-	if !c.opts.StartWithoutRedis || client == nil || !unreachable(err) {
+func (c *Cache) mayStartWithout(ctx context.Context, client rueidis.Client, err error) bool {
+	if !c.opts.StartWithoutRedis || client == nil || ctx.Err() != nil || !unreachable(err) {
 		return false
 	}
 	if !c.startedOffline {
 		c.startedOffline = true
-		c.log.Warn("redis unreachable at start: running without it until it answers (L1 off until then)", zap.Error(err))
+		c.log.Warn("redis unreachable at start: running without it until it answers (L1 off until then)",
+			zap.Error(plainToTLSHint(err, c.tlsOn)))
 	}
 	return true
 }
 
-// unreachable tells an error of a server that did not answer from one that answered (a
-// Redis error reply, such as bad credentials) or a TLS failure: only the first is an outage.
+// unreachable tells an error of a server that did not answer from one that answered: a
+// Redis error reply (bad credentials, a refused CLIENT TRACKING), a certificate error or a
+// TLS alert. Only the first is an outage. A reset or EOF could be either (a plain-text
+// client at a TLS-only port gets one): it counts as an outage, and the warning says so.
 func unreachable(err error) bool {
 	var re *rueidis.RedisError
 	var unknownCA x509.UnknownAuthorityError
 	var hostname x509.HostnameError
 	var invalid x509.CertificateInvalidError
 	var header tls.RecordHeaderError
-	return !errors.As(err, &re) && !errors.As(err, &unknownCA) && !errors.As(err, &hostname) &&
-		!errors.As(err, &invalid) && !errors.As(err, &header)
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "remote error" { // a TLS alert from the server
+		return false
+	}
+	return !errors.As(err, &re) && !errors.Is(err, rueidis.ErrNoCache) && !errors.As(err, &unknownCA) &&
+		!errors.As(err, &hostname) && !errors.As(err, &invalid) && !errors.As(err, &header)
 }
 
 // trackingRefused tells a server (or proxy) without RESP3 or CLIENT TRACKING from other

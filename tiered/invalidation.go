@@ -61,14 +61,27 @@ func (c *Cache) startBus(ctx context.Context) error {
 			c.log.Info("invalidation bus resubscribed: messages may have been lost, L1 flushed")
 		},
 		PublishTimeout: c.opts.Timeout,
-		// Offline at start: subscribe once Redis answers. Tracking covers keys and group
-		// generations meanwhile; only a Flush sent before then is not heard.
-		Background: c.startedOffline,
+		// StartWithoutRedis: subscribe whenever Redis answers, without holding New. Tracking
+		// covers keys and group generations meanwhile; a Flush sent before the subscription
+		// is not heard, so L1 is flushed once it is up.
+		Background: c.opts.StartWithoutRedis,
 	})
 	if err != nil {
 		return err
 	}
 	c.bus = b
+	if c.opts.StartWithoutRedis {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			select {
+			case <-b.Ready():
+				c.flushL1()
+				c.log.Info("invalidation bus subscribed: L1 flushed (messages sent before were not heard)")
+			case <-c.closeCtx.Done():
+			}
+		}()
+	}
 	return nil
 }
 

@@ -138,17 +138,20 @@ type Options struct {
 	// Invalidation selects the coherence mechanism; default Auto.
 	Invalidation InvalidationMode
 
-	// StartWithoutRedis lets New succeed while Redis cannot be reached (a refused or timed-out
-	// connection; bad credentials or a TLS error still fail New). The cache then starts as it
+	// StartWithoutRedis lets New succeed while Redis cannot be reached (a refused, reset or
+	// timed-out connection; an answer from Redis, such as bad credentials or a refused CLIENT
+	// TRACKING, and a certificate error or TLS alert still fail New). The cache then starts as it
 	// runs during an outage: Get and Set return ErrUnavailable, GetOrLoad serves from its
 	// loader, L1 stays off. It connects by itself once Redis answers, and turns L1 on when
 	// its invalidation listener is connected. Clients made on Redis() (counters) work from
 	// the start and return ErrUnavailable until then.
 	//
-	// For a standalone server (or a proxy in front of one) in Tracking mode: one address in
-	// RedisURL, no sentinel, RESP3, Invalidation Auto or Tracking, no keyspace notifications.
-	// A cluster's topology, a sentinel's master or whether a server grants tracking cannot be
-	// learnt from a server that does not answer.
+	// When Redis is down at New, the cache assumes a standalone server in Tracking mode: one
+	// address in RedisURL, no sentinel, RESP3, Invalidation Auto or Tracking, no keyspace
+	// notifications (other settings are ErrInvalidOptions). A cluster's topology, a
+	// sentinel's master or whether a server grants tracking cannot be learnt from a server
+	// that does not answer; if it turns out to refuse tracking, L1 stays off (logged). When
+	// Redis answers at New, it is detected as usual.
 	StartWithoutRedis bool
 
 	// DisableBus turns the pub/sub invalidation bus off. With tracking, only Flush then

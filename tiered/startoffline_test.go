@@ -19,7 +19,7 @@ import (
 // invalidations and L1 included.
 func TestStartWithoutRedis(t *testing.T) {
 	s := redistest.Start(t)
-	s.Stop() // its port stays reserved for Restart
+	s.Stop() // Restart brings it back on the same port
 
 	_, err := tiered.New(context.Background(), tiered.Options{RedisURL: s.URL(), KeyPrefix: "t:"})
 	require.ErrorIs(t, err, tiered.ErrUnavailable, "without the option, New needs Redis")
@@ -47,7 +47,8 @@ func TestStartWithoutRedis(t *testing.T) {
 
 	s.Restart()
 	require.Eventually(t, func() bool { return g.Set(ctx, "k", "v1") == nil }, 10*time.Second, 10*time.Millisecond)
-	warm(t, a, g, "k") // L1 turns on once the listener is connected
+	a.KickTrackerForTest() // rather than wait for the keeper's back-off
+	warm(t, a, g, "k")     // L1 turns on once the listener is connected
 	n, err := likes.Increment(ctx, key, 1)
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), n)
@@ -79,6 +80,7 @@ func TestStartWithoutRedisRefusesWhatItCannotLearnOffline(t *testing.T) {
 		"bus-only":        {RedisURL: s.URL(), Invalidation: tiered.BusOnly},
 		"RESP2":           {RedisURL: s.URL() + "?protocol=2"},
 		"two addresses":   {RedisURL: "redis://127.0.0.1:1,127.0.0.1:2"},
+		"sentinel":        {RedisURL: "redis://127.0.0.1:1?master_set=mymaster"},
 		"own client":      {Redis: s.Client()},
 		"keyspace events": {RedisURL: s.URL(), KeyspaceNotifications: true},
 	}
@@ -93,4 +95,21 @@ func TestStartWithoutRedisRefusesWhatItCannotLearnOffline(t *testing.T) {
 			assert.False(t, errors.Is(err, tiered.ErrUnavailable))
 		})
 	}
+}
+
+// What Redis answers is not an outage: bad credentials still fail New; a server that refuses
+// CLIENT TRACKING gets bus-only invalidation, as without the option.
+func TestStartWithoutRedisStillFailsOnAnswers(t *testing.T) {
+	s := redistest.Start(t)
+	s.SetUser("app", "right", "~*", "&*", "+@all")
+	_, err := tiered.New(context.Background(), tiered.Options{RedisURL: s.UserURL("app", "wrong"), StartWithoutRedis: true})
+	require.ErrorIs(t, err, tiered.ErrUnavailable)
+	assert.Contains(t, err.Error(), "authentication failed")
+
+	s.SetUser("notrack", "pw", "~*", "&*", "+@all", "-client|tracking")
+	c := newCache(t, s, func(o *tiered.Options) {
+		o.RedisURL = s.UserURL("notrack", "pw")
+		o.StartWithoutRedis = true
+	})
+	assert.Equal(t, tiered.BusOnly, c.Mode())
 }

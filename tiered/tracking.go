@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,6 +52,11 @@ type tracker struct {
 	client rueidis.Client
 	kick   chan struct{} // size 1: wake the keeper after a drop
 
+	// liveMu orders drops against the keeper turning L1 on: a drop reported while a check
+	// was in flight must not be overwritten by that check's success.
+	liveMu sync.Mutex
+	drops  uint64 // drops reported by rueidis; guarded by liveMu
+
 	pingHook atomic.Pointer[func(context.Context, time.Duration) error] // tests: replaces ping
 }
 
@@ -66,12 +72,12 @@ func (c *Cache) startTracker(ctx context.Context, opt rueidis.ClientOption) erro
 	// The listener only PINGs, so it would not notice a cluster's topology change by
 	// itself: refresh it as often as it is checked.
 	opt.ClusterOption.ShardsRefreshInterval = trackingCheckInterval
-	client, err := rueidis.NewClient(opt)
+	client, err := c.newClient(ctx, opt)
 	t.client = client
 	if err == nil {
 		err = t.ping(ctx, opt.Dialer.Timeout) // at start-up, as patient as a dial
 	}
-	if err != nil && !c.mayStartWithout(client, err) {
+	if err != nil && !c.mayStartWithout(ctx, client, err) {
 		if client != nil {
 			client.Close()
 		}
@@ -92,7 +98,10 @@ func (c *Cache) startTracker(ctx context.Context, opt rueidis.ClientOption) erro
 // wake-up of the keeper.
 func (t *tracker) onInvalidations(keys []rueidis.RedisMessage) {
 	if keys == nil {
+		t.liveMu.Lock()
+		t.drops++
 		t.c.l1.live.Store(false)
+		t.liveMu.Unlock()
 		select {
 		case t.kick <- struct{}{}:
 		default:
@@ -106,7 +115,8 @@ func (t *tracker) onInvalidations(keys []rueidis.RedisMessage) {
 func (t *tracker) keep() {
 	defer t.c.wg.Done()
 	retry := trackingRetryMin
-	slow := false // the previous check timed out without an error
+	slow := false          // the previous check timed out without an error
+	refusedLogged := false // the listener's refusal by Redis has been logged
 	timer := time.NewTimer(trackingCheckInterval)
 	defer timer.Stop()
 	for {
@@ -116,7 +126,11 @@ func (t *tracker) keep() {
 		case <-t.kick:
 		case <-timer.C:
 		}
-		err := t.check(t.c.closeCtx, max(t.c.opts.Timeout, 500*time.Millisecond))
+		t.liveMu.Lock()
+		drops := t.drops
+		t.liveMu.Unlock()
+		pingTimeout := max(t.c.opts.Timeout, 500*time.Millisecond)
+		err := t.check(t.c.closeCtx, pingTimeout)
 		next := trackingCheckInterval
 		switch {
 		case t.c.closeCtx.Err() != nil:
@@ -126,22 +140,36 @@ func (t *tracker) keep() {
 			// a reply can wait in the run queue longer than the timeout. Flushing L1 then
 			// would add Redis load to an overload. A listener that is really stuck is closed
 			// by rueidis itself (no reply to its keepalive PING within ConnWriteTimeout),
-			// which reports it as a drop: ask once more before calling it lost.
-			slow = true
+			// which reports it as a drop: ask once more, soon, before calling it lost.
+			slow, next = true, pingTimeout
 			t.c.log.Debug("tracking connection slow to answer; checking again", zap.Error(err))
 		case err != nil:
 			if t.c.l1.live.Swap(false) {
 				t.c.flushL1()
 				t.c.log.Warn("tracking connection lost: L1 flushed and off until it is back", zap.Error(err))
+			} else if !unreachable(err) && !refusedLogged {
+				// Redis answers, but not to the listener (e.g. CLIENT TRACKING refused).
+				refusedLogged = true
+				t.c.log.Error("tracking listener refused by redis: L1 stays off", zap.Error(err))
 			}
 			next, retry = retry, min(2*retry, trackingRetryMax)
 			slow = false
 		case !t.c.l1.live.Load():
 			// Connected again, with tracking re-armed. Writes made while it was down
-			// were not heard: flush before trusting fills again.
-			t.c.flushL1()
-			t.c.l1.live.Store(true)
-			retry, slow = trackingRetryMin, false
+			// were not heard: flush before trusting fills again, unless it dropped again
+			// while this check was in flight (then check again at once).
+			t.liveMu.Lock()
+			if t.drops == drops {
+				t.c.flushL1()
+				t.c.l1.live.Store(true)
+			} else {
+				next = 0
+			}
+			t.liveMu.Unlock()
+			if t.c.l1.live.Load() {
+				t.c.log.Info("tracking listener connected: L1 on")
+			}
+			retry, slow, refusedLogged = trackingRetryMin, false, false
 		default:
 			retry, slow = trackingRetryMin, false
 		}
