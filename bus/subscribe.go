@@ -42,7 +42,12 @@ func (b *Bus) receiveLoop() {
 		if b.stats.subscriptions.Load() != before {
 			delay = minResubscribeDelay // it worked for a while: retry promptly
 		}
-		b.log.Warn("bus: subscription lost, resubscribing", zap.Error(err), zap.Duration("after", delay))
+		if b.stats.subscriptions.Load() == 0 {
+			// Never subscribed yet (Options.Background, Redis not up): not news each time.
+			b.log.Debug("bus: not subscribed yet, retrying", zap.Error(err), zap.Duration("after", delay))
+		} else {
+			b.log.Warn("bus: subscription lost, resubscribing", zap.Error(err), zap.Duration("after", delay))
+		}
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
