@@ -46,9 +46,13 @@ func TestStartWithoutRedis(t *testing.T) {
 	assert.ErrorIs(t, err, tiered.ErrUnavailable, "a counter on Redis() fails as in an outage")
 
 	s.Restart()
+	up := time.Now()
 	require.Eventually(t, func() bool { return g.Set(ctx, "k", "v1") == nil }, 10*time.Second, 10*time.Millisecond)
+	writable := time.Since(up)
 	a.KickTrackerForTest() // rather than wait for the keeper's back-off
 	warm(t, a, g, "k")     // L1 turns on once the listener is connected
+	reliability(t, "start-offline", map[string]any{"new_without_redis": "ok", "served_by_loader_while_down": 1,
+		"ms_until_writes_after_start": writable.Milliseconds(), "ms_until_l1_on_after_start": time.Since(up).Milliseconds()})
 	n, err := likes.Increment(ctx, key, 1)
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), n)

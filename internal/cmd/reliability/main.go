@@ -56,7 +56,7 @@ func run(fuzzexecs int, torture time.Duration, out string) error {
 	defer os.Remove(figs.Name())
 
 	fmt.Println("running fault and torture tests (-race)...")
-	cmd := exec.Command("go", "test", "-race", "-count=1", "-run", "Torture|Fault|Stampede", "./tiered/", "-torture", torture.String())
+	cmd := exec.Command("go", "test", "-race", "-count=1", "-run", "Torture|Fault|Stampede|TestStartWithoutRedis$", "./tiered/", "-torture", torture.String())
 	cmd.Env = append(os.Environ(), "RELIABILITY_OUT="+figs.Name())
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	testsErr := cmd.Run()
@@ -144,6 +144,8 @@ func describe(test string) string {
 		return "one cold key requested by 3 instances × 50 goroutines, loader taking 100 ms, without and with Options.LoadLockTTL"
 	case test == "resets":
 		return "mixed workload on 3 instances while a TCP proxy resets every connection"
+	case test == "start-offline":
+		return "an instance started with StartWithoutRedis while redis-server is down, which is then started"
 	case strings.HasPrefix(test, "slow-"):
 		return "8 workers on one instance while a TCP proxy " + map[string]string{"slow-latency": "delays every packet by 3× the deadline", "slow-blackhole": "swallows all traffic"}[test] + "; then healed"
 	}
