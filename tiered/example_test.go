@@ -74,3 +74,25 @@ func ExampleStatsHandler() {
 	defer c.Close()
 	http.Handle("/api/cache-stats", tiered.StatsHandler(c))
 }
+
+// A service that must come up even while Redis is down (a restart during an outage): New
+// succeeds, GetOrLoad answers from the loader, and the cache connects when Redis answers.
+func ExampleOptions_startWithoutRedis() {
+	ctx := context.Background()
+	c, err := tiered.New(ctx, tiered.Options{
+		RedisURL:          "redis://localhost:6379/0",
+		KeyPrefix:         "synspirit:",
+		StartWithoutRedis: true,
+	})
+	if err != nil {
+		fmt.Println(err) // bad options, bad credentials or a certificate error: not an outage
+		return
+	}
+	defer c.Close()
+
+	articles := tiered.NewGroup[[]Article](c, "data:articles:list", 5*time.Minute)
+	list, err := articles.GetOrLoad(ctx, articles.Key(1, 20), func(ctx context.Context) ([]Article, error) {
+		return loadArticles(ctx, 1, 20) // Redis down: every call lands here, L1 stays off
+	})
+	fmt.Println(len(list), err)
+}
