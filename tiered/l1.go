@@ -29,6 +29,19 @@ const (
 
 	numShards = 64 // stats/guard shards
 
+	// The front: one slot per 64-bit key modulo frontSlots, holding an entry that was found
+	// in ristretto, so that a hot key is read with one atomic load rather than through
+	// ristretto's shard lock (an RWMutex whose reader count every core writes). Only entries
+	// of at most frontMaxCost bytes go there, and ristretto's OnExit empties their slot, so
+	// the front holds a subset of ristretto's entries (plus, at worst, frontSlots small ones
+	// promoted in a race with their eviction).
+	frontSlots   = 4096
+	frontMask    = frontSlots - 1
+	frontMaxCost = 4 << 10
+	// frontSample: one front hit in frontSample also reads ristretto, so that its admission
+	// and eviction policy (TinyLFU) still sees how hot the key is.
+	frontSample = 32
+
 	// clockTick is the resolution of the L1's clock. Expiry is checked against a clock read
 	// from an atomic that one goroutine advances, not time.Now: a clock read was more than
 	// half the cost of a hit when ristretto's TTL did it. Entries are stored with their
@@ -42,8 +55,10 @@ const (
 type l1Entry struct {
 	group *groupCore // which group filled it: also keeps a value of one type from another
 	key   string     // the group key, checked on every hit (the L1 is keyed by a 64-bit hash)
+	h     uint64     // the L1 key: the hash of the full Redis key
 	gen   uint64
 	epoch uint64
+	small bool // cost at most frontMaxCost: may be served from the front
 	value any
 	// freshUntil is when the entry stops being served, on the L1's coarse clock: never later
 	// than its L2 entry's expiry. With fail-safe it can still be served as a last resort
@@ -77,7 +92,8 @@ type l1 struct {
 
 	epoch   atomic.Uint64
 	stripes [numStripes]atomic.Uint64
-	_       [64]byte // keep the written shards off the lines of the read-only fields
+	front   [frontSlots]atomic.Pointer[l1Entry] // see getEntry
+	_       [64]byte                            // keep the written shards off the lines of the read-mostly fields
 	shards  [numShards]l1Shard
 	_       [64]byte
 
@@ -102,6 +118,11 @@ func newL1(maxBytes int64, disabled bool) (*l1, error) {
 		MaxCost:            maxBytes,
 		BufferItems:        64,
 		IgnoreInternalCost: true,
+		OnExit: func(e *l1Entry) { // evicted, replaced or deleted: out of the front too
+			if e != nil {
+				l.front[e.h&frontMask].CompareAndSwap(e, nil)
+			}
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -141,8 +162,16 @@ func (l *l1) current(h uint64, s snapshot) bool {
 // invalidate makes every L1 entry of the key with hash h unservable.
 func (l *l1) invalidate(h uint64) { l.stripes[h&stripeMask].Add(1) }
 
-// flush makes every L1 entry unservable, in O(1).
-func (l *l1) flush() { l.epoch.Add(1) }
+// flush makes every L1 entry unservable, in O(1), and empties the front (whose entries are
+// unservable too, but would be kept alive).
+func (l *l1) flush() {
+	l.epoch.Add(1)
+	for i := range l.front {
+		if l.front[i].Load() != nil {
+			l.front[i].Store(nil)
+		}
+	}
+}
 
 // get returns the value cached for (g, key) if it is still current. It is the hot path:
 // no allocation, no lock of ours.
@@ -158,12 +187,22 @@ func (l *l1) getEntry(h uint64, g *groupCore, key string) (*l1Entry, bool) {
 	if l.store == nil {
 		return nil, false
 	}
-	sh := &l.shards[rand.Uint32()%numShards] // random: no contention on a hot key
+	r := rand.Uint32()
+	sh := &l.shards[r%numShards] // random: no contention on a hot key
 	sh.lookups.Add(1)
 	if !l.closed.Load() {
-		if e, ok := l.store.Get(h); ok && e.group == g && e.key == key &&
-			e.epoch == l.epoch.Load() && e.gen == l.stripes[h&stripeMask].Load() &&
-			l.clock.Load() < e.freshUntil {
+		slot := &l.front[h&frontMask]
+		if e := slot.Load(); e != nil && e.h == h && l.servable(e, h, g, key) {
+			if r/numShards%frontSample == 0 {
+				l.store.Get(h) // feed ristretto's frequency sketch
+			}
+			sh.done.Add(1)
+			return e, true
+		}
+		if e, ok := l.store.Get(h); ok && l.servable(e, h, g, key) {
+			if e.small && slot.Load() != e {
+				slot.Store(e)
+			}
 			sh.done.Add(1)
 			return e, true
 		}
@@ -173,6 +212,13 @@ func (l *l1) getEntry(h uint64, g *groupCore, key string) (*l1Entry, bool) {
 	return nil, false
 }
 
+// servable tells whether e, found under h, is (g, key)'s current entry: of this group and
+// key, filled after the last flush and the last write to its stripe, and fresh.
+func (l *l1) servable(e *l1Entry, h uint64, g *groupCore, key string) bool {
+	return e.group == g && e.key == key && e.epoch == l.epoch.Load() &&
+		e.gen == l.stripes[h&stripeMask].Load() && l.clock.Load() < e.freshUntil
+}
+
 // fill stores a value read or written under snapshot s, unless s is already stale. ttl is
 // the L2 entry's remaining life; the L1 entry never outlives it.
 func (l *l1) fill(h uint64, s snapshot, g *groupCore, key string, value any, cost int64, ttl time.Duration) {
@@ -180,7 +226,7 @@ func (l *l1) fill(h uint64, s snapshot, g *groupCore, key string, value any, cos
 		return
 	}
 	now := time.Now()
-	e := &l1Entry{group: g, key: key, gen: s.gen, epoch: s.epoch, value: value}
+	e := &l1Entry{group: g, key: key, h: h, gen: s.gen, epoch: s.epoch, value: value, small: cost <= frontMaxCost}
 	if l.eager > 0 {
 		e.refreshAt = now.Add(ttl - time.Duration((1-l.eager)*float64(g.ttl))).UnixNano()
 	}

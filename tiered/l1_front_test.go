@@ -1,0 +1,87 @@
+package tiered
+
+import (
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// fillAndPromote fills key under h and reads it twice: the second read is served from the
+// front.
+func fillAndPromote(t *testing.T, l *l1, g *groupCore, h uint64, key string, cost int64) {
+	t.Helper()
+	l.fill(h, l.snapshot(h), g, key, key, cost, time.Minute)
+	l.store.Wait()
+	_, ok := l.get(h, g, key)
+	require.True(t, ok, "filled entry not found")
+	_, ok = l.get(h, g, key)
+	require.True(t, ok)
+}
+
+func newTestL1(t *testing.T, maxBytes int64) *l1 {
+	t.Helper()
+	l, err := newL1(maxBytes, false)
+	require.NoError(t, err)
+	l.live.Store(true)
+	t.Cleanup(l.close)
+	return l
+}
+
+func TestFrontServesOnlyCurrentEntries(t *testing.T) {
+	l := newTestL1(t, 1<<20)
+	g := &groupCore{}
+	const h = 42
+	fillAndPromote(t, l, g, h, "k", 100)
+	require.NotNil(t, l.front[h&frontMask].Load(), "a small entry read from ristretto goes to the front")
+
+	_, ok := l.get(h, &groupCore{}, "k")
+	assert.False(t, ok, "another group's key under the same hash")
+	_, ok = l.get(h, g, "other")
+	assert.False(t, ok, "another key under the same hash")
+
+	l.invalidate(h)
+	_, ok = l.get(h, g, "k")
+	assert.False(t, ok, "a write to the key's stripe makes the front entry unservable")
+
+	fillAndPromote(t, l, g, h, "k", 100)
+	l.flush()
+	_, ok = l.get(h, g, "k")
+	assert.False(t, ok, "a flush makes the front entry unservable")
+	assert.Nil(t, l.front[h&frontMask].Load(), "and empties the front")
+}
+
+func TestFrontTakesSmallEntriesOnly(t *testing.T) {
+	l := newTestL1(t, 1<<20)
+	g := &groupCore{}
+	fillAndPromote(t, l, g, 7, "big", frontMaxCost+1)
+	assert.Nil(t, l.front[7&frontMask].Load())
+}
+
+// The front keeps no entry that ristretto has let go: its memory stays within L1MaxBytes.
+func TestFrontForgetsEvictedEntries(t *testing.T) {
+	l := newTestL1(t, 64<<10) // room for a few dozen entries of ~1 KiB
+	g := &groupCore{}
+	for i := range 2000 {
+		h := uint64(i)
+		key := strconv.Itoa(i)
+		l.fill(h, l.snapshot(h), g, key, key, 1000, time.Minute)
+		l.store.Wait()
+		l.get(h, g, key) // promote it if ristretto kept it
+	}
+	l.store.Wait()
+	held := 0
+	for i := range l.front {
+		e := l.front[i].Load()
+		if e == nil {
+			continue
+		}
+		held++
+		got, ok := l.store.Get(e.h)
+		require.True(t, ok && got == e, "the front holds %q, which ristretto has evicted", e.key)
+	}
+	assert.Positive(t, held)
+	assert.Less(t, held, 100, "the front holds no more than ristretto does")
+}
