@@ -32,15 +32,20 @@ const (
 	// The front: one slot per 64-bit key modulo frontSlots, holding an entry that was found
 	// in ristretto, so that a hot key is read with one atomic load rather than through
 	// ristretto's shard lock (an RWMutex whose reader count every core writes). Only entries
-	// of at most frontMaxCost bytes go there, and ristretto's OnExit empties their slot, so
-	// the front holds a subset of ristretto's entries (plus, at worst, frontSlots small ones
-	// promoted in a race with their eviction).
+	// of at most frontMaxCost bytes go there, and ristretto's OnExit (eviction, replacement,
+	// deletion) empties their slot, so the front holds a subset of ristretto's entries, but
+	// for a promotion that races with an eviction (bounded: frontSlots small entries).
 	frontSlots   = 4096
 	frontMask    = frontSlots - 1
 	frontMaxCost = 4 << 10
-	// frontSample: one front hit in frontSample also reads ristretto, so that its admission
-	// and eviction policy (TinyLFU) still sees how hot the key is.
-	frontSample = 32
+	// Only proven-hot keys go to the front, and their front hits are sampled into
+	// ristretto's admission and eviction policy (TinyLFU), which counts a key's heat by its
+	// Gets: a ristretto hit promotes its entry one time in frontPromote (a key read a few
+	// times rarely gets there, and is counted in full), and one front hit in frontSample
+	// also reads ristretto. A key in the front is hot enough that TinyLFU's 4-bit counters
+	// stay saturated with a fraction of its hits.
+	frontPromote = 64
+	frontSample  = 8
 
 	// clockTick is the resolution of the L1's clock. Expiry is checked against a clock read
 	// from an atomic that one goroutine advances, not time.Now: a clock read was more than
@@ -92,6 +97,7 @@ type l1 struct {
 
 	epoch   atomic.Uint64
 	stripes [numStripes]atomic.Uint64
+	_       [64]byte                            // the front is read on every hit, the stripes written on every write
 	front   [frontSlots]atomic.Pointer[l1Entry] // see getEntry
 	_       [64]byte                            // keep the written shards off the lines of the read-mostly fields
 	shards  [numShards]l1Shard
@@ -162,8 +168,8 @@ func (l *l1) current(h uint64, s snapshot) bool {
 // invalidate makes every L1 entry of the key with hash h unservable.
 func (l *l1) invalidate(h uint64) { l.stripes[h&stripeMask].Add(1) }
 
-// flush makes every L1 entry unservable, in O(1), and empties the front (whose entries are
-// unservable too, but would be kept alive).
+// flush makes every L1 entry unservable (one atomic add), and empties the front, whose
+// entries are unservable too but would be kept alive (4096 loads, a few µs).
 func (l *l1) flush() {
 	l.epoch.Add(1)
 	for i := range l.front {
@@ -191,17 +197,23 @@ func (l *l1) getEntry(h uint64, g *groupCore, key string) (*l1Entry, bool) {
 	sh := &l.shards[r%numShards] // random: no contention on a hot key
 	sh.lookups.Add(1)
 	if !l.closed.Load() {
+		// r's bits: 0-5 pick the shard, 6-8 the front sample, 9-14 the promotion.
 		slot := &l.front[h&frontMask]
 		if e := slot.Load(); e != nil && e.h == h && l.servable(e, h, g, key) {
-			if r/numShards%frontSample == 0 {
+			if (r>>6)%frontSample == 0 {
 				l.store.Get(h) // feed ristretto's frequency sketch
 			}
 			sh.done.Add(1)
 			return e, true
 		}
 		if e, ok := l.store.Get(h); ok && l.servable(e, h, g, key) {
-			if e.small && slot.Load() != e {
+			if e.small && (r>>9)%frontPromote == 0 && slot.Load() != e {
 				slot.Store(e)
+				// A newer fill may have replaced e in ristretto (and run OnExit for it)
+				// between the Get and the Store: then e must not stay in the front.
+				if cur, ok := l.store.Get(h); !ok || cur != e {
+					slot.CompareAndSwap(e, nil)
+				}
 			}
 			sh.done.Add(1)
 			return e, true
