@@ -25,7 +25,7 @@
 // is back. After Set returns, Get on the same instance returns the new value: a write
 // invalidates the key locally and the next read goes to Redis, which orders racing writes.
 // Other instances stop serving the old value when the invalidation reaches them: on
-// loopback about 120–130 µs at the median, p99 202 µs with tracking and 228 µs bus-only in the last
+// loopback about 120–140 µs at the median, p99 212 µs with tracking and 237 µs bus-only in the last
 // report run, the Redis read of the new value included (bench/RESULTS.md). The invalidation
 // reaches Go through its network poller: in a process whose every P is busy with CPU-bound
 // work it is heard late, as for any Go client.
