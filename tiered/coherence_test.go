@@ -88,12 +88,8 @@ func TestForeignWritesInvalidateL1(t *testing.T) {
 }
 
 func TestClientKillFlushesL1(t *testing.T) {
-	s := redistest.Start(t)
-	a := newCache(t, s)
-	g := tiered.NewGroup[string](a, "g", time.Minute)
+	s, a, g := warmKey(t, "v")
 	ctx := context.Background()
-	require.NoError(t, g.Set(ctx, "k", "v"))
-	warm(t, a, g, "k")
 	flushes := a.Stats().Flushes
 	require.Positive(t, s.KillClients("TYPE", "normal"))
 	require.Eventually(t, func() bool { return a.Stats().Flushes > flushes }, waitFor, tick,
@@ -219,12 +215,8 @@ func TestRedisCallDeadline(t *testing.T) {
 // The listener connection alone is killed: L1 is flushed, and tracking is re-armed on a new
 // connection, so later foreign writes are heard again.
 func TestTrackingListenerReconnects(t *testing.T) {
-	s := redistest.Start(t)
-	a := newCache(t, s)
-	g := tiered.NewGroup[string](a, "g", time.Minute)
+	s, a, g := warmKey(t, "v1")
 	ctx := context.Background()
-	require.NoError(t, g.Set(ctx, "k", "v1"))
-	warm(t, a, g, "k")
 	flushes := a.Stats().Flushes
 	id := clientID(t, s, "tiercache-tracking")
 	s.Do("CLIENT", "KILL", "ID", id)
@@ -268,12 +260,8 @@ func clientID(t *testing.T, s *redistest.Server, name string) string {
 // that the reply waits in the run queue) keeps L1; a second one in a row flushes it and
 // turns it off, and an answer turns it back on.
 func TestTrackingKeeperToleratesOneSlowCheck(t *testing.T) {
-	s := redistest.Start(t)
-	a := newCache(t, s)
-	g := tiered.NewGroup[string](a, "g", time.Minute)
+	_, a, g := warmKey(t, "v1")
 	ctx := context.Background()
-	require.NoError(t, g.Set(ctx, "k", "v1"))
-	warm(t, a, g, "k")
 
 	checks := make(chan struct{}, 16)
 	answer := make(chan error, 16) // what each check returns, in order

@@ -35,6 +35,17 @@ type article struct {
 	Title string `json:"title"`
 }
 
+// warmKey starts a Redis and a cache whose group "g" holds key "k" = v in L1 as well.
+func warmKey(t *testing.T, v string) (*redistest.Server, *tiered.Cache, *tiered.Group[string]) {
+	t.Helper()
+	s := redistest.Start(t)
+	c := newCache(t, s)
+	g := tiered.NewGroup[string](c, "g", time.Minute)
+	require.NoError(t, g.Set(context.Background(), "k", v))
+	warm(t, c, g, "k")
+	return s, c, g
+}
+
 // l1Hit runs fn and reports whether it was served from L1 (the L1 hit counter moved).
 func l1Hit(c *tiered.Cache, fn func()) bool {
 	before := c.Stats().L1Hits

@@ -74,12 +74,8 @@ func TestKeyRejectsUnencodableArguments(t *testing.T) {
 }
 
 func TestStatsHandler(t *testing.T) {
-	s := redistest.Start(t)
-	a := newCache(t, s)
-	g := tiered.NewGroup[string](a, "g", time.Minute)
+	s, a, g := warmKey(t, "v")
 	ctx := context.Background()
-	require.NoError(t, g.Set(ctx, "k", "v"))
-	warm(t, a, g, "k")
 	_, _ = g.Get(ctx, "missing")
 
 	rec := httptest.NewRecorder()
