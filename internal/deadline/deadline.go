@@ -56,14 +56,6 @@ func New(timeout time.Duration) *Bounds {
 	}
 }
 
-// Timeout is the least time a call gets.
-func (b *Bounds) Timeout() time.Duration {
-	if b == nil {
-		return 0
-	}
-	return b.timeout
-}
-
 // Context returns the context for one call under parent, and a function to call when the
 // call is over. The call's deadline is parent's when that comes no later than now+Timeout,
 // and otherwise falls within [now+Timeout, now+Timeout+window].
