@@ -15,8 +15,9 @@
 // Every L1 entry records the generation of its key's stripe (one of 4096 atomic counters
 // chosen by the key's hash) and the cache's epoch, both read before the Redis read or write
 // that produced it; a lookup accepts the entry only if both are unchanged. Invalidating a
-// key bumps its stripe, flushing L1 bumps the epoch, in O(1) and without touching ristretto,
-// whose buffered sets and deletes can otherwise bring old values back.
+// key bumps its stripe (one atomic add), flushing L1 bumps the epoch (and empties the 4096
+// slots of the lock-free front that serves hot keys), without touching ristretto, whose
+// buffered sets and deletes can otherwise bring old values back.
 //
 // Invalidations come from this instance's own writes, from Redis server-assisted tracking
 // (CLIENT TRACKING BCAST on KeyPrefix, which reports writes by anyone, expiries, evictions

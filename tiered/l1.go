@@ -18,9 +18,9 @@ import (
 // tagged with the generations they were read under. Every entry records the generation of its
 // key's stripe and the cache's epoch, both read before the Redis read or write that produced
 // the value, and a lookup accepts an entry only if both are unchanged. An invalidation of a key
-// bumps its stripe; a flush bumps the epoch. Neither touches ristretto, so both are a single
-// atomic add, safe on rueidis's reader goroutine, and a racing fill can never be served
-// whatever order ristretto applies it in.
+// bumps its stripe; a flush bumps the epoch (and empties the front, 4096 atomic loads).
+// Neither touches ristretto, so both are safe on rueidis's reader goroutine, and a racing fill
+// can never be served whatever order ristretto applies it in.
 
 const (
 	stripeBits = 12
