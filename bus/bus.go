@@ -12,6 +12,8 @@ import (
 
 	"github.com/redis/rueidis"
 	"go.uber.org/zap"
+
+	"github.com/synspirit/tiercache/internal/rcall"
 )
 
 // Errors returned by the bus; match them with errors.Is.
@@ -23,6 +25,10 @@ var (
 	ErrMalformed = errors.New("bus: malformed message")
 	// ErrTooLarge is returned by Publish for a key or group name that cannot fit in one batch.
 	ErrTooLarge = errors.New("bus: key or group too large")
+	// ErrUnavailable is returned by Publish when Redis cannot be reached (a timeout, a
+	// refused connection, an open circuit breaker). On a tiered.Cache's client (Redis()) it
+	// also matches tiered.ErrUnavailable.
+	ErrUnavailable = errors.New("bus: redis unavailable")
 )
 
 // Defaults of Options.
@@ -112,6 +118,7 @@ type Stats struct {
 // service over one Redis pub/sub channel.
 type Bus struct {
 	client  rueidis.Client
+	caller  *rcall.Caller // publishes and subscriptions
 	opts    Options
 	log     *zap.Logger
 	sharded bool // cluster: SSUBSCRIBE/SPUBLISH
@@ -169,8 +176,16 @@ func New(ctx context.Context, client rueidis.Client, opts Options) (*Bus, error)
 	if opts.SubscribeTimeout <= 0 {
 		opts.SubscribeTimeout = DefaultSubscribeTimeout
 	}
+	caller := rcall.CallerOf(client) // a cache's client: its breaker and lifetime
+	callOpts := rcall.Options{Timeout: opts.PublishTimeout, Unavailable: ErrUnavailable, Closed: ErrClosed, TimerDeadline: true}
+	if caller != nil {
+		caller = caller.With(callOpts)
+	} else {
+		caller = rcall.New(client, callOpts)
+	}
 	b := &Bus{
 		client:       client,
+		caller:       caller,
 		opts:         opts,
 		sharded:      client.Mode() == rueidis.ClientModeCluster,
 		ready:        make(chan struct{}),

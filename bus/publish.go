@@ -2,15 +2,11 @@ package bus
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"time"
 
 	"github.com/redis/rueidis"
 	"go.uber.org/zap"
 )
-
-var errPublishTimeout = errors.New("bus: publish timeout")
 
 // batch is one future PUBLISH: the merge of every message enqueued while the previous batch
 // was in flight (group commit). Until the sender takes it from the queue it is guarded by
@@ -181,23 +177,12 @@ func (b *Bus) send(bt *batch) error {
 	} else {
 		cmd = b.client.B().Publish().Channel(b.opts.Channel).Message(payload).Build()
 	}
-	// The timeout is a timer, not a context deadline: given a deadline on an idle connection,
-	// rueidis reads the reply synchronously until that deadline, deaf to cancellation (so
-	// Close would wait), and closes the shared connection when it passes. Without one, the
-	// command is queued and abandoned on cancellation, the connection left alone.
-	ctx, cancel := context.WithCancelCause(b.ctx)
-	timer := time.AfterFunc(b.opts.PublishTimeout, func() { cancel(errPublishTimeout) })
-	err := b.client.Do(ctx, cmd.Pin()).Error() // pinned: see tiered.Cache.do
-	timer.Stop()
-	timedOut := context.Cause(ctx) == errPublishTimeout
-	cancel(nil)
-	if err != nil {
+	// The caller applies PublishTimeout with a timer, not a context deadline (see
+	// rcall.Options.TimerDeadline): Close must not wait out a publish.
+	if err := b.caller.Do(b.ctx, cmd).Error(); err != nil {
 		b.stats.batchErrors.Add(1)
 		if b.ctx.Err() != nil {
 			return fmt.Errorf("bus: publish: %w", ErrClosed)
-		}
-		if timedOut {
-			err = fmt.Errorf("timed out after %v: %w", b.opts.PublishTimeout, context.DeadlineExceeded)
 		}
 		b.log.Warn("bus: publish failed", zap.Error(err), zap.Int("keys", len(m.Keys)), zap.Int("groups", len(m.Groups)))
 		return fmt.Errorf("bus: publish: %w", err)

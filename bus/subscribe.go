@@ -1,7 +1,6 @@
 package bus
 
 import (
-	"context"
 	"errors"
 	"time"
 
@@ -74,10 +73,7 @@ func (b *Bus) subscribeOnce() error {
 	if len(b.opts.RawChannels) > 0 {
 		// Before the bus channel: its confirmation is what signals ready or reset, and by
 		// then nothing sent on the raw channels can be missed any more.
-		ctx, cancel := context.WithTimeout(b.ctx, b.opts.SubscribeTimeout)
-		err := dc.Do(ctx, dc.B().Subscribe().Channel(b.opts.RawChannels...).Build()).Error()
-		cancel()
-		if err != nil {
+		if err := b.caller.DoOn(b.ctx, dc, dc.B().Subscribe().Channel(b.opts.RawChannels...).Build(), b.opts.SubscribeTimeout).Error(); err != nil {
 			return err
 		}
 	}
@@ -87,10 +83,7 @@ func (b *Bus) subscribeOnce() error {
 	} else {
 		cmd = dc.B().Subscribe().Channel(b.opts.Channel).Build()
 	}
-	ctx, cancel := context.WithTimeout(b.ctx, b.opts.SubscribeTimeout)
-	err := dc.Do(ctx, cmd).Error()
-	cancel()
-	if err != nil {
+	if err := b.caller.DoOn(b.ctx, dc, cmd, b.opts.SubscribeTimeout).Error(); err != nil {
 		return err
 	}
 	select {

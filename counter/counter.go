@@ -2,6 +2,7 @@ package counter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -9,9 +10,11 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
-	"golang.org/x/sync/singleflight"
 
-	"github.com/synspirit/tiercache/internal/deadline"
+	"github.com/synspirit/tiercache/internal/flight"
+	"github.com/synspirit/tiercache/internal/lifetime"
+	"github.com/synspirit/tiercache/internal/rcall"
+	"github.com/synspirit/tiercache/tiered"
 )
 
 // Defaults, each tied to its Options field.
@@ -45,36 +48,58 @@ type Options struct {
 	NoFloor bool
 
 	// Timeout is the deadline of each Redis call, applied on top of the caller's context;
-	// 0 means DefaultTimeout and a negative value means none (the caller's context only). A
-	// timeout reaching Redis is ErrUnavailable. A call whose context cannot be cancelled
-	// (context.Background) shares one deadline with the calls that start in the same window
-	// of Timeout/16 (at least 100 µs) rather than start a timer of its own: it gets at least
-	// Timeout and at most one window more. A cancellable context gets its own.
+	// 0 means DefaultTimeout (on a tiered.Cache's client: the cache's Timeout) and a negative
+	// value means none (the caller's context only). A timeout reaching Redis is
+	// ErrUnavailable; the caller's own context ending is its error (context.Canceled or
+	// context.DeadlineExceeded), never ErrUnavailable. A call whose context cannot be
+	// cancelled (context.Background) shares one deadline with the calls that start in the
+	// same window of Timeout/16 (at least 100 µs) rather than start a timer of its own: it gets
+	// at least Timeout and at most one window more. A cancellable context gets its own.
 	Timeout time.Duration
 }
 
-// Counters reads and writes counters in Redis. It is safe for concurrent use, holds no
-// goroutines and nothing to close; the rueidis client belongs to the caller.
+// Counters reads and writes counters in Redis. It is safe for concurrent use and has
+// nothing to close: on a tiered.Cache's client it stops with the cache.
 type Counters struct {
-	client rueidis.Client
+	caller *rcall.Caller // every Redis call: deadline, breaker, error classification
 	prefix string
-	ttlMs  int64            // Options.TTL rounded up to ms; 0 in persistent mode
-	floor  string           // Options.Floor in decimal; "" with NoFloor
-	bounds *deadline.Bounds // Options.Timeout per call
-	err    error            // a bad Options, returned by every call
+	ttlMs  int64  // Options.TTL rounded up to ms; 0 in persistent mode
+	floor  string // Options.Floor in decimal; "" with NoFloor
+	err    error  // a bad Options, returned by every call
 
-	loads singleflight.Group // GetOrLoad loads in flight, by Redis key
+	loads *flight.Group[int64] // GetOrLoad loads in flight, by Redis key
 }
 
-// New returns Counters over client. Bad options (a nil client, a negative TTL) do not panic:
-// every call then returns an error wrapping ErrInvalidOptions.
+// FromCache returns Counters on c's Redis, with c's KeyPrefix (unless opts sets one) and
+// Timeout (unless opts sets one), sharing c's circuit breaker: while c's Redis is down,
+// counters fail at once with ErrUnavailable, and after c.Close with ErrClosed.
+func FromCache(c *tiered.Cache, opts Options) *Counters {
+	if c == nil {
+		return &Counters{err: fmt.Errorf("%w: nil *tiered.Cache", ErrInvalidOptions)}
+	}
+	if opts.KeyPrefix == "" {
+		opts.KeyPrefix = c.KeyPrefix()
+	}
+	return New(c.Redis(), opts)
+}
+
+// New returns Counters over client. On a tiered.Cache's client (Cache.Redis) they share
+// the cache's circuit breaker and stop with it (see FromCache); on another client they have
+// a breaker of their own (tiered.DefaultBreakerThreshold consecutive failures open it for
+// tiered.DefaultBreakerCooldown). Bad options (a nil client, a negative TTL) do not panic:
+// [Counters.Err] reports them, and every call returns the error, wrapping ErrInvalidOptions.
 func New(client rueidis.Client, opts Options) *Counters {
-	c := &Counters{client: client, prefix: opts.KeyPrefix}
+	c := &Counters{prefix: opts.KeyPrefix}
 	switch {
 	case client == nil:
 		c.err = fmt.Errorf("%w: nil rueidis client", ErrInvalidOptions)
+		return c
 	case opts.TTL < 0:
 		c.err = fmt.Errorf("%w: negative TTL %v", ErrInvalidOptions, opts.TTL)
+		return c
+	case opts.TTL > tiered.MaxTTL:
+		c.err = fmt.Errorf("%w: TTL %v is longer than tiered.MaxTTL (%v)", ErrInvalidOptions, opts.TTL, tiered.MaxTTL)
+		return c
 	}
 	if opts.TTL > 0 {
 		c.ttlMs = ceilMillis(opts.TTL)
@@ -82,14 +107,24 @@ func New(client rueidis.Client, opts Options) *Counters {
 	if !opts.NoFloor {
 		c.floor = strconv.FormatInt(opts.Floor, 10)
 	}
-	switch timeout := opts.Timeout; {
-	case timeout == 0:
-		c.bounds = deadline.New(DefaultTimeout)
-	case timeout > 0:
-		c.bounds = deadline.New(timeout)
+	call := rcall.Options{Timeout: opts.Timeout, Unavailable: ErrUnavailable, Closed: ErrClosed}
+	if cache := rcall.CallerOf(client); cache != nil {
+		c.caller = cache.With(call)
+	} else {
+		if call.Timeout == 0 {
+			call.Timeout = DefaultTimeout
+		}
+		call.Breaker = rcall.NewBreaker(tiered.DefaultBreakerThreshold, tiered.DefaultBreakerCooldown, nil, nil)
+		call.Life = lifetime.New() // never closed: loads end with their callers
+		c.caller = rcall.New(client, call)
 	}
+	c.loads = flight.New[int64](c.caller.Life())
 	return c
 }
+
+// Err is the error every call returns when New was given bad Options (wrapping
+// ErrInvalidOptions); nil for usable Counters.
+func (c *Counters) Err() error { return c.err }
 
 // Increment adds delta to the counter and returns its new value, in one atomic round trip.
 // A negative delta is a decrement, subject to the floor. In cache mode a missing (expired)
@@ -103,7 +138,7 @@ func (c *Counters) Increment(ctx context.Context, key Key, delta int64) (int64, 
 // Increment(ctx, key, -delta), floor included: the result never goes below the floor.
 func (c *Counters) Decrement(ctx context.Context, key Key, delta int64) (int64, error) {
 	if delta == math.MinInt64 {
-		return 0, fmt.Errorf("counter: decrement %s by %d: %w", key, delta, ErrOverflow)
+		return 0, &keyError{op: "decrement", key: key, kind: ErrOverflow}
 	}
 	return c.add(ctx, "decrement", key, -delta)
 }
@@ -117,23 +152,21 @@ func (c *Counters) add(ctx context.Context, op string, key Key, delta int64) (in
 	if delta < 0 {
 		floor = c.floor
 	}
-	cctx, cancel := c.withTimeout(ctx)
-	defer cancel()
 	var res rueidis.RedisResult
 	if c.ttlMs == 0 && floor == "" {
 		// Persistent mode without a floor to enforce: INCRBY alone is the whole operation,
 		// and costs Redis a fraction of a script call.
-		res = c.client.Do(cctx, c.client.B().Incrby().Key(rk).Increment(delta).Build().Pin()) // pinned: see tiered.Cache.do
+		res = c.caller.Do(ctx, c.caller.B().Incrby().Key(rk).Increment(delta).Build())
 	} else {
 		create := "1" // persistent mode: a missing counter starts from 0
 		if c.ttlMs > 0 {
 			create = "0"
 		}
-		res = incrementScript.Exec(cctx, c.client, []string{rk}, []string{strconv.FormatInt(delta, 10), create, floor})
+		res = c.caller.Exec(ctx, incrementScript, []string{rk}, []string{strconv.FormatInt(delta, 10), create, floor})
 	}
 	n, err := res.AsInt64()
 	if err != nil {
-		return 0, c.replyError(ctx, op, key, res.Error(), err)
+		return 0, replyError(op, key, res.Error(), err)
 	}
 	return n, nil
 }
@@ -154,23 +187,25 @@ func (c *Counters) get(ctx context.Context, key Key) (n int64, found bool, err e
 	if err != nil {
 		return 0, false, err
 	}
-	cctx, cancel := c.withTimeout(ctx)
-	defer cancel()
-	res := c.client.Do(cctx, c.client.B().Get().Key(rk).Build().Pin())
+	res := c.caller.Do(ctx, c.caller.B().Get().Key(rk).Build())
 	if rueidis.IsRedisNil(res.Error()) {
 		return 0, false, nil
 	}
 	n, err = res.AsInt64()
 	if err != nil {
-		return 0, false, c.replyError(ctx, "get", key, res.Error(), err)
+		return 0, false, replyError("get", key, res.Error(), err)
 	}
 	return n, true, nil
 }
 
-// GetOrLoad returns the counter's value; on a miss it calls load (with the caller's context,
-// not the Redis deadline), seeds the counter with the result — SET NX, with Options.TTL in
-// cache mode — and returns the value Redis holds afterwards, which is the loaded one unless
-// another caller seeded first.
+// GetOrLoad returns the counter's value; on a miss it calls load, seeds the counter with the
+// result — SET NX, with Options.TTL in cache mode — and returns the value Redis holds
+// afterwards, which is the loaded one unless another caller seeded first.
+//
+// Concurrent misses of one counter share one load. A caller whose ctx ends stops waiting;
+// the load's context (which keeps ctx's values, not its deadline) ends when every caller has
+// left, or when the cache closes (counters built on a cache). A panic in load is returned to
+// every caller as an error wrapping a *tiered.PanicError.
 //
 // If reading Redis fails, load is not called and the error is returned. If the seed fails
 // after a successful load, GetOrLoad returns the loaded value together with the seed's error
@@ -184,22 +219,18 @@ func (c *Counters) GetOrLoad(ctx context.Context, key Key, load func(context.Con
 	if err != nil {
 		return 0, err
 	}
-	// Concurrent misses of one counter share one load (the seed is safe either way, the
-	// database query is what this saves). A caller whose ctx ends stops waiting; the load
-	// goes on for the others.
-	ch := c.loads.DoChan(rk, func() (any, error) {
-		return c.loadAndSeed(context.WithoutCancel(ctx), key, rk, load)
-	})
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			n, _ := r.Val.(int64)
-			return n, r.Err
-		}
-		return r.Val.(int64), nil
-	case <-ctx.Done():
-		return 0, ctx.Err()
+	if load == nil {
+		return 0, fmt.Errorf("counter: get or load %s: nil loader", key)
 	}
+	// The seed is safe either way; the database query is what sharing saves.
+	n, err = c.loads.Do(ctx, rk, func(lctx context.Context) (int64, error) {
+		return c.loadAndSeed(lctx, key, rk, load)
+	})
+	var pe *tiered.PanicError
+	if errors.As(err, &pe) {
+		return 0, fmt.Errorf("counter: load %s: %w", key, err)
+	}
+	return n, err
 }
 
 func (c *Counters) loadAndSeed(ctx context.Context, key Key, rk string, load func(context.Context) (int64, error)) (int64, error) {
@@ -212,12 +243,10 @@ func (c *Counters) loadAndSeed(ctx context.Context, key Key, rk string, load fun
 	if err != nil {
 		return 0, fmt.Errorf("counter: load %s: %w", key, err)
 	}
-	cctx, cancel := c.withTimeout(ctx)
-	defer cancel()
-	res := seedScript.Exec(cctx, c.client, []string{rk}, []string{strconv.FormatInt(loaded, 10), strconv.FormatInt(c.ttlMs, 10)})
+	res := c.caller.Exec(ctx, seedScript, []string{rk}, []string{strconv.FormatInt(loaded, 10), strconv.FormatInt(c.ttlMs, 10)})
 	n, err := res.AsInt64()
 	if err != nil {
-		return loaded, c.replyError(ctx, "seed", key, res.Error(), err)
+		return loaded, replyError("seed", key, res.Error(), err)
 	}
 	return n, nil
 }
@@ -230,24 +259,22 @@ func (c *Counters) Set(ctx context.Context, key Key, value int64, ttl time.Durat
 	if err != nil {
 		return err
 	}
-	if ttl < 0 {
-		return fmt.Errorf("counter: set %s: negative ttl %v", key, ttl)
+	if ttl < 0 || ttl > tiered.MaxTTL {
+		return &keyError{op: "set", key: key, kind: ErrInvalidOptions, detail: fmt.Errorf("ttl %v is negative or longer than tiered.MaxTTL", ttl)}
 	}
 	ms := c.ttlMs
 	if ttl > 0 {
 		ms = ceilMillis(ttl)
 	}
-	set := c.client.B().Set().Key(rk).Value(strconv.FormatInt(value, 10))
+	set := c.caller.B().Set().Key(rk).Value(strconv.FormatInt(value, 10))
 	var cmd rueidis.Completed
 	if ms > 0 {
 		cmd = set.PxMilliseconds(ms).Build()
 	} else {
 		cmd = set.Build()
 	}
-	cctx, cancel := c.withTimeout(ctx)
-	defer cancel()
-	if err := c.client.Do(cctx, cmd).Error(); err != nil {
-		return classify(ctx, "set", key, err)
+	if err := c.caller.Do(ctx, cmd).Error(); err != nil {
+		return classify("set", key, err)
 	}
 	return nil
 }
@@ -259,13 +286,8 @@ func (c *Counters) Delete(ctx context.Context, keys ...Key) error {
 	if err != nil || len(rks) == 0 {
 		return err
 	}
-	cctx, cancel := c.withTimeout(ctx)
-	defer cancel()
-	errs := rueidis.MDel(c.client, cctx, rks)
-	for i, rk := range rks {
-		if err := errs[rk]; err != nil {
-			return classify(ctx, "delete", keys[i], err)
-		}
+	if err := c.caller.Del(ctx, rks); err != nil {
+		return classify("delete", keys[0], err)
 	}
 	return nil
 }
@@ -283,37 +305,13 @@ func (c *Counters) GetMany(ctx context.Context, keys []Key) (map[Key]int64, erro
 	if len(rks) == 0 {
 		return out, nil
 	}
-	cctx, cancel := c.withTimeout(ctx)
-	defer cancel()
-	if c.client.Mode() == rueidis.ClientModeCluster {
-		return c.getManyCluster(ctx, cctx, keys, rks, out)
-	}
-	vals, err := c.client.Do(cctx, c.client.B().Mget().Key(rks...).Build().Pin()).ToArray()
+	vals, err := c.caller.MGet(ctx, rks)
 	if err != nil {
-		return nil, classify(ctx, "get many", keys[0], err)
-	}
-	if len(vals) != len(rks) {
-		return nil, fmt.Errorf("counter: get many %s: MGET of %d keys returned %d values", keys[0], len(rks), len(vals))
+		return nil, classify("get many", keys[0], err)
 	}
 	for i := range vals {
 		if err := collect(out, keys[i], &vals[i]); err != nil {
 			return nil, err
-		}
-	}
-	return out, nil
-}
-
-// getManyCluster lets rueidis group the keys by hash slot: one MGET per slot, pipelined per node.
-func (c *Counters) getManyCluster(ctx, cctx context.Context, keys []Key, rks []string, out map[Key]int64) (map[Key]int64, error) {
-	vals, err := rueidis.MGet(c.client, cctx, rks)
-	if err != nil {
-		return nil, classify(ctx, "get many", keys[0], err)
-	}
-	for i, rk := range rks {
-		if v, ok := vals[rk]; ok {
-			if err := collect(out, keys[i], &v); err != nil {
-				return nil, err
-			}
 		}
 	}
 	return out, nil
@@ -378,17 +376,11 @@ func (c *Counters) redisKeys(keys []Key) ([]string, error) {
 	return rks, nil
 }
 
-// withTimeout bounds one Redis call by Options.Timeout: a shared deadline when ctx cannot
-// be cancelled (no timer per call), the caller's own when it comes first (internal/deadline).
-func (c *Counters) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
-	return c.bounds.Context(ctx)
-}
-
 // replyError reports why a reply did not give an int64: replyErr is the call's own error
 // (network or Redis error reply), parseErr the conversion's.
-func (c *Counters) replyError(ctx context.Context, op string, key Key, replyErr, parseErr error) error {
+func replyError(op string, key Key, replyErr, parseErr error) error {
 	if replyErr != nil {
-		return classify(ctx, op, key, replyErr)
+		return classify(op, key, replyErr)
 	}
 	return notCounter(op, key, parseErr)
 }

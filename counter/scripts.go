@@ -1,6 +1,6 @@
 package counter
 
-import "github.com/redis/rueidis"
+import "github.com/synspirit/tiercache/internal/rcall"
 
 // The scripts never do arithmetic in Lua: Lua numbers are doubles, exact only up to 2^53.
 // INCRBY does the arithmetic and detects overflow; comparisons with the floor are made on the
@@ -16,7 +16,7 @@ import "github.com/redis/rueidis"
 // KEYS[1] the counter. ARGV[1] the delta. ARGV[2] "1" if a missing counter may be created
 // (persistent mode), "0" if it must be reported missing (cache mode). ARGV[3] the floor, or ""
 // for none; the caller passes a floor only with a negative delta.
-var incrementScript = rueidis.NewLuaScript(`
+var incrementScript = rcall.NewScript(`
 local key, delta, create, floor = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 local old, n
 
@@ -82,7 +82,7 @@ return v
 // KEYS[1] the counter. ARGV[1] the loaded value. ARGV[2] the TTL in milliseconds, "0" for
 // none. SET NX never overwrites a counter seeded (and perhaps incremented) by someone else
 // since the caller's miss.
-var seedScript = rueidis.NewLuaScript(`
+var seedScript = rcall.NewScript(`
 local key, value, ttl = KEYS[1], ARGV[1], ARGV[2]
 local r
 if ttl == '0' then

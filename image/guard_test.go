@@ -222,9 +222,11 @@ func TestEmptyAllowListDeniesEverything(t *testing.T) {
 	e := newCacheEnv(t, Options{})
 	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {})
 	p := newProxy(t, e.ic, ProxyOptions{AllowPrivateNetworks: true})
+	require.ErrorIs(t, p.Err(), ErrInvalidOptions, "an empty allow list is a configuration error, seen before the first request")
+	assert.Contains(t, p.Err().Error(), "AllowedHosts is empty")
 	rec := get(t, p, o.URL+"/a.png")
-	assert.Equal(t, http.StatusForbidden, rec.Code)
-	assert.Contains(t, rec.Body.String(), "AllowedHosts is empty")
+	assert.Equal(t, http.StatusInternalServerError, rec.Code)
+	assert.NotContains(t, rec.Body.String(), "AllowedHosts", "the configuration is for the operator, not the client")
 	assert.Zero(t, o.conns.Load())
 }
 

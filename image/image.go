@@ -7,9 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sync"
 	"time"
 
+	"github.com/synspirit/tiercache/internal/sentinel"
 	"github.com/synspirit/tiercache/tiered"
 )
 
@@ -21,8 +21,9 @@ const (
 	DefaultMaxImageBytes = 10 << 20
 	// DefaultL1MaxEntryBytes is the largest encoded image kept in the in-process L1.
 	DefaultL1MaxEntryBytes = 256 << 10
-	// maxTTLGroups bounds the per-TTL groups a Cache creates (see Cache.group).
-	maxTTLGroups = 64
+	// entryOverhead bounds what an entry adds to its image's bytes: the URL, content type
+	// and ETag (each at most maxFieldLen) and the header.
+	entryOverhead = entryHeaderSize + 4*10 + 3*maxFieldLen
 )
 
 // GroupName is the tiered group that holds images: their Redis keys are
@@ -32,8 +33,9 @@ const GroupName = "img"
 // Sentinel errors of the package, matched with errors.Is. Misses are tiered.ErrNotFound and
 // an unreachable Redis tiered.ErrUnavailable, as for every tiered entry.
 var (
-	// ErrTooLarge is returned by Set for an image larger than Options.MaxImageBytes.
-	ErrTooLarge = errors.New("image: image too large")
+	// ErrTooLarge is returned by Set for an image larger than Options.MaxImageBytes. It
+	// matches tiered.ErrTooLarge too.
+	ErrTooLarge error = sentinel.New("image: image too large", tiered.ErrTooLarge)
 	// ErrInvalidOptions wraps every error caused by bad Options or ProxyOptions.
 	ErrInvalidOptions = errors.New("image: invalid options")
 )
@@ -54,9 +56,12 @@ type Options struct {
 
 func (o Options) withDefaults() (Options, error) {
 	var errs []error
-	if o.DefaultTTL < 0 {
+	switch {
+	case o.DefaultTTL < 0:
 		errs = append(errs, fmt.Errorf("negative DefaultTTL %v", o.DefaultTTL))
-	} else if o.DefaultTTL == 0 {
+	case o.DefaultTTL > tiered.MaxTTL:
+		errs = append(errs, fmt.Errorf("DefaultTTL %v is longer than tiered.MaxTTL (%v)", o.DefaultTTL, tiered.MaxTTL))
+	case o.DefaultTTL == 0:
 		o.DefaultTTL = DefaultTTL
 	}
 	if o.MaxImageBytes < 0 {
@@ -88,59 +93,35 @@ type Image struct {
 // Cache is the image blob cache: the original design's image cache, over a tiered.Cache.
 // It is safe for concurrent use and holds no goroutines: closing the tiered.Cache is enough.
 type Cache struct {
-	c    *tiered.Cache
-	opts Options
-	err  error // bad Options or a nil *tiered.Cache: every call returns it
-
-	def *tiered.Group[*entry] // DefaultTTL: every read goes through it
-
-	mu     sync.Mutex                              // protects groups
-	groups map[time.Duration]*tiered.Group[*entry] // by TTL, created on first Set with that TTL
+	c     *tiered.Cache
+	opts  Options
+	err   error                 // bad Options or a nil *tiered.Cache: every call returns it
+	group *tiered.Group[*entry] // every image, each with its own TTL
 }
 
-// New returns an image cache over c. Bad options do not panic: every call returns an error
-// matching ErrInvalidOptions.
+// New returns an image cache over c. Bad options do not panic: [Cache.Err] reports them,
+// and every call returns the error, matching ErrInvalidOptions.
 func New(c *tiered.Cache, opts Options) *Cache {
 	o, err := opts.withDefaults()
-	ic := &Cache{c: c, opts: o, err: err, groups: make(map[time.Duration]*tiered.Group[*entry])}
+	ic := &Cache{c: c, opts: o, err: err}
 	if c == nil {
-		ic.err = fmt.Errorf("%w: nil *tiered.Cache", ErrInvalidOptions)
+		ic.err = errors.Join(ic.err, fmt.Errorf("%w: nil *tiered.Cache", ErrInvalidOptions))
+	}
+	if ic.err != nil {
 		return ic
 	}
-	if ic.err == nil {
-		ic.def = ic.newGroup(o.DefaultTTL)
-		ic.groups[o.DefaultTTL] = ic.def
+	ic.group = tiered.NewGroup[*entry](c, GroupName, o.DefaultTTL,
+		tiered.WithCodec(entryCodec{}), tiered.WithL1MaxEntryBytes(o.L1MaxEntryBytes),
+		tiered.WithMaxValueBytes(o.MaxImageBytes+entryOverhead))
+	if err := ic.group.Err(); err != nil {
+		ic.err = fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
 	return ic
 }
 
-func (ic *Cache) newGroup(ttl time.Duration) *tiered.Group[*entry] {
-	return tiered.NewGroup[*entry](ic.c, GroupName, ttl,
-		tiered.WithCodec(entryCodec{}), tiered.WithL1MaxEntryBytes(ic.opts.L1MaxEntryBytes))
-}
-
-// group returns the group of TTL ttl, rounded to whole seconds. Their number is bounded, so
-// that callers passing arbitrary TTLs cannot grow the map without end.
-func (ic *Cache) group(ttl time.Duration) (*tiered.Group[*entry], error) {
-	if ttl == 0 || ttl == ic.opts.DefaultTTL {
-		return ic.def, nil
-	}
-	if ttl < 0 {
-		return nil, fmt.Errorf("image: negative ttl %v", ttl)
-	}
-	ttl = max(ttl.Round(time.Second), time.Second)
-	ic.mu.Lock()
-	defer ic.mu.Unlock()
-	g, ok := ic.groups[ttl]
-	if !ok {
-		if len(ic.groups) >= maxTTLGroups {
-			return nil, fmt.Errorf("image: more than %d distinct TTLs in use: use fewer", maxTTLGroups)
-		}
-		g = ic.newGroup(ttl)
-		ic.groups[ttl] = g
-	}
-	return g, nil
-}
+// Err is the error every call returns when New was given bad Options or a nil cache
+// (matching ErrInvalidOptions); nil for a usable Cache.
+func (ic *Cache) Err() error { return ic.err }
 
 // Key is the group key of url: the hex SHA-256 of the URL.
 func Key(url string) string {
@@ -154,7 +135,7 @@ func (ic *Cache) RedisKey(ctx context.Context, url string) (string, error) {
 	if ic.err != nil {
 		return "", ic.err
 	}
-	return ic.def.RedisKey(ctx, Key(url))
+	return ic.group.RedisKey(ctx, Key(url))
 }
 
 // ETag returns the strong ETag the cache gives data.
@@ -188,7 +169,7 @@ func (ic *Cache) get(ctx context.Context, url string) (*entry, error) {
 	if url == "" {
 		return nil, errors.New("image: empty url")
 	}
-	e, err := ic.def.Get(ctx, Key(url))
+	e, err := ic.group.Get(ctx, Key(url))
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +183,8 @@ func (ic *Cache) get(ctx context.Context, url string) (*entry, error) {
 // Set stores data as the image of url for ttl (0: Options.DefaultTTL), and makes every
 // instance drop what it held for url. An empty contentType is sniffed from data. Set keeps
 // no reference to data. It returns an error matching ErrTooLarge for an image larger than
-// Options.MaxImageBytes.
+// Options.MaxImageBytes, and ErrInvalidOptions for a negative ttl or one longer than
+// tiered.MaxTTL.
 func (ic *Cache) Set(ctx context.Context, url string, data []byte, contentType string, ttl time.Duration) error {
 	_, err := ic.set(ctx, url, data, contentType, ttl)
 	return err
@@ -220,9 +202,11 @@ func (ic *Cache) set(ctx context.Context, url string, data []byte, contentType s
 	if int64(len(data)) > ic.opts.MaxImageBytes {
 		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, len(data), ic.opts.MaxImageBytes)
 	}
-	g, err := ic.group(ttl)
-	if err != nil {
-		return nil, err
+	switch {
+	case ttl < 0 || ttl > tiered.MaxTTL:
+		return nil, fmt.Errorf("%w: ttl %v is negative or longer than tiered.MaxTTL", ErrInvalidOptions, ttl)
+	case ttl == 0:
+		ttl = ic.opts.DefaultTTL
 	}
 	if contentType == "" {
 		contentType = http.DetectContentType(data)
@@ -233,10 +217,10 @@ func (ic *Cache) set(ctx context.Context, url string, data []byte, contentType s
 		contentType: contentType,
 		etag:        ETag(data),
 		storedAt:    now.UnixMilli(),
-		expiresAt:   now.Add(g.TTL()).UnixMilli(),
+		expiresAt:   now.Add(ttl).UnixMilli(),
 		data:        data, // the codec encodes a copy
 	}
-	return e, g.Set(ctx, Key(url), e)
+	return e, ic.group.Set(ctx, Key(url), e, tiered.TTL(ttl))
 }
 
 // Delete removes url's image, on every instance.
@@ -247,7 +231,7 @@ func (ic *Cache) Delete(ctx context.Context, url string) error {
 	if url == "" {
 		return errors.New("image: empty url")
 	}
-	return ic.def.Delete(ctx, Key(url))
+	return ic.group.Delete(ctx, Key(url))
 }
 
 // MaxImageBytes is the largest image the cache accepts.

@@ -16,8 +16,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/synspirit/tiercache/tiered"
 	"go.uber.org/zap"
+
+	"github.com/synspirit/tiercache/internal/flight"
+	"github.com/synspirit/tiercache/internal/lifetime"
+	"github.com/synspirit/tiercache/tiered"
 )
 
 // Defaults of ProxyOptions. Each is used when its field is left at the zero value.
@@ -111,29 +114,21 @@ type Proxy struct {
 	transport   *http.Transport
 	client      *http.Client
 
-	closeCtx  context.Context // cancelled by Close: ends fetches in flight
-	closeFn   context.CancelFunc
+	life      *lifetime.Lifetime    // Close: ends fetches in flight and waits for them
+	fetches   *flight.Group[*entry] // origin fetches in flight, by cache key
 	closeOnce sync.Once
-	wg        sync.WaitGroup // fetches in flight
-
-	flightMu sync.Mutex             // protects flights and closed
-	flights  map[string]*flightCall // origin fetches in flight, by cache key
-	closed   bool
 }
 
-// flightCall is one origin fetch shared by every request for its URL.
-type flightCall struct {
-	done chan struct{} // closed when e and err are set
-	e    *entry
-	err  error
-}
-
-// NewProxy returns a proxy serving images through c. Bad options do not panic: the proxy
-// then answers every request with a 500 naming them.
+// NewProxy returns a proxy serving images through c. Bad options do not panic:
+// [Proxy.Err] reports them (matching ErrInvalidOptions), and the proxy answers every
+// request with a 500.
 func NewProxy(c *Cache, opts ProxyOptions) *Proxy {
 	o, err := opts.withDefaults()
-	p := &Proxy{c: c, opts: o, err: err, log: o.Logger.Named("image-proxy"), flights: make(map[string]*flightCall)}
-	if hosts, herr := newHostList(o.AllowedHosts); herr != nil {
+	p := &Proxy{c: c, opts: o, err: err, log: o.Logger.Named("image-proxy"), life: lifetime.New()}
+	p.fetches = flight.New[*entry](p.life)
+	if len(o.AllowedHosts) == 0 {
+		p.err = errors.Join(p.err, fmt.Errorf("%w: ProxyOptions.AllowedHosts is empty: the proxy would refuse every request", ErrInvalidOptions))
+	} else if hosts, herr := newHostList(o.AllowedHosts); herr != nil {
 		p.err = errors.Join(p.err, fmt.Errorf("%w: %w", ErrInvalidOptions, herr))
 	} else {
 		p.hosts = hosts
@@ -147,7 +142,6 @@ func NewProxy(c *Cache, opts ProxyOptions) *Proxy {
 	if o.AllowPrivateNetworks {
 		p.addrAllowed = func(netip.Addr) bool { return true }
 	}
-	p.closeCtx, p.closeFn = context.WithCancel(context.Background())
 	p.lookup = func(ctx context.Context, host string) ([]netip.Addr, error) {
 		return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 	}
@@ -168,15 +162,15 @@ func NewProxy(c *Cache, opts ProxyOptions) *Proxy {
 	return p
 }
 
+// Err is the error of NewProxy's options (matching ErrInvalidOptions), or of its Cache's;
+// nil for a usable proxy.
+func (p *Proxy) Err() error { return p.err }
+
 // Close stops the fetches in flight, waits for them, and closes idle origin connections.
 // It is idempotent. Requests after Close are answered 503.
 func (p *Proxy) Close() error {
 	p.closeOnce.Do(func() {
-		p.flightMu.Lock()
-		p.closed = true
-		p.flightMu.Unlock()
-		p.closeFn()
-		p.wg.Wait()
+		p.life.Close()
 		p.transport.CloseIdleConnections()
 	})
 	return nil
@@ -197,7 +191,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if p.err != nil {
-		fail(w, http.StatusInternalServerError, "image proxy: misconfigured: "+p.err.Error())
+		p.log.Error("misconfigured proxy: refusing the request", zap.Error(p.err))
+		fail(w, http.StatusInternalServerError, "image proxy: misconfigured (see Proxy.Err)")
 		return
 	}
 	q := r.URL.Query()
@@ -248,43 +243,14 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, e *entry) {
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(e.data))
 }
 
-// fetchShared returns the image at u, fetching it once for every concurrent caller. The
-// fetch runs on its own (bounded by the proxy's Timeout, ended by Close), so a caller that
-// goes away does not cancel it for the others, and its result still fills the cache.
+// fetchShared returns the image at u, fetching it once for every concurrent caller. A
+// caller that goes away leaves the fetch to the others; the fetch ends when every caller has
+// gone, at the proxy's Timeout, or on Close.
 func (p *Proxy) fetchShared(ctx context.Context, u *url.URL, key string) (*entry, error) {
-	p.flightMu.Lock()
-	if p.closed {
-		p.flightMu.Unlock()
+	if p.life.Closed() {
 		return nil, errProxyClosed
 	}
-	call, ok := p.flights[key]
-	if !ok {
-		call = &flightCall{done: make(chan struct{})}
-		p.flights[key] = call
-		p.wg.Add(1)
-		go p.runFetch(call, u, key)
-	}
-	p.flightMu.Unlock()
-	select {
-	case <-call.done:
-		return call.e, call.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-func (p *Proxy) runFetch(call *flightCall, u *url.URL, key string) {
-	defer p.wg.Done()
-	defer func() {
-		if r := recover(); r != nil {
-			call.e, call.err = nil, fmt.Errorf("image proxy: panic in origin fetch: %v", r)
-		}
-		p.flightMu.Lock()
-		delete(p.flights, key)
-		p.flightMu.Unlock()
-		close(call.done)
-	}()
-	call.e, call.err = p.fetch(u, key)
+	return p.fetches.Do(ctx, key, func(fctx context.Context) (*entry, error) { return p.fetch(fctx, u, key) })
 }
 
 var errProxyClosed = errors.New("image: proxy closed")
@@ -303,8 +269,8 @@ type statusError struct {
 func (e *statusError) Error() string { return e.msg }
 
 // fetch gets u from the origin, checks that it is an image, and stores it.
-func (p *Proxy) fetch(u *url.URL, key string) (*entry, error) {
-	ctx, cancel := context.WithTimeout(p.closeCtx, p.opts.Timeout)
+func (p *Proxy) fetch(ctx context.Context, u *url.URL, key string) (*entry, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
@@ -395,6 +361,9 @@ func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, err error) {
 		fail(w, http.StatusBadGateway, oe.Error())
 	case errors.Is(err, errProxyClosed):
 		fail(w, http.StatusServiceUnavailable, "image proxy: shutting down")
+	case errors.As(err, new(*tiered.PanicError)):
+		p.log.Error("origin fetch panicked", zap.Error(err))
+		fail(w, http.StatusInternalServerError, "image proxy: internal error")
 	case r.Context().Err() != nil:
 		// The client went away: nobody reads the answer.
 		fail(w, http.StatusServiceUnavailable, "image proxy: request cancelled")

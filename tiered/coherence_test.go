@@ -185,13 +185,13 @@ func TestRedisOutage(t *testing.T) {
 	require.ErrorIs(t, g.Delete(ctx, "k"), tiered.ErrUnavailable)
 
 	// After a few failures the breaker stops waiting on Redis at all.
-	require.Equal(t, "open", a.Stats().Breaker)
+	require.Equal(t, tiered.BreakerOpen, a.Stats().Breaker)
 	require.Positive(t, a.Stats().BreakerOpens)
 
 	s.Restart()
 	// It closes by itself once Redis is back: calls reach Redis again.
 	require.Eventually(t, func() bool { return g.Set(ctx, "k", "after") == nil }, 5*time.Second, 10*time.Millisecond)
-	require.Equal(t, "closed", a.Stats().Breaker)
+	require.Equal(t, tiered.BreakerClosed, a.Stats().Breaker)
 	v, err := g.Get(ctx, "k")
 	require.NoError(t, err)
 	require.Equal(t, "after", v)

@@ -1,17 +1,56 @@
 package tiered
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+
+	"github.com/synspirit/tiercache/internal/flight"
+)
 
 // Sentinel errors. Match them with errors.Is: the errors returned by this package wrap them
-// with context.
+// with the operation and key ("tiered: get articles:7: redis unavailable: …").
 var (
 	// ErrNotFound is returned by Get when the key is in neither tier.
 	ErrNotFound = errors.New("tiered: not found")
-	// ErrUnavailable wraps every failure to reach Redis: a timeout, a refused or broken
-	// connection, or an open circuit breaker.
+	// ErrUnavailable wraps every failure to reach a Redis able to serve: a timeout, a
+	// refused or broken connection, an open circuit breaker, and the replies LOADING, BUSY,
+	// MASTERDOWN, CLUSTERDOWN (the server cannot serve now) and OOM, READONLY, NOREPLICAS,
+	// TRYAGAIN (it refuses this command now). The caller's own context ending is not an
+	// outage: that error matches context.Canceled or context.DeadlineExceeded instead.
 	ErrUnavailable = errors.New("tiered: redis unavailable")
 	// ErrClosed is returned by calls on a closed Cache.
 	ErrClosed = errors.New("tiered: cache closed")
-	// ErrInvalidOptions wraps every error New returns for bad Options.
+	// ErrInvalidOptions wraps every error caused by bad Options, a bad group (name, TTL,
+	// option, or a name in use with another type or codec) or a bad call option.
 	ErrInvalidOptions = errors.New("tiered: invalid options")
+	// ErrTooLarge is returned for a value whose encoding is larger than the group's
+	// MaxValueBytes; nothing is sent to Redis.
+	ErrTooLarge = errors.New("tiered: value too large")
 )
+
+// PanicError is the error every caller of a load gets when the loader panicked
+// (errors.As(err, &pe)). Value is what the loader panicked with, Stack the loader
+// goroutine's stack at the panic; Error is one line, and Unwrap returns Value when it is an
+// error. Counters (package counter) and the image proxy report their loaders' panics with
+// the same type.
+type PanicError = flight.PanicError
+
+// reasonError is a sentinel with the reason why, in one message: "tiered: not found
+// (expired)".
+type reasonError struct {
+	sentinel error
+	reason   string
+}
+
+func (e *reasonError) Error() string { return e.sentinel.Error() + " (" + e.reason + ")" }
+func (e *reasonError) Unwrap() error { return e.sentinel }
+
+func notFound(reason string) error { return &reasonError{sentinel: ErrNotFound, reason: reason} }
+
+// tooLargeError is a value over its group's limit.
+type tooLargeError struct{ size, limit int64 }
+
+func (e *tooLargeError) Error() string {
+	return fmt.Sprintf("value too large: %d bytes encoded, the limit is %d (MaxValueBytes)", e.size, e.limit)
+}
+func (e *tooLargeError) Unwrap() error { return ErrTooLarge }

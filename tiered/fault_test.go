@@ -188,14 +188,14 @@ func TestFaultSlowAndSilentRedis(t *testing.T) {
 				p.SetBlackhole(true)
 			}
 			f.start(8, loaderDelay)
-			require.Eventually(t, func() bool { return c.Stats().Breaker != "closed" }, 5*time.Second, tick, "the breaker opens")
+			require.Eventually(t, func() bool { return c.Stats().Breaker != tiered.BreakerClosed }, 5*time.Second, tick, "the breaker opens")
 			time.Sleep(300 * time.Millisecond) // load with the breaker open
 			p99 := f.p99()
 			ops := f.ops.Load()
 
 			p.SetLatency(0)
 			p.SetBlackhole(false)
-			require.Eventually(t, func() bool { return c.Stats().Breaker == "closed" }, 10*time.Second, 10*time.Millisecond,
+			require.Eventually(t, func() bool { return c.Stats().Breaker == tiered.BreakerClosed }, 10*time.Second, 10*time.Millisecond,
 				"the breaker closes by itself once Redis is healthy")
 			f.finish(t)
 			t.Logf("%s: %d ops, GetOrLoad p99 %v with a %v deadline and a %v loader; breaker opened %d times",

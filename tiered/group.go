@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -14,30 +14,29 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/synspirit/tiercache/bus"
+	"github.com/synspirit/tiercache/internal/l1"
 )
 
 // Group is a typed namespace of the cache: the original DataCache(prefix, ttl). Its keys live
 // in Redis as <KeyPrefix><name>:<key> (<KeyPrefix><name>@<n>:<key> after n Clears), with
-// the group's TTL. Values served from L1 are shared
-// between callers: treat them as read-only (copy a slice or map before changing it).
+// the group's TTL. Values served from L1 are shared between callers: treat them as
+// read-only (copy a slice or map before changing it).
 type Group[T any] struct {
 	groupCore
 }
 
-// groupCore is the part of a Group that does not depend on T. Its address identifies the
-// group in L1 entries.
+// groupCore is the part of a Group that does not depend on T.
 type groupCore struct {
 	c          *Cache
+	ns         *namespace // shared by every group of this name in c
 	name       string
 	ttl        time.Duration
 	codec      Codec
 	codecID    byte
 	useL1      bool
-	l1MaxEntry int64
-	genKey     string                     // <KeyPrefix>tiercache:gen:<name>
-	state      atomic.Pointer[groupState] // the current generation, or a stale marker
-	lastKnown  atomic.Pointer[groupState] // the last generation read, for fail-safe without Redis
-	err        error                      // a bad name or option: every call returns it
+	l1MaxEntry int64 // 0: no limit of its own
+	maxValue   int64 // largest encoded value stored
+	err        error // a bad name or option: every call returns it
 }
 
 // groupState is what a group's keys depend on: its generation. A state without known set is
@@ -73,7 +72,7 @@ type GroupOption func(*groupCore)
 func WithCodec(codec Codec) GroupOption {
 	return func(g *groupCore) {
 		if codec == nil {
-			g.err = errors.New("tiered: WithCodec(nil)")
+			g.err = errors.Join(g.err, errors.New("WithCodec(nil)"))
 			return
 		}
 		g.codec = codec
@@ -88,51 +87,85 @@ func WithoutL1() GroupOption { return func(g *groupCore) { g.useL1 = false } }
 func WithL1MaxEntryBytes(n int64) GroupOption {
 	return func(g *groupCore) {
 		if n <= 0 {
-			g.err = fmt.Errorf("tiered: WithL1MaxEntryBytes(%d): want > 0", n)
+			g.err = errors.Join(g.err, fmt.Errorf("WithL1MaxEntryBytes(%d): want > 0", n))
 			return
 		}
 		g.l1MaxEntry = n
 	}
 }
 
+// WithMaxValueBytes sets the largest encoded value the group stores (default
+// Options.MaxValueBytes); larger ones are refused with ErrTooLarge.
+func WithMaxValueBytes(n int64) GroupOption {
+	return func(g *groupCore) {
+		if n <= 0 {
+			g.err = errors.Join(g.err, fmt.Errorf("WithMaxValueBytes(%d): want > 0", n))
+			return
+		}
+		g.maxValue = n
+	}
+}
+
 // NewGroup returns the group name of c with L2 TTL ttl (0: the cache's DefaultTTL). A name
-// is non-empty, without spaces or control characters, e.g. "data:articles:list". A bad name
-// or option does not panic: every call on the group returns the error.
+// is non-empty, without spaces, control characters or '@', e.g. "data:articles:list". A
+// second group of a name already in use in c must have the same T and codec: the two then
+// share their keys, their L1 entries and Clear. A bad name, TTL or option, or another T or
+// codec under a name in use, does not panic: [Group.Err] reports it, wrapping
+// ErrInvalidOptions, and every call on the group returns it.
 func NewGroup[T any](c *Cache, name string, ttl time.Duration, opts ...GroupOption) *Group[T] {
 	g := &Group[T]{groupCore{c: c, name: name, ttl: ttl, useL1: true}}
-	g.err = validateGroupName(name)
 	if c == nil {
-		g.err = errors.New("tiered: NewGroup with a nil *Cache")
+		g.err = fmt.Errorf("%w: NewGroup with a nil *Cache", ErrInvalidOptions)
 		return g
 	}
-	if ttl < 0 {
-		g.err = fmt.Errorf("tiered: group %q: negative ttl %v", name, ttl)
+	var errs []error
+	if err := validateGroupName(name); err != nil {
+		errs = append(errs, err)
 	}
-	if g.ttl == 0 {
+	switch {
+	case ttl < 0:
+		errs = append(errs, fmt.Errorf("negative ttl %v", ttl))
+	case ttl > MaxTTL:
+		errs = append(errs, fmt.Errorf("ttl %v is longer than MaxTTL (%v)", ttl, MaxTTL))
+	case ttl == 0:
 		g.ttl = c.opts.DefaultTTL
 	}
 	g.codec = c.opts.Codec
+	g.maxValue = c.opts.MaxValueBytes
 	for _, o := range opts {
 		o(&g.groupCore)
 	}
+	if g.err != nil {
+		errs = append(errs, g.err)
+	}
 	g.codecID = codecID(g.codec)
-	g.genKey = c.genPrefix + name
-	g.state.Store(&groupState{})
-	if g.err == nil {
-		c.register(&g.groupCore)
+	if len(errs) == 0 {
+		var err error
+		if g.ns, err = c.groups.join(c.opts.KeyPrefix, name, reflect.TypeFor[T](), g.codec); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		g.err = fmt.Errorf("%w: group %q: %w", ErrInvalidOptions, name, errors.Join(errs...))
+	} else {
+		g.err = nil
 	}
 	return g
 }
 
 func validateGroupName(name string) error {
 	if name == "" {
-		return errors.New("tiered: empty group name")
+		return errors.New("empty group name")
 	}
 	if strings.IndexFunc(name, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '@' }) >= 0 {
-		return fmt.Errorf("tiered: group name %q has spaces, control characters or '@'", name)
+		return errors.New("the name has spaces, control characters or '@'")
 	}
 	return nil
 }
+
+// Err is the error every call on the group returns when NewGroup was given a bad name,
+// TTL or option (wrapping ErrInvalidOptions); nil for a usable group.
+func (g *Group[T]) Err() error { return g.err }
 
 // Name is the group's name.
 func (g *Group[T]) Name() string { return g.name }
@@ -141,12 +174,14 @@ func (g *Group[T]) Name() string { return g.name }
 func (g *Group[T]) TTL() time.Duration { return g.ttl }
 
 // Key is the original make_key(prefix, *args): a stable hash of args, identical across
-// processes, machines and Go versions. See the package doc for the encoding. It returns ""
-// only for an argument that cannot be encoded (a JSON error), which every call then rejects.
+// processes, machines and Go versions (see the package doc). It returns "" only for an
+// argument that cannot be encoded (a JSON error), which every call then rejects.
 func (g *Group[T]) Key(args ...any) string {
 	k, err := makeKey(args)
 	if err != nil {
-		g.c.log.Error("unusable key argument", zap.String("group", g.name), zap.Error(err))
+		if g.c != nil {
+			g.c.log.Error("unusable key argument", zap.String("group", g.name), zap.Error(err))
+		}
 		return ""
 	}
 	return k
@@ -154,55 +189,17 @@ func (g *Group[T]) Key(args ...any) string {
 
 // RedisKey is the Redis key under which key is stored now (it changes with Clear).
 func (g *Group[T]) RedisKey(ctx context.Context, key string) (string, error) {
+	if err := g.check(key); err != nil {
+		return "", err
+	}
 	st, err := g.resolve(ctx)
 	if err != nil {
-		return "", err
+		return "", g.fail("redis key", key, err)
 	}
 	return st.base + key, nil
 }
 
-// resolve returns the group's current state, reading its generation from Redis when it is
-// not known (first use, after a Clear anywhere, after a flush).
-func (g *groupCore) resolve(ctx context.Context) (*groupState, error) {
-	cur := g.state.Load()
-	if cur.known {
-		return cur, nil
-	}
-	s, err := g.c.do(ctx, g.c.redis.B().Get().Key(g.genKey).Build()).ToString()
-	var gen uint64
-	switch {
-	case err == nil:
-		if gen, err = parseGen(s); err != nil {
-			return nil, fmt.Errorf("tiered: group %q: generation key %s holds %q", g.name, g.genKey, s)
-		}
-	case rueidis.IsRedisNil(err):
-	default:
-		return nil, redisErr("group generation", err)
-	}
-	st := newGroupState(g.c.opts.KeyPrefix, g.name, gen)
-	g.state.CompareAndSwap(cur, st) // lost to an invalidation: use st once, re-read next time
-	g.lastKnown.Store(st)
-	return st, nil
-}
-
-// Clear drops every entry of the group, on every instance, in O(1): it moves the group to
-// a new generation, so the old keys are no longer read and expire by themselves. No KEYS,
-// no SCAN.
-func (g *Group[T]) Clear(ctx context.Context) error {
-	if g.err != nil {
-		return g.err
-	}
-	if g.c.isClosed() {
-		return ErrClosed
-	}
-	if err := g.c.do(ctx, g.c.redis.B().Incr().Key(g.genKey).Build()).Error(); err != nil {
-		return redisErr("clear", err)
-	}
-	g.c.invalidateGroupGen(g.name)
-	g.c.publish(ctx, bus.Message{Groups: []string{g.name}})
-	return nil
-}
-
+// check refuses calls on a bad group, with an empty key, or on a closed cache.
 func (g *groupCore) check(key string) error {
 	if g.err != nil {
 		return g.err
@@ -216,9 +213,67 @@ func (g *groupCore) check(key string) error {
 	return nil
 }
 
+// fail wraps err, from operation op on key, for the caller: "tiered: get articles:k: …".
+// Sentinels that are the whole story (ErrClosed, a bare ErrNotFound) are returned as they
+// are.
+func (g *groupCore) fail(op, key string, err error) error {
+	if err == ErrNotFound || err == ErrClosed {
+		return err
+	}
+	if errors.Is(err, ErrClosed) {
+		return ErrClosed
+	}
+	return fmt.Errorf("tiered: %s %s:%s: %w", op, g.name, key, err)
+}
+
+// resolve returns the group's current state, reading its generation from Redis when it is
+// not known (first use, after a Clear anywhere, after a flush).
+func (g *groupCore) resolve(ctx context.Context) (*groupState, error) {
+	cur := g.ns.state.Load()
+	if cur.known {
+		return cur, nil
+	}
+	s, err := g.c.caller.Do(ctx, g.c.caller.B().Get().Key(g.ns.genKey).Build()).ToString()
+	var gen uint64
+	switch {
+	case err == nil:
+		if gen, err = parseGen(s); err != nil {
+			return nil, fmt.Errorf("generation key %s holds %q, not a number", g.ns.genKey, s)
+		}
+	case rueidis.IsRedisNil(err):
+	default:
+		return nil, err
+	}
+	st := newGroupState(g.c.opts.KeyPrefix, g.name, gen)
+	g.ns.state.CompareAndSwap(cur, st) // lost to an invalidation: use st once, re-read next time
+	g.ns.lastKnown.Store(st)
+	return st, nil
+}
+
+// Clear drops every entry of the group, on every instance, in O(1): it moves the group to
+// a new generation, so the old keys are no longer read and expire by themselves. No KEYS,
+// no SCAN.
+func (g *Group[T]) Clear(ctx context.Context) error {
+	if g.err != nil {
+		return g.err
+	}
+	if g.c.isClosed() {
+		return ErrClosed
+	}
+	if err := g.c.caller.Do(ctx, g.c.caller.B().Incr().Key(g.ns.genKey).Build()).Error(); err != nil {
+		if errors.Is(err, ErrClosed) {
+			return ErrClosed
+		}
+		return fmt.Errorf("tiered: clear %s: %w", g.name, err)
+	}
+	g.ns.forgetGen()
+	g.c.publish(ctx, bus.Message{Groups: []string{g.name}})
+	return nil
+}
+
 // Get returns the value of key: from L1 if it holds a current one, else from Redis (and then
 // keeps it in L1). It returns an error matching ErrNotFound on a miss, ErrUnavailable when
-// Redis cannot be reached.
+// Redis cannot be reached, and the context's error when ctx ends first.
 func (g *Group[T]) Get(ctx context.Context, key string) (T, error) {
 	var zero T
 	if err := g.check(key); err != nil {
@@ -226,26 +281,23 @@ func (g *Group[T]) Get(ctx context.Context, key string) (T, error) {
 	}
 	st, err := g.resolve(ctx)
 	if err != nil {
-		return zero, err
+		return zero, g.fail("get", key, err)
 	}
 	h := st.hash(key)
-	if v, ok := g.c.l1.get(h, &g.groupCore, key); ok {
+	if v, ok := g.c.l1.Get(h, g.ns.owner, key); ok {
 		return v.(T), nil
 	}
 	v, err := g.fetch(ctx, st, key, h)
 	if err != nil {
-		return zero, err
+		return zero, g.fail("get", key, err)
 	}
 	return v.(T), nil
 }
 
-// l2TTL is how long Redis keeps a value: its TTL plus the fail-safe margin.
-func (g *groupCore) l2TTL() time.Duration { return g.ttl + g.c.opts.FailSafeMaxStale }
-
 // fetch reads key from Redis and fills L1. A value that cannot be decoded is a miss.
 func (g *Group[T]) fetch(ctx context.Context, st *groupState, key string, h uint64) (any, error) {
-	s := g.c.l1.snapshot(h)
-	raw, err := g.c.l2Get(ctx, st.base+key)
+	s := g.c.l1.Snapshot(h)
+	raw, err := g.c.l2Get(ctx, st.base+key, g.maxValue)
 	if err != nil {
 		return nil, err
 	}
@@ -260,7 +312,7 @@ func (g *Group[T]) fetch(ctx context.Context, st *groupState, key string, h uint
 	if err != nil {
 		g.c.st.decodeErrors.Add(1)
 		g.c.log.Warn("undecodable value in redis: treated as a miss", zap.String("key", st.base+key), zap.Error(err))
-		return nil, fmt.Errorf("tiered: %w (undecodable value)", ErrNotFound)
+		return nil, errUndecodable
 	}
 	ttl := g.ttl
 	if env.expiryMs > 0 {
@@ -271,40 +323,63 @@ func (g *Group[T]) fetch(ctx context.Context, st *groupState, key string, h uint
 		if -ttl < g.c.opts.FailSafeMaxStale {
 			return v, errStale
 		}
-		return nil, fmt.Errorf("tiered: %w (expired)", ErrNotFound)
+		return nil, errExpired
 	}
-	if g.useL1 && (g.l1MaxEntry == 0 || int64(len(env.payload)) <= g.l1MaxEntry) {
-		g.c.l1.fill(h, s, &g.groupCore, key, v, int64(len(env.payload)), ttl)
-	}
+	g.fillL1(h, s, key, v, int64(len(env.payload)), ttl, g.ttl)
 	return v, nil
 }
 
-// errStale is fetch's answer for a value past its TTL (kept in Redis for fail-safe).
-var errStale = fmt.Errorf("tiered: %w (stale)", ErrNotFound)
+// fillL1 keeps a value in L1 if the group keeps values of that size there.
+func (g *groupCore) fillL1(h uint64, s l1.Snapshot, key string, v any, size int64, ttl, fullTTL time.Duration) {
+	if g.useL1 && (g.l1MaxEntry == 0 || size <= g.l1MaxEntry) {
+		g.c.l1.Fill(h, s, g.ns.owner, key, v, size, ttl, fullTTL)
+	}
+}
 
-// Set stores v under key in Redis with the group's TTL, and makes every instance drop what
-// it held for key. After Set returns, Get on this instance returns v (or something newer).
-func (g *Group[T]) Set(ctx context.Context, key string, v T) error {
+// Misses that say why; each matches ErrNotFound.
+var (
+	errUndecodable = notFound("undecodable value")
+	errExpired     = notFound("expired")
+	errStale       = notFound("stale") // fetch's answer for a value past its TTL, kept for fail-safe
+)
+
+// Set stores v under key in Redis with the group's TTL (or TTL(d) among opts), and makes
+// every instance drop what it held for key. After Set returns, Get on this instance returns
+// v (or something newer). A value whose encoding is larger than the group's MaxValueBytes
+// is refused with ErrTooLarge, before anything is sent.
+func (g *Group[T]) Set(ctx context.Context, key string, v T, opts ...CallOption) error {
 	if err := g.check(key); err != nil {
 		return err
 	}
-	payload, err := g.encode(v)
+	co, err := g.callOptions(opts)
 	if err != nil {
-		return err
+		return g.fail("set", key, err)
+	}
+	env, err := g.encode(v, co.ttl)
+	if err != nil {
+		return g.fail("set", key, err)
 	}
 	st, err := g.resolve(ctx)
 	if err != nil {
-		return err
+		return g.fail("set", key, err)
 	}
-	return g.write(ctx, st, key, payload)
+	if err := g.write(ctx, st, key, env, co.ttl); err != nil {
+		return g.fail("set", key, err)
+	}
+	return nil
 }
 
-func (g *Group[T]) encode(v T) ([]byte, error) {
+// encode makes the envelope of v for a TTL of ttl, refusing values over the group's limit.
+func (g *groupCore) encode(v any, ttl time.Duration) ([]byte, error) {
 	payload, err := g.codec.Marshal(v)
 	if err != nil {
-		return nil, fmt.Errorf("tiered: group %q: encoding value: %w", g.name, err)
+		return nil, fmt.Errorf("encoding value: %w", err)
 	}
-	expiry := time.Now().Add(g.ttl).UnixMilli()
+	if n := int64(len(payload)); n > g.maxValue {
+		g.c.st.tooLarge.Add(1)
+		return nil, &tooLargeError{size: n, limit: g.maxValue}
+	}
+	expiry := time.Now().Add(ttl).UnixMilli()
 	return appendEnvelope(make([]byte, 0, envelopeHeaderSize+len(payload)), 0, g.codecID, expiry, payload), nil
 }
 
@@ -313,11 +388,11 @@ func (g *Group[T]) encode(v T) ([]byte, error) {
 // instance's next read goes to Redis, which has the value in the order Redis applied the
 // writes (filling L1 here from the writer's copy could serve the older of two racing
 // writes).
-func (g *Group[T]) write(ctx context.Context, st *groupState, key string, env []byte) error {
+func (g *groupCore) write(ctx context.Context, st *groupState, key string, env []byte, ttl time.Duration) error {
 	h, full := st.hash(key), st.base+key
-	g.c.l1.invalidate(h)
-	err := g.c.l2Set(ctx, full, env, g.l2TTL())
-	g.c.l1.invalidate(h)
+	g.c.l1.Invalidate(h)
+	err := g.c.l2Set(ctx, full, env, g.l2TTL(ttl))
+	g.c.l1.Invalidate(h)
 	g.c.st.invLocal.Add(1)
 	g.c.st.sets.Add(1)
 	if err == nil && g.c.mode == BusOnly {
@@ -325,6 +400,10 @@ func (g *Group[T]) write(ctx context.Context, st *groupState, key string, env []
 	}
 	return err
 }
+
+// l2TTL is how long Redis keeps a value of TTL ttl: ttl plus the fail-safe margin (both at
+// most MaxTTL: the sum cannot wrap).
+func (g *groupCore) l2TTL(ttl time.Duration) time.Duration { return ttl + g.c.opts.FailSafeMaxStale }
 
 // Delete removes keys from Redis and makes every instance drop them: the original
 // invalidate(prefix, *args).
@@ -339,126 +418,104 @@ func (g *Group[T]) Delete(ctx context.Context, keys ...string) error {
 	}
 	st, err := g.resolve(ctx)
 	if err != nil {
-		return err
+		return g.fail("delete", keys[0], err)
 	}
 	full := make([]string, len(keys))
 	hashes := make([]uint64, len(keys))
 	for i, k := range keys {
 		full[i], hashes[i] = st.base+k, st.hash(k)
-		g.c.l1.invalidate(hashes[i])
+		g.c.l1.Invalidate(hashes[i])
 	}
-	err = g.c.l2Del(ctx, full)
+	err = g.c.caller.Del(ctx, full)
 	for _, h := range hashes {
-		g.c.l1.invalidate(h)
+		g.c.l1.Invalidate(h)
 	}
 	g.c.st.invLocal.Add(uint64(len(keys)))
 	g.c.st.deletes.Add(uint64(len(keys)))
-	if err == nil && g.c.mode == BusOnly {
+	if err != nil {
+		g.c.st.l2Errors.Add(1)
+		return g.fail("delete", keys[0], err)
+	}
+	if g.c.mode == BusOnly {
 		g.c.publish(ctx, bus.Message{Keys: full})
 	}
-	return err
+	return nil
 }
 
-// GetOrLoad returns the value of key, calling load on a miss and storing its result: the
-// original @cached(prefix, ttl). Concurrent callers of one key share one load; a caller
-// whose ctx ends stops waiting without cancelling the others (the load's context ends when
-// all have gone). A load error is returned and not cached; a panic in load is returned to
-// every waiter as a *PanicError. When Redis is unreachable the loader's value is returned
-// without error: the service keeps working without its cache.
-func (g *Group[T]) GetOrLoad(ctx context.Context, key string, load func(context.Context) (T, error)) (T, error) {
+// GetOrLoad returns the value of key, calling load on a miss and storing its result with the
+// group's TTL (or TTL(d) among opts): the original @cached(prefix, ttl).
+//
+// Concurrent callers of one key share one load, whether Redis is up or not; a caller whose
+// ctx ends stops waiting without cancelling the others (the load's context ends when all
+// have gone, or on [Cache.Close]). A load error is returned and not cached; a panic in load
+// is returned to every waiter as an error wrapping a *PanicError. When Redis is unreachable
+// the loader's value is returned without error, and after Close the loader still runs: the
+// service keeps working without its cache. A loaded value larger than the group's
+// MaxValueBytes is returned together with an error matching ErrTooLarge, and not cached.
+func (g *Group[T]) GetOrLoad(ctx context.Context, key string, load func(context.Context) (T, error), opts ...CallOption) (T, error) {
 	var zero T
-	if err := g.check(key); err != nil {
-		if errors.Is(err, ErrClosed) {
-			return load(ctx)
-		}
-		return zero, err
+	if g.err != nil {
+		return zero, g.err
 	}
-	st, err := g.resolve(ctx)
+	if key == "" {
+		return zero, g.check(key)
+	}
+	if load == nil {
+		return zero, fmt.Errorf("tiered: get or load %s:%s: nil loader", g.name, key)
+	}
+	if st := g.ns.state.Load(); st.known && !g.c.isClosed() {
+		h := st.hash(key)
+		if v, refresh, ok := g.c.l1.GetRefresh(h, g.ns.owner, key); ok {
+			if refresh {
+				g.refreshAhead(st, key, load, opts)
+			}
+			return v.(T), nil
+		}
+	}
+	co, err := g.callOptions(opts)
 	if err != nil {
-		if errors.Is(err, ErrUnavailable) {
-			return g.loadWithoutRedis(ctx, key, load)
-		}
-		return zero, err
+		return zero, g.fail("get or load", key, err)
 	}
-	h := st.hash(key)
-	if e, ok := g.c.l1.getEntry(h, &g.groupCore, key); ok {
-		if e.refreshAt != 0 && g.c.l1.now() > e.refreshAt {
-			g.refreshAhead(st, key, load)
-		}
-		return e.value.(T), nil
-	}
-	v, err := g.c.flight.do(ctx, g.c.closeCtx, g.c.spawn, st.base+key, func(lctx context.Context) (any, error) {
-		return g.load(lctx, st, key, h, load)
+	v, err := g.c.flight.Do(ctx, g.name+"\x00"+key, func(lctx context.Context) (any, error) {
+		return g.load(lctx, key, load, co)
 	})
 	if err != nil {
+		var pe *PanicError
+		switch {
+		case errors.As(err, &pe):
+			return zero, fmt.Errorf("tiered: load %s:%s: %w", g.name, key, err)
+		case errors.Is(err, ErrTooLarge) && v != nil:
+			return v.(T), g.fail("get or load", key, err)
+		}
 		return zero, err
 	}
 	return v.(T), nil
 }
 
-// refreshAhead starts one background load of key that replaces its value before it
-// expires (Options.EagerRefresh). Callers keep the current value meanwhile.
-func (g *Group[T]) refreshAhead(st *groupState, key string, load func(context.Context) (T, error)) {
-	c := g.c
-	full := st.base + key
-	if _, busy := c.refreshing.LoadOrStore(full, struct{}{}); busy {
-		return
+// load is one GetOrLoad miss, shared by its concurrent callers: Redis, else the loader.
+func (g *Group[T]) load(ctx context.Context, key string, load func(context.Context) (T, error), co callOpts) (any, error) {
+	st, err := g.resolve(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		return g.loadWithoutRedis(ctx, key, load, err)
 	}
-	started := c.spawn(func() {
-		defer c.refreshing.Delete(full)
-		ctx := c.closeCtx
-		// One refresh across instances: the first to get here holds a lock for the rest of
-		// the entry's refresh window.
-		window := max(time.Duration((1-c.opts.EagerRefresh)*float64(g.ttl)), 10*time.Millisecond)
-		lock := c.opts.KeyPrefix + "tiercache:refresh:" + strings.TrimPrefix(full, c.opts.KeyPrefix)
-		if err := c.do(ctx, c.redis.B().Set().Key(lock).Value("1").Nx().PxMilliseconds(window.Milliseconds()).Build()).Error(); err != nil {
-			return // another instance refreshes, or Redis is unreachable
-		}
-		v, err := load(ctx)
-		if err == nil {
-			var env []byte
-			if env, err = g.encode(v); err == nil {
-				err = g.write(ctx, st, key, env)
-			}
-		}
-		if err != nil {
-			c.st.refreshErrors.Add(1)
-			c.log.Warn("eager refresh failed; the entry expires as usual", zap.String("key", full), zap.Error(err))
-			return
-		}
-		c.st.refreshes.Add(1)
-	})
-	if !started {
-		c.refreshing.Delete(full)
-	}
-}
-
-// loadWithoutRedis serves a GetOrLoad while the group's generation cannot be read: from the
-// loader, else (fail-safe) from the last value this instance held.
-func (g *Group[T]) loadWithoutRedis(ctx context.Context, key string, load func(context.Context) (T, error)) (T, error) {
-	v, err := load(ctx)
-	if err == nil {
+	h := st.hash(key)
+	if v, ok := g.c.l1.Get(h, g.ns.owner, key); ok { // filled by a load that just ended
 		return v, nil
 	}
-	if st := g.lastKnown.Load(); st != nil {
-		if sv, ok := g.c.l1.getStale(st.hash(key), &g.groupCore, key); ok {
-			g.c.st.failSafeServed.Add(1)
-			g.c.log.Warn("redis and loader failed: serving a stale value (fail-safe)", zap.String("group", g.name), zap.Error(err))
-			return sv.(T), nil
-		}
-	}
-	return v, err
-}
-
-func (g *Group[T]) load(ctx context.Context, st *groupState, key string, h uint64, load func(context.Context) (T, error)) (any, error) {
 	v, err := g.fetch(ctx, st, key, h)
 	if err == nil {
 		return v, nil
 	}
+	if !errors.Is(err, ErrNotFound) && ctx.Err() != nil {
+		return nil, err
+	}
 	var stale any // fail-safe's last resort
 	if err == errStale {
 		stale = v
-	} else if sv, ok := g.c.l1.getStale(h, &g.groupCore, key); ok {
+	} else if sv, ok := g.c.l1.GetStale(h, g.ns.owner, key); ok {
 		stale = sv
 	}
 	if g.c.opts.LoadLockTTL > 0 && errors.Is(err, ErrNotFound) {
@@ -471,7 +528,7 @@ func (g *Group[T]) load(ctx context.Context, st *groupState, key string, h uint6
 		}
 		defer release()
 	}
-	s := g.c.l1.snapshot(h)
+	s := g.c.l1.Snapshot(h)
 	g.c.st.loads.Add(1)
 	loaded, err := load(ctx)
 	if err != nil {
@@ -483,17 +540,79 @@ func (g *Group[T]) load(ctx context.Context, st *groupState, key string, h uint6
 		}
 		return nil, err
 	}
-	env, err := g.encode(loaded)
+	env, err := g.encode(loaded, co.ttl)
 	if err != nil {
+		if errors.Is(err, ErrTooLarge) {
+			return loaded, err
+		}
 		g.c.log.Error("loaded value not cached", zap.String("group", g.name), zap.Error(err))
 		return loaded, nil
 	}
-	if err := g.c.l2Set(ctx, st.base+key, env, g.l2TTL()); err != nil {
+	if err := g.c.l2Set(ctx, st.base+key, env, g.l2TTL(co.ttl)); err != nil {
 		g.c.log.Debug("loaded value not stored in redis", zap.String("key", st.base+key), zap.Error(err))
 		return loaded, nil // not confirmed by Redis: not in L1 either
 	}
-	if g.useL1 && (g.l1MaxEntry == 0 || int64(len(env)-envelopeHeaderSize) <= g.l1MaxEntry) {
-		g.c.l1.fill(h, s, &g.groupCore, key, loaded, int64(len(env)-envelopeHeaderSize), g.ttl)
-	}
+	g.fillL1(h, s, key, loaded, int64(len(env)-envelopeHeaderSize), co.ttl, co.ttl)
 	return loaded, nil
+}
+
+// loadWithoutRedis serves a GetOrLoad miss while Redis cannot be asked (down, breaker open,
+// cache closed): from the loader, else (fail-safe) from the last value this instance held.
+func (g *Group[T]) loadWithoutRedis(ctx context.Context, key string, load func(context.Context) (T, error), cause error) (any, error) {
+	g.c.st.loads.Add(1)
+	v, err := load(ctx)
+	if err == nil {
+		return v, nil
+	}
+	g.c.st.loadErrors.Add(1)
+	if st := g.ns.lastKnown.Load(); st != nil {
+		if sv, ok := g.c.l1.GetStale(st.hash(key), g.ns.owner, key); ok {
+			g.c.st.failSafeServed.Add(1)
+			g.c.log.Warn("redis and loader failed: serving a stale value (fail-safe)", zap.String("group", g.name),
+				zap.Error(err), zap.NamedError("redis", cause))
+			return sv, nil
+		}
+	}
+	return nil, err
+}
+
+// refreshAhead starts one background load of key that replaces its value before it
+// expires (Options.EagerRefresh). Callers keep the current value meanwhile.
+func (g *Group[T]) refreshAhead(st *groupState, key string, load func(context.Context) (T, error), opts []CallOption) {
+	c := g.c
+	co, err := g.callOptions(opts)
+	if err != nil {
+		return
+	}
+	full := st.base + key
+	if _, busy := c.refreshing.LoadOrStore(full, struct{}{}); busy {
+		return
+	}
+	started := c.life.Go(func() {
+		defer c.refreshing.Delete(full)
+		ctx := c.life.Context()
+		// One refresh across instances: the first to get here holds a lock for the rest of
+		// the entry's refresh window.
+		window := max(time.Duration((1-c.opts.EagerRefresh)*float64(co.ttl)), 10*time.Millisecond)
+		lock := c.opts.KeyPrefix + "tiercache:refresh:" + strings.TrimPrefix(full, c.opts.KeyPrefix)
+		if err := c.caller.Do(ctx, c.caller.B().Set().Key(lock).Value("1").Nx().PxMilliseconds(window.Milliseconds()).Build()).Error(); err != nil {
+			return // another instance refreshes, or Redis is unreachable
+		}
+		v, err := load(ctx)
+		if err == nil {
+			var env []byte
+			if env, err = g.encode(v, co.ttl); err == nil {
+				err = g.write(ctx, st, key, env, co.ttl)
+			}
+		}
+		if err != nil {
+			c.st.refreshErrors.Add(1)
+			c.log.Warn("eager refresh failed; the entry expires as usual", zap.String("key", full), zap.Error(err))
+			return
+		}
+		c.st.refreshes.Add(1)
+	})
+	if !started {
+		c.refreshing.Delete(full)
+	}
 }

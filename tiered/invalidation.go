@@ -45,7 +45,7 @@ func (c *Cache) startBus(ctx context.Context) error {
 		prefix := "__keyevent@" + strconv.Itoa(c.db) + "__:"
 		raw = []string{prefix + "expired", prefix + "evicted"}
 	}
-	b, err := bus.New(ctx, c.redis, bus.Options{
+	b, err := bus.New(ctx, c.client, bus.Options{
 		RawChannels: raw,
 		OnRaw: func(_, key string) {
 			if strings.HasPrefix(key, c.opts.KeyPrefix) {
@@ -71,16 +71,14 @@ func (c *Cache) startBus(ctx context.Context) error {
 	}
 	c.bus = b
 	if c.opts.StartWithoutRedis {
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
+		c.life.Go(func() {
 			select {
 			case <-b.Ready():
 				c.flushL1()
 				c.log.Info("invalidation bus subscribed: L1 flushed (messages sent before were not heard)")
-			case <-c.closeCtx.Done():
+			case <-c.life.Done():
 			}
-		}()
+		})
 	}
 	return nil
 }
@@ -96,52 +94,23 @@ func (c *Cache) onBusMessage(m bus.Message) {
 	for _, name := range m.Groups {
 		c.invalidateGroupGen(name)
 	}
-	c.st.invRemote.Add(uint64(len(m.Keys) + len(m.Groups)))
+	c.st.invBus.Add(uint64(len(m.Keys) + len(m.Groups)))
 }
 
 // invalidateRedisKey handles a changed Redis key, whoever reported it.
 func (c *Cache) invalidateRedisKey(k string) {
-	c.l1.invalidate(xxhash.Sum64String(k))
+	c.l1.Invalidate(xxhash.Sum64String(k))
 	if name, ok := strings.CutPrefix(k, c.genPrefix); ok {
 		c.invalidateGroupGen(name)
 	}
 }
 
-// invalidateGroupGen makes every group of that name re-read its generation before its next
-// use. Safe on a reader goroutine: no lock, one small allocation per group.
+// invalidateGroupGen makes the group of that name re-read its generation before its next
+// use. Safe on a reader goroutine: no lock, one small allocation.
 func (c *Cache) invalidateGroupGen(name string) {
-	if reg := c.groups.Load(); reg != nil {
-		for _, g := range (*reg)[name] {
-			g.state.Store(&groupState{})
-		}
+	if ns, ok := c.groups.lookup(name); ok {
+		ns.forgetGen()
 	}
-}
-
-// invalidateAllGroupGens is invalidateGroupGen for every group: after a flush, a generation
-// change may have been missed.
-func (c *Cache) invalidateAllGroupGens() {
-	if reg := c.groups.Load(); reg != nil {
-		for _, gs := range *reg {
-			for _, g := range gs {
-				g.state.Store(&groupState{})
-			}
-		}
-	}
-}
-
-// register makes g findable by name from invalidation callbacks (copy on write: readers take
-// no lock).
-func (c *Cache) register(g *groupCore) {
-	c.groupsMu.Lock()
-	defer c.groupsMu.Unlock()
-	next := map[string][]*groupCore{}
-	if cur := c.groups.Load(); cur != nil {
-		for k, v := range *cur {
-			next[k] = v
-		}
-	}
-	next[g.name] = append(append([]*groupCore(nil), next[g.name]...), g)
-	c.groups.Store(&next)
 }
 
 // publish tells the other instances; a failure is logged and counted, not returned: the
@@ -167,7 +136,7 @@ func (c *Cache) Flush(ctx context.Context) error {
 		return nil
 	}
 	if err := c.bus.Publish(ctx, bus.Message{FlushAll: true}); err != nil {
-		return redisErr("flush", err)
+		return fmt.Errorf("tiered: flush: %w", err)
 	}
 	return nil
 }
@@ -177,7 +146,7 @@ func parseGen(s string) (uint64, error) { return strconv.ParseUint(s, 10, 64) }
 // configureKeyspaceNotifications adds "Exe" (key-event notifications of expired and evicted
 // keys) to the server's notify-keyspace-events, keeping what is already there.
 func (c *Cache) configureKeyspaceNotifications(ctx context.Context) error {
-	cur, err := c.do(ctx, c.redis.B().ConfigGet().Parameter("notify-keyspace-events").Build()).AsStrMap()
+	cur, err := c.caller.Do(ctx, c.caller.B().ConfigGet().Parameter("notify-keyspace-events").Build()).AsStrMap()
 	if err != nil {
 		return fmt.Errorf("tiered: reading notify-keyspace-events: %w", err)
 	}
@@ -191,7 +160,7 @@ func (c *Cache) configureKeyspaceNotifications(ctx context.Context) error {
 	if want == flags {
 		return nil
 	}
-	if err := c.do(ctx, c.redis.B().ConfigSet().ParameterValue().ParameterValue("notify-keyspace-events", want).Build()).Error(); err != nil {
+	if err := c.caller.Do(ctx, c.caller.B().ConfigSet().ParameterValue().ParameterValue("notify-keyspace-events", want).Build()).Error(); err != nil {
 		return fmt.Errorf("tiered: CONFIG SET notify-keyspace-events %s: %w", want, err)
 	}
 	c.log.Info("keyspace notifications configured", zap.String("notify-keyspace-events", want))

@@ -88,8 +88,10 @@ func TestStatsHandler(t *testing.T) {
 		Redis      *tiered.RedisInfo `json:"redis"`
 	}
 	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
-	require.Equal(t, "tracking", body.Mode)
-	require.Equal(t, "closed", body.Breaker)
+	require.Equal(t, tiered.Tracking, body.Mode)
+	require.Equal(t, tiered.BreakerClosed, body.Breaker)
+	require.Contains(t, rec.Body.String(), `"mode":"tracking"`)
+	require.Contains(t, rec.Body.String(), `"breaker":"closed"`)
 	require.Positive(t, body.L1Hits)
 	require.Positive(t, body.L2Misses)
 	require.EqualValues(t, 1, body.Sets)

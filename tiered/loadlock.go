@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/synspirit/tiercache/internal/rcall"
 )
 
 // Distributed stampede protection (Options.LoadLockTTL).
@@ -25,7 +27,7 @@ const (
 	lockPollMax = 50 * time.Millisecond
 )
 
-var releaseLockScript = rueidis.NewLuaScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
+var releaseLockScript = rcall.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
 
 func (c *Cache) lockKey(redisKey string) string {
 	return c.opts.KeyPrefix + "tiercache:lock:" + strings.TrimPrefix(redisKey, c.opts.KeyPrefix)
@@ -45,13 +47,11 @@ func (g *Group[T]) waitOrLock(ctx context.Context, st *groupState, key string, h
 	giveUp := time.Now().Add(ttl)
 	poll := lockPollMin
 	for {
-		res := c.do(ctx, c.redis.B().Set().Key(lk).Value(token).Nx().PxMilliseconds(max(ttl.Milliseconds(), 1)).Build())
+		res := c.caller.Do(ctx, c.caller.B().Set().Key(lk).Value(token).Nx().PxMilliseconds(max(ttl.Milliseconds(), 1)).Build())
 		switch err := res.Error(); {
 		case err == nil:
 			return nil, false, func() {
-				rctx, cancel := c.withTimeout(context.WithoutCancel(ctx))
-				defer cancel()
-				_ = releaseLockScript.Exec(rctx, c.redis, []string{lk}, []string{token}).Error()
+				_ = c.caller.Exec(context.WithoutCancel(ctx), releaseLockScript, []string{lk}, []string{token}).Error()
 			}, nil
 		case !rueidis.IsRedisNil(err):
 			return nil, false, func() {}, nil // no lock to be had: load on our own

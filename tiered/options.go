@@ -32,6 +32,11 @@ const (
 	DefaultBreakerThreshold = 5
 	// DefaultBreakerCooldown is how long the breaker stays open before it lets one probe through.
 	DefaultBreakerCooldown = time.Second
+	// DefaultMaxValueBytes is the largest encoded value a group stores (Options.MaxValueBytes).
+	DefaultMaxValueBytes = 4 << 20
+	// MaxTTL is the longest TTL anything accepts: DefaultTTL, a group's TTL, TTL(d),
+	// FailSafeMaxStale, L1TTL, LoadLockTTL. Longer ones are refused, never wrapped.
+	MaxTTL = 10 * 365 * 24 * time.Hour
 )
 
 // InvalidationMode selects how L1 entries learn that a newer write exists.
@@ -58,6 +63,20 @@ func (m InvalidationMode) String() string {
 		return "bus-only"
 	}
 	return "InvalidationMode(" + strconv.Itoa(int(m)) + ")"
+}
+
+// MarshalText is the mode's String.
+func (m InvalidationMode) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+
+// UnmarshalText parses what MarshalText writes.
+func (m *InvalidationMode) UnmarshalText(b []byte) error {
+	for _, v := range []InvalidationMode{Auto, Tracking, BusOnly} {
+		if v.String() == string(b) {
+			*m = v
+			return nil
+		}
+	}
+	return fmt.Errorf("tiered: unknown invalidation mode %q", b)
 }
 
 // Options configure a Cache. The zero value is usable: it connects to DefaultRedisURL with
@@ -172,6 +191,13 @@ type Options struct {
 	// Codec encodes group values for L2 unless a group sets its own. Default JSON.
 	Codec Codec
 
+	// MaxValueBytes is the largest encoded value a group stores, unless the group sets its
+	// own (WithMaxValueBytes). Default DefaultMaxValueBytes. A larger value is refused with
+	// ErrTooLarge before anything is sent to Redis: Set returns the error, GetOrLoad returns
+	// the loaded value with it. Calls that may move values larger than 4 MiB get Timeout
+	// plus 1 s per 32 MiB beyond that, so that a slow transfer is not taken for an outage.
+	MaxValueBytes int64
+
 	// Logger receives start-up decisions and errors that are not returned (a failed
 	// background write, a corrupt value in Redis). Default: no logging.
 	Logger *zap.Logger
@@ -206,6 +232,19 @@ func (o Options) withDefaults() (Options, error) {
 		bad("DefaultTTL %v is negative", o.DefaultTTL)
 	} else if o.DefaultTTL == 0 {
 		o.DefaultTTL = DefaultTTL
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"DefaultTTL", o.DefaultTTL}, {"L1TTL", o.L1TTL}, {"FailSafeMaxStale", o.FailSafeMaxStale}, {"LoadLockTTL", o.LoadLockTTL}} {
+		if d.v > MaxTTL {
+			bad("%s %v is longer than MaxTTL (%v)", d.name, d.v, MaxTTL)
+		}
+	}
+	if o.MaxValueBytes < 0 {
+		bad("MaxValueBytes %d is negative", o.MaxValueBytes)
+	} else if o.MaxValueBytes == 0 {
+		o.MaxValueBytes = DefaultMaxValueBytes
 	}
 	if o.L1MaxBytes < 0 {
 		bad("L1MaxBytes %d is negative", o.L1MaxBytes)

@@ -3,18 +3,21 @@ package tiered
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/synspirit/tiercache/bus"
+	"github.com/synspirit/tiercache/internal/rcall"
 )
 
 // Stats is a snapshot of a Cache's counters since New.
 type Stats struct {
-	Mode    string `json:"mode"`    // invalidation mode: "tracking" or "bus-only"
-	Breaker string `json:"breaker"` // "closed", "open" or "half-open"
+	Mode    InvalidationMode `json:"mode"`    // Tracking or BusOnly (JSON: "tracking", "bus-only")
+	Breaker BreakerState     `json:"breaker"` // JSON: "closed", "open" or "half-open"
 
 	L1Hits   uint64 `json:"l1_hits"`
 	L1Misses uint64 `json:"l1_misses"`
@@ -29,6 +32,7 @@ type Stats struct {
 	Deletes     uint64 `json:"deletes"`
 
 	DecodeErrors uint64 `json:"decode_errors"` // values in Redis that were not ours or corrupt
+	TooLarge     uint64 `json:"too_large"`     // values refused with ErrTooLarge
 
 	Invalidations InvalidationStats `json:"invalidations"`
 	Flushes       uint64            `json:"flushes"`        // whole-L1 invalidations (lost connection, FLUSHALL, breaker, Flush)
@@ -48,8 +52,46 @@ type Stats struct {
 type InvalidationStats struct {
 	Local    uint64 `json:"local"`    // this instance's writes and deletes
 	Tracking uint64 `json:"tracking"` // Redis server-assisted tracking pushes
-	Remote   uint64 `json:"remote"`   // other instances, through the bus
+	Bus      uint64 `json:"bus"`      // other instances' messages on the bus (keys and group clears)
 	Keyspace uint64 `json:"keyspace"` // keyspace notifications (expired, evicted)
+}
+
+// BreakerState is the state of the circuit breaker in front of Redis.
+type BreakerState int32
+
+const (
+	// BreakerClosed: calls go to Redis.
+	BreakerClosed BreakerState = BreakerState(rcall.Closed)
+	// BreakerOpen: calls fail at once with ErrUnavailable, without waiting on Redis.
+	BreakerOpen BreakerState = BreakerState(rcall.Open)
+	// BreakerHalfOpen: one probe call is in flight; the others fail at once.
+	BreakerHalfOpen BreakerState = BreakerState(rcall.HalfOpen)
+)
+
+func (s BreakerState) String() string {
+	switch s {
+	case BreakerClosed:
+		return "closed"
+	case BreakerOpen:
+		return "open"
+	case BreakerHalfOpen:
+		return "half-open"
+	}
+	return "BreakerState(" + strconv.Itoa(int(s)) + ")"
+}
+
+// MarshalText is the state's String.
+func (s BreakerState) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText parses what MarshalText writes.
+func (s *BreakerState) UnmarshalText(b []byte) error {
+	for _, v := range []BreakerState{BreakerClosed, BreakerOpen, BreakerHalfOpen} {
+		if v.String() == string(b) {
+			*s = v
+			return nil
+		}
+	}
+	return fmt.Errorf("tiered: unknown breaker state %q", b)
 }
 
 // L1HitRatio is L1Hits / (L1Hits + L1Misses), 0 without lookups.
@@ -67,10 +109,10 @@ func ratio(hits, misses uint64) float64 {
 
 // Stats returns the cache's counters.
 func (c *Cache) Stats() Stats {
-	hits, misses := c.l1.stats()
+	hits, misses := c.l1.Stats()
 	return Stats{
-		Mode:           c.mode.String(),
-		Breaker:        c.breaker.State().String(),
+		Mode:           c.mode,
+		Breaker:        BreakerState(c.breaker.State()),
 		L1Hits:         hits,
 		L1Misses:       misses,
 		L2Hits:         c.st.l2Hits.Load(),
@@ -78,13 +120,14 @@ func (c *Cache) Stats() Stats {
 		L2Errors:       c.st.l2Errors.Load(),
 		Loads:          c.st.loads.Load(),
 		LoadErrors:     c.st.loadErrors.Load(),
-		LoadsShared:    c.flight.joined.Load(),
+		LoadsShared:    c.flight.Joined(),
 		Sets:           c.st.sets.Load(),
 		Deletes:        c.st.deletes.Load(),
 		DecodeErrors:   c.st.decodeErrors.Load(),
-		Invalidations:  InvalidationStats{Local: c.st.invLocal.Load(), Tracking: c.st.invTracking.Load(), Remote: c.st.invRemote.Load(), Keyspace: c.st.invKeyspace.Load()},
+		TooLarge:       c.st.tooLarge.Load(),
+		Invalidations:  InvalidationStats{Local: c.st.invLocal.Load(), Tracking: c.st.invTracking.Load(), Bus: c.st.invBus.Load(), Keyspace: c.st.invKeyspace.Load()},
 		Flushes:        c.st.flushes.Load(),
-		BreakerOpens:   c.breaker.opens.Load(),
+		BreakerOpens:   c.breaker.Opens(),
 		PublishErrors:  c.st.publishErrors.Load(),
 		FailSafeServed: c.st.failSafeServed.Load(),
 		LoadLockWaits:  c.st.lockWaits.Load(),
@@ -115,10 +158,12 @@ type RedisInfo struct {
 
 // RedisInfo reads INFO from the server the cache uses (one node of a cluster).
 func (c *Cache) RedisInfo(ctx context.Context) (RedisInfo, error) {
-	res := c.do(ctx, c.redis.B().Info().Build())
-	text, err := res.ToString()
+	text, err := c.caller.Do(ctx, c.caller.B().Info().Build()).ToString()
 	if err != nil {
-		return RedisInfo{}, redisErr("info", err)
+		if errors.Is(err, ErrClosed) {
+			return RedisInfo{}, ErrClosed
+		}
+		return RedisInfo{}, fmt.Errorf("tiered: info: %w", err)
 	}
 	return parseInfo(text), nil
 }

@@ -72,7 +72,7 @@ func TestClusterTopology(t *testing.T) {
 		flushes := x.Stats().Flushes
 		require.NoError(t, y.Flush(ctx))
 		require.Eventually(t, func() bool { return x.Stats().Flushes > flushes }, waitFor, tick)
-		require.Positive(t, x.Stats().Invalidations.Remote)
+		require.Positive(t, x.Stats().Invalidations.Bus)
 	})
 
 	t.Run("bus after a failover of the channel's master", func(t *testing.T) {

@@ -128,5 +128,5 @@ func requireCoherent(t *testing.T, a, b *tiered.Cache, key string) {
 	}, waitFor, tick)
 	require.NoError(t, gb.Set(ctx, key, "v2"))
 	require.Eventually(t, func() bool { v, err := ga.Get(ctx, key); return err == nil && v == "v2" }, waitFor, tick)
-	require.Equal(t, "tracking", a.Stats().Mode)
+	require.Equal(t, tiered.Tracking, a.Stats().Mode)
 }

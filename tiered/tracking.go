@@ -11,6 +11,8 @@ import (
 
 	"github.com/redis/rueidis"
 	"go.uber.org/zap"
+
+	"github.com/synspirit/tiercache/internal/rcall"
 )
 
 // Server-assisted tracking, on a connection of its own.
@@ -45,25 +47,35 @@ const (
 	trackingCheckInterval = time.Second
 	trackingRetryMin      = 10 * time.Millisecond
 	trackingRetryMax      = time.Second
+	trackingPingMin       = 500 * time.Millisecond
 )
 
 type tracker struct {
-	c      *Cache
 	client rueidis.Client
+	caller *rcall.Caller // over client: pinned, classified PINGs
 	kick   chan struct{} // size 1: wake the keeper after a drop
+
+	// cache is set once by attach; invalidations before it concern an L1 that does not
+	// exist yet, or is not live.
+	cache atomic.Pointer[Cache]
 
 	// liveMu orders drops against the keeper turning L1 on: a drop reported while a check
 	// was in flight must not be overwritten by that check's success.
 	liveMu sync.Mutex
 	drops  uint64 // drops reported by rueidis; guarded by liveMu
+	upAt   uint64 // drops when the first PING succeeded; guarded by liveMu
+	up     bool   // the first PING succeeded; guarded by liveMu
 
 	pingHook atomic.Pointer[func(context.Context, time.Duration) error] // tests: replaces ping
 }
 
-func (c *Cache) startTracker(ctx context.Context, opt rueidis.ClientOption) error {
-	t := &tracker{c: c, kick: make(chan struct{}, 1)}
+// dialTracker connects the listener. With offlineOK, a Redis that does not answer is not
+// an error: the listener is returned unconnected, and the keeper connects it later.
+func dialTracker(ctx context.Context, p plan, log *zap.Logger) (*tracker, error) {
+	t := &tracker{kick: make(chan struct{}, 1)}
+	opt := p.client
 	opt.DisableCache = false
-	opt.ClientTrackingOptions = TrackingOptions(c.opts.KeyPrefix)
+	opt.ClientTrackingOptions = TrackingOptions(p.opts.KeyPrefix)
 	opt.OnInvalidations = t.onInvalidations
 	opt.PipelineMultiplex = -1 // one connection per node is enough to listen
 	opt.BlockingPoolSize = 1
@@ -72,56 +84,76 @@ func (c *Cache) startTracker(ctx context.Context, opt rueidis.ClientOption) erro
 	// The listener only PINGs, so it would not notice a cluster's topology change by
 	// itself: refresh it as often as it is checked.
 	opt.ClusterOption.ShardsRefreshInterval = trackingCheckInterval
-	client, err := c.newClient(ctx, opt)
+	client, err := newClient(ctx, p, opt, log)
+	if client == nil {
+		return nil, err
+	}
 	t.client = client
+	t.caller = rcall.New(client, rcall.Options{Unavailable: ErrUnavailable, Closed: ErrClosed})
 	if err == nil {
 		err = t.ping(ctx, opt.Dialer.Timeout) // at start-up, as patient as a dial
 	}
-	if err != nil && !c.mayStartWithout(ctx, client, err) {
-		if client != nil {
-			client.Close()
-		}
-		return err
+	if err != nil && !mayStartWithout(ctx, p, err, log) {
+		client.Close()
+		return nil, err
 	}
-	c.tracker = t
-	// Offline (StartWithoutRedis): L1 stays off until the keeper's PING goes through.
-	c.l1.live.Store(err == nil)
-	if err != nil {
-		t.kick <- struct{}{} // check at once, then back off
+	t.liveMu.Lock()
+	t.up = err == nil
+	t.liveMu.Unlock()
+	return t, nil
+}
+
+// attach makes c hear the listener's invalidations and starts the keeper. L1 turns on now
+// if the listener is up and has not dropped since it came up; otherwise the keeper turns
+// it on when it is back.
+func (t *tracker) attach(c *Cache) {
+	t.liveMu.Lock()
+	t.cache.Store(c)
+	if t.up && t.drops == t.upAt {
+		c.l1.Resume()
+	} else {
+		t.wake()
 	}
-	c.wg.Add(1)
-	go t.keep()
-	return nil
+	t.liveMu.Unlock()
+	c.life.Go(func() { t.keep(c) })
+}
+
+func (t *tracker) wake() {
+	select {
+	case t.kick <- struct{}{}:
+	default:
+	}
 }
 
 // onInvalidations runs on rueidis's reader goroutine: counters only, and a non-blocking
 // wake-up of the keeper.
 func (t *tracker) onInvalidations(keys []rueidis.RedisMessage) {
+	c := t.cache.Load()
 	if keys == nil {
 		t.liveMu.Lock()
 		t.drops++
-		t.c.l1.live.Store(false)
-		t.liveMu.Unlock()
-		select {
-		case t.kick <- struct{}{}:
-		default:
+		if c != nil {
+			c.l1.Pause()
 		}
+		t.liveMu.Unlock()
+		t.wake()
 	}
-	t.c.HandleInvalidations(keys)
+	if c != nil {
+		c.HandleInvalidations(keys)
+	}
 }
 
 // keep checks the listener every trackingCheckInterval, and at once after a drop, and
-// re-enables L1 fills when it answers again.
-func (t *tracker) keep() {
-	defer t.c.wg.Done()
-	retry := trackingRetryMin
-	slow := false          // the previous check timed out without an error
-	refusedLogged := false // the listener's refusal by Redis has been logged
+// turns L1 on again when it answers. Its decisions are keeperState.step's.
+func (t *tracker) keep(c *Cache) {
+	var st keeperState
 	timer := time.NewTimer(trackingCheckInterval)
 	defer timer.Stop()
+	ctx := c.life.Context()
+	pingTimeout := max(c.opts.Timeout, trackingPingMin)
 	for {
 		select {
-		case <-t.c.closeCtx.Done():
+		case <-ctx.Done():
 			return
 		case <-t.kick:
 		case <-timer.C:
@@ -129,49 +161,30 @@ func (t *tracker) keep() {
 		t.liveMu.Lock()
 		drops := t.drops
 		t.liveMu.Unlock()
-		pingTimeout := max(t.c.opts.Timeout, 500*time.Millisecond)
-		err := t.check(t.c.closeCtx, pingTimeout)
-		next := trackingCheckInterval
-		switch {
-		case t.c.closeCtx.Err() != nil:
+		err := t.check(ctx, pingTimeout)
+		if ctx.Err() != nil {
 			return
-		case err != nil && onlySlow(err) && !slow && t.c.l1.live.Load():
-			// No answer in time, but no error either: in a process whose every P is busy,
-			// a reply can wait in the run queue longer than the timeout. Flushing L1 then
-			// would add Redis load to an overload. A listener that is really stuck is closed
-			// by rueidis itself (no reply to its keepalive PING within ConnWriteTimeout),
-			// which reports it as a drop: ask once more, soon, before calling it lost.
-			slow, next = true, pingTimeout
-			t.c.log.Debug("tracking connection slow to answer; checking again", zap.Error(err))
-		case err != nil:
-			if t.c.l1.live.Swap(false) {
-				t.c.flushL1()
-				t.c.log.Warn("tracking connection lost: L1 flushed and off until it is back", zap.Error(err))
-			} else if !unreachable(err) && !refusedLogged {
-				// Redis answers, but not to the listener (e.g. CLIENT TRACKING refused).
-				refusedLogged = true
-				t.c.log.Error("tracking listener refused by redis: L1 stays off", zap.Error(err))
+		}
+		t.liveMu.Lock()
+		act, next := st.step(keeperCheck{err: err, live: c.l1.Live(), droppedDuring: t.drops != drops}, pingTimeout)
+		if act == keepResume {
+			// Writes made while the listener was down were not heard.
+			c.flushL1()
+			c.l1.Resume()
+		}
+		t.liveMu.Unlock()
+		switch act {
+		case keepSlow:
+			c.log.Debug("tracking connection slow to answer; checking again", zap.Error(err))
+		case keepLost:
+			if c.l1.Pause() {
+				c.flushL1()
+				c.log.Warn("tracking connection lost: L1 flushed and off until it is back", zap.Error(err))
 			}
-			next, retry = retry, min(2*retry, trackingRetryMax)
-			slow = false
-		case !t.c.l1.live.Load():
-			// Connected again, with tracking re-armed. Writes made while it was down
-			// were not heard: flush before trusting fills again, unless it dropped again
-			// while this check was in flight (then check again at once).
-			t.liveMu.Lock()
-			if t.drops == drops {
-				t.c.flushL1()
-				t.c.l1.live.Store(true)
-			} else {
-				next = 0
-			}
-			t.liveMu.Unlock()
-			if t.c.l1.live.Load() {
-				t.c.log.Info("tracking listener connected: L1 on")
-			}
-			retry, slow, refusedLogged = trackingRetryMin, false, false
-		default:
-			retry, slow = trackingRetryMin, false
+		case keepRefused:
+			c.log.Error("tracking listener refused by redis: L1 stays off", zap.Error(err))
+		case keepResume:
+			c.log.Info("tracking listener connected: L1 on")
 		}
 		if !timer.Stop() {
 			select {
@@ -181,6 +194,66 @@ func (t *tracker) keep() {
 		}
 		timer.Reset(next)
 	}
+}
+
+// keeperState is what the keeper remembers between two checks of the listener.
+type keeperState struct {
+	retry         time.Duration // back-off while the listener is down; 0 means trackingRetryMin
+	slow          bool          // the previous check timed out without an error
+	refusedLogged bool          // the listener's refusal by Redis has been logged
+}
+
+// keeperCheck is what one check found.
+type keeperCheck struct {
+	err           error // the PING's
+	live          bool  // L1 was on when the check ended
+	droppedDuring bool  // rueidis reported a drop while the check was in flight
+}
+
+// keeperAction is what the keeper does after a check.
+type keeperAction int
+
+const (
+	keepNothing keeperAction = iota
+	keepSlow                 // no answer in time, no error: ask again soon before calling it lost
+	keepLost                 // the listener is down: L1 off and flushed
+	keepRefused              // Redis answers, but refuses the listener: say so once
+	keepResume               // the listener is back: flush, then L1 on
+)
+
+// step decides what to do after a check, and when to check next.
+func (s *keeperState) step(ch keeperCheck, pingTimeout time.Duration) (keeperAction, time.Duration) {
+	if s.retry == 0 {
+		s.retry = trackingRetryMin
+	}
+	switch {
+	case ch.err != nil && onlySlow(ch.err) && !s.slow && ch.live:
+		// In a process whose every P is busy, a reply can wait in the run queue longer
+		// than the timeout; flushing L1 then would add Redis load to an overload.
+		s.slow = true
+		return keepSlow, pingTimeout
+	case ch.err != nil:
+		act := keepNothing
+		switch {
+		case ch.live:
+			act = keepLost
+		case !unreachable(ch.err) && !s.refusedLogged:
+			s.refusedLogged = true
+			act = keepRefused
+		}
+		next := s.retry
+		s.retry = min(2*s.retry, trackingRetryMax)
+		s.slow = false
+		return act, next
+	case !ch.live:
+		s.retry, s.slow, s.refusedLogged = trackingRetryMin, false, false
+		if ch.droppedDuring {
+			return keepNothing, 0 // it dropped again while the check was in flight: check again
+		}
+		return keepResume, trackingCheckInterval
+	}
+	s.retry, s.slow = trackingRetryMin, false
+	return keepNothing, trackingCheckInterval
 }
 
 // check is the keeper's ping, unless a test has replaced it.
@@ -195,10 +268,7 @@ func (t *tracker) check(ctx context.Context, timeout time.Duration) error {
 func (t *tracker) ping(ctx context.Context, timeout time.Duration) error {
 	var errs []error
 	for addr, node := range t.client.Nodes() {
-		cctx, cancel := context.WithTimeout(ctx, timeout)
-		err := node.Do(cctx, node.B().Ping().Build().Pin()).Error()
-		cancel()
-		if err != nil {
+		if err := t.caller.DoOn(ctx, node, node.B().Ping().Build(), timeout).Error(); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
 		}
 	}
@@ -213,7 +283,8 @@ func onlySlow(err error) bool {
 		errs = j.Unwrap()
 	}
 	for _, e := range errs {
-		if !errors.Is(e, context.DeadlineExceeded) && !errors.Is(e, os.ErrDeadlineExceeded) {
+		var te interface{ Timeout() bool }
+		if !(errors.As(e, &te) && te.Timeout()) && !errors.Is(e, context.DeadlineExceeded) && !errors.Is(e, os.ErrDeadlineExceeded) {
 			return false
 		}
 	}

@@ -391,13 +391,13 @@ func (d *demo) stats(context.Context) bool {
 		c    *tiered.Cache
 	}{{"A", d.a}, {"B", d.b}} {
 		s := in.c.Stats()
-		ok := s.Breaker == "closed" && s.L1Hits > 0 &&
+		ok := s.Breaker == tiered.BreakerClosed && s.L1Hits > 0 &&
 			s.L2Errors == 0 && s.DecodeErrors == 0 && s.LoadErrors == 0 && s.Flushes == 0
 		hitRatio := fmt.Sprintf("%.0f%%", 100*s.L1HitRatio())
 		allOK = report(ok, "stats of "+in.name+" (L1 hit ratio)", hitRatio,
 			fmt.Sprintf("L1 %d hits/%d misses, L2 %d hits/%d misses, %d loads, %d sets; invalidations %d local, %d tracking, %d bus",
 				s.L1Hits, s.L1Misses, s.L2Hits, s.L2Misses, s.Loads, s.Sets,
-				s.Invalidations.Local, s.Invalidations.Tracking, s.Invalidations.Remote)) && allOK
+				s.Invalidations.Local, s.Invalidations.Tracking, s.Invalidations.Bus)) && allOK
 	}
 	return allOK
 }

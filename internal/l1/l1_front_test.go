@@ -1,4 +1,4 @@
-package tiered
+package l1
 
 import (
 	"strconv"
@@ -11,17 +11,17 @@ import (
 
 // fillAndPromote fills key under h and reads it until it is in the front (a ristretto hit
 // promotes one time in frontPromote), or, for an entry too large for the front, 10000 times.
-func fillAndPromote(t *testing.T, l *l1, g *groupCore, h uint64, key string, cost int64) {
+func fillAndPromote(t *testing.T, l *L1, g *Owner, h uint64, key string, cost int64) {
 	t.Helper()
-	l.fill(h, l.snapshot(h), g, key, key, cost, time.Minute)
+	l.Fill(h, l.Snapshot(h), g, key, key, cost, time.Minute, time.Minute)
 	l.store.Wait()
 	promote(t, l, g, h, key)
 }
 
-func promote(t *testing.T, l *l1, g *groupCore, h uint64, key string) bool {
+func promote(t *testing.T, l *L1, g *Owner, h uint64, key string) bool {
 	t.Helper()
 	for range 10000 {
-		_, ok := l.get(h, g, key)
+		_, ok := l.Get(h, g, key)
 		require.True(t, ok, "filled entry not found")
 		if e := l.front[h&frontMask].Load(); e != nil && e.h == h {
 			return true
@@ -30,48 +30,47 @@ func promote(t *testing.T, l *l1, g *groupCore, h uint64, key string) bool {
 	return false
 }
 
-func newTestL1(t *testing.T, maxBytes int64) *l1 {
+func newTestL1(t *testing.T, maxBytes int64) *L1 {
 	t.Helper()
-	l, err := newL1(maxBytes, false)
+	l, err := New(Config{MaxBytes: maxBytes, Live: true})
 	require.NoError(t, err)
-	l.live.Store(true)
-	t.Cleanup(l.close)
+	t.Cleanup(l.Close)
 	return l
 }
 
 func TestFrontServesOnlyCurrentEntries(t *testing.T) {
 	l := newTestL1(t, 1<<20)
-	g := &groupCore{}
+	g := NewOwner("g")
 	const h = 42
 	fillAndPromote(t, l, g, h, "k", 100)
 	require.NotNil(t, l.front[h&frontMask].Load(), "a small entry read from ristretto goes to the front")
 
-	_, ok := l.get(h, &groupCore{}, "k")
+	_, ok := l.Get(h, NewOwner("g"), "k")
 	assert.False(t, ok, "another group's key under the same hash")
-	_, ok = l.get(h+frontSlots, g, "k")
+	_, ok = l.Get(h+frontSlots, g, "k")
 	assert.False(t, ok, "another hash in the same slot")
 
 	l.epoch.Add(1) // a flush, without emptying the front
-	_, ok = l.get(h, g, "k")
+	_, ok = l.Get(h, g, "k")
 	assert.False(t, ok, "an entry filled before a flush is not served from the front")
 	fillAndPromote(t, l, g, h, "k", 100)
-	_, ok = l.get(h, g, "other")
+	_, ok = l.Get(h, g, "other")
 	assert.False(t, ok, "another key under the same hash")
 
-	l.invalidate(h)
-	_, ok = l.get(h, g, "k")
+	l.Invalidate(h)
+	_, ok = l.Get(h, g, "k")
 	assert.False(t, ok, "a write to the key's stripe makes the front entry unservable")
 
 	fillAndPromote(t, l, g, h, "k", 100)
-	l.flush()
-	_, ok = l.get(h, g, "k")
+	l.Flush()
+	_, ok = l.Get(h, g, "k")
 	assert.False(t, ok, "a flush makes the front entry unservable")
 	assert.Nil(t, l.front[h&frontMask].Load(), "and empties the front")
 }
 
 func TestFrontTakesSmallEntriesOnly(t *testing.T) {
 	l := newTestL1(t, 1<<20)
-	g := &groupCore{}
+	g := NewOwner("g")
 	fillAndPromote(t, l, g, 7, "big", frontMaxCost+1)
 	assert.Nil(t, l.front[7&frontMask].Load())
 }
@@ -79,11 +78,11 @@ func TestFrontTakesSmallEntriesOnly(t *testing.T) {
 // The front keeps no entry that ristretto has let go: its memory stays within L1MaxBytes.
 func TestFrontForgetsEvictedEntries(t *testing.T) {
 	l := newTestL1(t, 64<<10) // room for a few dozen entries of ~1 KiB
-	g := &groupCore{}
+	g := NewOwner("g")
 	for i := range 2000 {
 		h := uint64(i)
 		key := strconv.Itoa(i)
-		l.fill(h, l.snapshot(h), g, key, key, 1000, time.Minute)
+		l.Fill(h, l.Snapshot(h), g, key, key, 1000, time.Minute, time.Minute)
 		l.store.Wait()
 		if _, ok := l.store.Get(h); ok { // promote it if ristretto kept it
 			promote(t, l, g, h, key)

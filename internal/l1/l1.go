@@ -1,0 +1,380 @@
+// Package l1 is tiercache's in-process tier: ristretto, behind the generation guard that
+// makes it coherent. It alone decides what may be served: the owner, key, flush epoch,
+// stripe generation and freshness of an entry are checked here and nowhere else.
+//
+// ristretto applies sets and deletes through buffers, in an order of its own: after Set(k, v)
+// then Del(k), v can come back for a moment, and of two quick Sets of a new key the first can
+// win. So the L1 is never trusted to hold the right value; it is trusted only to hold values
+// tagged with the generations they were read under. Every entry records the generation of its
+// key's stripe and the cache's epoch, both read before the Redis read or write that produced
+// the value, and a lookup accepts an entry only if both are unchanged. An invalidation of a key
+// bumps its stripe; a flush bumps the epoch (and empties the front, 4096 atomic loads).
+// Neither touches ristretto, so both are safe on rueidis's reader goroutine, and a racing fill
+// can never be served whatever order ristretto applies it in.
+package l1
+
+import (
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+)
+
+const (
+	stripeBits = 12
+	numStripes = 1 << stripeBits // 4096 counters, 32 KiB
+	stripeMask = numStripes - 1
+
+	numShards = 64 // stats/guard shards
+
+	// The front: one slot per 64-bit key modulo frontSlots, holding an entry that was found
+	// in ristretto, so that a hot key is read with one atomic load rather than through
+	// ristretto's shard lock (an RWMutex whose reader count every core writes). Only entries
+	// of at most frontMaxCost bytes go there, and ristretto's OnExit (eviction, replacement,
+	// deletion) empties their slot, so the front holds a subset of ristretto's entries, but
+	// for a promotion that races with an eviction (bounded: frontSlots small entries).
+	frontSlots   = 4096
+	frontMask    = frontSlots - 1
+	frontMaxCost = 4 << 10
+	// Only proven-hot keys go to the front, and their front hits are sampled into
+	// ristretto's admission and eviction policy (TinyLFU), which counts a key's heat by its
+	// Gets: a ristretto hit promotes its entry one time in frontPromote (a key read a few
+	// times rarely gets there, and is counted in full), and one front hit in frontSample
+	// also reads ristretto. A key in the front is hot enough that TinyLFU's 4-bit counters
+	// stay saturated with a fraction of its hits.
+	frontPromote = 64
+	frontSample  = 8
+
+	// clockTick is the resolution of the L1's clock. Expiry is checked against a clock read
+	// from an atomic that one goroutine advances, not time.Now: a clock read was more than
+	// half the cost of a hit when ristretto's TTL did it. Entries are stored with their
+	// expiry moved a tick earlier, so a lagging clock never serves one past its L2 expiry.
+	clockTick = 10 * time.Millisecond
+
+	// entryOverhead approximates the bytes an L1 entry costs beyond its encoded value.
+	entryOverhead = 96
+)
+
+// Owner identifies whose entries these are: a group namespace of one cache. An entry is
+// served only to lookups of its owner, so a value of one type never reaches a group of
+// another.
+type Owner struct{ name string }
+
+// NewOwner returns a new owner; name is for debugging only.
+func NewOwner(name string) *Owner { return &Owner{name: name} }
+
+// entry is one cached value. Its fields are written before it is stored (in ristretto or
+// the front) and only read afterwards.
+type entry struct {
+	owner *Owner // which namespace filled it
+	key   string // the group key, checked on every hit (the L1 is keyed by a 64-bit hash)
+	h     uint64 // the L1 key: the hash of the full Redis key
+	gen   uint64
+	epoch uint64
+	small bool // cost at most frontMaxCost: may be served from the front
+	value any
+	// freshUntil is when the entry stops being served, on the L1's coarse clock: never later
+	// than its L2 entry's expiry. With fail-safe it can still be served as a last resort
+	// until freshUntil + MaxStale.
+	freshUntil int64 // unix nanoseconds
+	// refreshAt is set only with eager refresh: past it, a lookup says a refresh is due.
+	refreshAt int64 // unix nanoseconds
+}
+
+// Snapshot is a key's stripe generation and the epoch, taken before a Redis read or write.
+type Snapshot struct{ gen, epoch uint64 }
+
+// shard holds hot-path counters, padded to its own cache line. A lookup picks its shard at
+// random (math/rand/v2 is per-thread: no lock, a few nanoseconds), not by key hash, so that
+// cores reading one hot key do not all write to one cache line; totals are sums over
+// shards. lookups and done also let Close wait for lookups in flight before it closes
+// ristretto (which panics on a send to its closed buffers otherwise).
+type shard struct {
+	lookups atomic.Uint64 // lookups started
+	done    atomic.Uint64 // lookups finished
+	misses  atomic.Uint64
+	_       [40]byte
+}
+
+// Config is every setting of an L1.
+type Config struct {
+	// MaxBytes bounds the sum of the entries' costs (their encoded sizes plus overhead).
+	MaxBytes int64
+	// Disabled makes an L1 that holds nothing.
+	Disabled bool
+	// TTLCap caps an entry's life; 0: no cap beyond the TTL given at each fill.
+	TTLCap time.Duration
+	// MaxStale is the fail-safe bound: how long past its freshness GetStale still returns
+	// an entry. 0 turns GetStale off.
+	MaxStale time.Duration
+	// EagerRefresh, in (0, 1), makes a lookup report a refresh as due once an entry has
+	// lived that fraction of its TTL. 0 turns it off.
+	EagerRefresh float64
+	// Live makes fills trusted from the start. Otherwise nothing is filled until Resume.
+	Live bool
+}
+
+// L1 is the in-process tier. It is safe for concurrent use.
+type L1 struct {
+	store *ristretto.Cache[uint64, *entry] // nil when disabled
+	cfg   Config                           // fixed by New
+
+	epoch   atomic.Uint64
+	stripes [numStripes]atomic.Uint64
+	_       [64]byte                          // the front is read on every hit, the stripes written on every write
+	front   [frontSlots]atomic.Pointer[entry] // see lookup
+	_       [64]byte                          // keep the written shards off the lines of the read-mostly fields
+	shards  [numShards]shard
+	_       [64]byte
+
+	clock     atomic.Int64  // unix nanoseconds, advanced every clockTick
+	clockStop chan struct{} // closed by Close
+	clockDone chan struct{} // closed when the clock goroutine has returned
+
+	live   atomic.Bool // fills are trusted: invalidations are being heard
+	closed atomic.Bool
+	fillMu sync.RWMutex // read-held by fills, write-held by Close
+}
+
+// New returns an L1 with cfg; it starts one goroutine (a coarse clock) that Close stops.
+func New(cfg Config) (*L1, error) {
+	l := &L1{cfg: cfg}
+	l.live.Store(cfg.Live)
+	if cfg.Disabled {
+		return l, nil
+	}
+	// ristretto advises ~10 counters per expected entry; assume entries of ~512 bytes.
+	counters := max(cfg.MaxBytes/512*10, 10_000)
+	store, err := ristretto.NewCache(&ristretto.Config[uint64, *entry]{
+		NumCounters:        counters,
+		MaxCost:            cfg.MaxBytes,
+		BufferItems:        64,
+		IgnoreInternalCost: true,
+		OnExit: func(e *entry) { // evicted, replaced or deleted: out of the front too
+			if e != nil {
+				l.front[e.h&frontMask].CompareAndSwap(e, nil)
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	l.store = store
+	l.clock.Store(time.Now().UnixNano())
+	l.clockStop, l.clockDone = make(chan struct{}), make(chan struct{})
+	go l.runClock()
+	return l, nil
+}
+
+func (l *L1) runClock() {
+	defer close(l.clockDone)
+	t := time.NewTicker(clockTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.clockStop:
+			return
+		case now := <-t.C:
+			l.clock.Store(now.UnixNano())
+		}
+	}
+}
+
+// Now is the coarse clock, in unix nanoseconds: at most clockTick behind time.Now.
+func (l *L1) Now() int64 { return l.clock.Load() }
+
+// Snapshot is taken before the Redis read or write whose result Fill may store.
+func (l *L1) Snapshot(h uint64) Snapshot {
+	return Snapshot{gen: l.stripes[h&stripeMask].Load(), epoch: l.epoch.Load()}
+}
+
+func (l *L1) current(h uint64, s Snapshot) bool {
+	return s.epoch == l.epoch.Load() && s.gen == l.stripes[h&stripeMask].Load()
+}
+
+// Invalidate makes every entry of the key with hash h unservable (one atomic add: safe on
+// any goroutine, rueidis's reader included).
+func (l *L1) Invalidate(h uint64) { l.stripes[h&stripeMask].Add(1) }
+
+// Flush makes every entry unservable (one atomic add), and empties the front, whose
+// entries are unservable too but would be kept alive (4096 loads, a few µs).
+func (l *L1) Flush() {
+	l.epoch.Add(1)
+	for i := range l.front {
+		if l.front[i].Load() != nil {
+			l.front[i].Store(nil)
+		}
+	}
+}
+
+// Pause stops trusting fills (invalidations may be lost from now on) and reports whether
+// they were trusted until now.
+func (l *L1) Pause() (wasLive bool) { return l.live.Swap(false) }
+
+// Resume trusts fills again. Flush first: what was filled before is not known to be current.
+func (l *L1) Resume() { l.live.Store(true) }
+
+// Live reports whether fills are trusted.
+func (l *L1) Live() bool { return l.live.Load() }
+
+// Get returns the value cached for (owner, key) under hash h if it may be served. It is the
+// hot path: no allocation, no lock of ours.
+func (l *L1) Get(h uint64, owner *Owner, key string) (any, bool) {
+	e, ok := l.lookup(h, owner, key)
+	if !ok {
+		return nil, false
+	}
+	return e.value, true
+}
+
+// GetRefresh is Get that also reports whether an eager refresh of the entry is due.
+func (l *L1) GetRefresh(h uint64, owner *Owner, key string) (v any, refreshDue, ok bool) {
+	e, ok := l.lookup(h, owner, key)
+	if !ok {
+		return nil, false, false
+	}
+	return e.value, e.refreshAt != 0 && l.clock.Load() > e.refreshAt, true
+}
+
+func (l *L1) lookup(h uint64, owner *Owner, key string) (*entry, bool) {
+	if l.store == nil {
+		return nil, false
+	}
+	r := rand.Uint32()
+	sh := &l.shards[r%numShards] // random: no contention on a hot key
+	sh.lookups.Add(1)
+	if !l.closed.Load() {
+		// r's bits: 0-5 pick the shard, 6-8 the front sample, 9-14 the promotion.
+		slot := &l.front[h&frontMask]
+		if e := slot.Load(); e != nil && e.h == h && l.servable(e, h, owner, key) {
+			if (r>>6)%frontSample == 0 {
+				l.store.Get(h) // feed ristretto's frequency sketch
+			}
+			sh.done.Add(1)
+			return e, true
+		}
+		if e, ok := l.store.Get(h); ok && l.servable(e, h, owner, key) {
+			if e.small && (r>>9)%frontPromote == 0 && slot.Load() != e {
+				slot.Store(e)
+				// A newer fill may have replaced e in ristretto (and run OnExit for it)
+				// between the Get and the Store: then e must not stay in the front.
+				if cur, ok := l.store.Get(h); !ok || cur != e {
+					slot.CompareAndSwap(e, nil)
+				}
+			}
+			sh.done.Add(1)
+			return e, true
+		}
+	}
+	sh.misses.Add(1)
+	sh.done.Add(1)
+	return nil, false
+}
+
+// servable tells whether e, found under h, is (owner, key)'s current entry: of this owner
+// and key, filled after the last flush and the last write to its stripe, and fresh.
+func (l *L1) servable(e *entry, h uint64, owner *Owner, key string) bool {
+	return e.owner == owner && e.key == key && e.epoch == l.epoch.Load() &&
+		e.gen == l.stripes[h&stripeMask].Load() && l.clock.Load() < e.freshUntil
+}
+
+// Fill stores a value read or written under snapshot s, unless s is already stale or
+// fills are not trusted. ttl is the Redis entry's remaining life: the L1 entry never
+// outlives it. fullTTL is the entry's whole TTL, from which eager refresh is timed. cost is
+// the value's encoded size.
+func (l *L1) Fill(h uint64, s Snapshot, owner *Owner, key string, value any, cost int64, ttl, fullTTL time.Duration) {
+	if l.store == nil || !l.live.Load() || !l.current(h, s) || ttl <= 0 {
+		return
+	}
+	now := time.Now()
+	e := &entry{owner: owner, key: key, h: h, gen: s.gen, epoch: s.epoch, value: value, small: cost <= frontMaxCost}
+	if l.cfg.EagerRefresh > 0 {
+		e.refreshAt = now.Add(ttl - time.Duration((1-l.cfg.EagerRefresh)*float64(fullTTL))).UnixNano()
+	}
+	if l.cfg.TTLCap > 0 && l.cfg.TTLCap < ttl {
+		ttl = l.cfg.TTLCap
+	}
+	if ttl -= clockTick; ttl <= 0 {
+		return
+	}
+	e.freshUntil = now.Add(ttl).UnixNano()
+	// No ristretto TTL: ristretto would read the clock on every Get. Expired entries stay
+	// until the cost budget evicts them (rarely read, they go first), and are never served.
+	l.fillMu.RLock()
+	if !l.closed.Load() {
+		l.store.Set(h, e, cost+int64(len(key))+entryOverhead)
+	}
+	l.fillMu.RUnlock()
+}
+
+// GetStale is the fail-safe lookup: the last value of the key this instance held, even if
+// it is no longer fresh or the L1 was flushed (Redis unreachable), provided no newer write to
+// the key is known (its stripe is unchanged) and it is at most MaxStale past its freshness.
+func (l *L1) GetStale(h uint64, owner *Owner, key string) (any, bool) {
+	if l.store == nil || l.cfg.MaxStale == 0 || l.closed.Load() {
+		return nil, false
+	}
+	sh := &l.shards[rand.Uint32()%numShards] // random: no contention on a hot key
+	sh.lookups.Add(1)
+	defer sh.done.Add(1)
+	e, ok := l.store.Get(h)
+	if !ok || e.owner != owner || e.key != key || e.gen != l.stripes[h&stripeMask].Load() ||
+		l.Now() > e.freshUntil+int64(l.cfg.MaxStale) {
+		return nil, false
+	}
+	return e.value, true
+}
+
+// Stats are the lookup counters since New.
+func (l *L1) Stats() (hits, misses uint64) {
+	for i := range l.shards {
+		sh := &l.shards[i]
+		m := sh.misses.Load()
+		d := sh.done.Load()
+		misses += m
+		if d > m { // a miss counted before its lookup finished
+			hits += d - m
+		}
+	}
+	return hits, misses
+}
+
+// Wait waits until the fills made so far are applied (ristretto buffers them).
+func (l *L1) Wait() {
+	if l.store != nil {
+		l.store.Wait()
+	}
+}
+
+// Close waits for lookups in flight and stops ristretto's goroutines and the clock. Later
+// lookups miss and later fills do nothing. It is idempotent.
+func (l *L1) Close() {
+	if l.closed.Swap(true) || l.store == nil {
+		return
+	}
+	for !l.quiet() {
+		runtime.Gosched()
+	}
+	l.fillMu.Lock()
+	l.store.Close()
+	l.fillMu.Unlock()
+	close(l.clockStop)
+	<-l.clockDone
+}
+
+// quiet reports whether no lookup is in flight. Finished counts are read before started
+// counts: a lookup counted as finished was counted as started too, so equality means none
+// is between the two.
+func (l *L1) quiet() bool {
+	var done, started uint64
+	for i := range l.shards {
+		done += l.shards[i].done.Load()
+	}
+	for i := range l.shards {
+		started += l.shards[i].lookups.Load()
+	}
+	return done == started
+}

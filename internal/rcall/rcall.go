@@ -1,0 +1,417 @@
+// Package rcall is the one way tiercache calls Redis. Every command of every package
+// (tiered, counter, bus, image) goes through a Caller, which gives it:
+//
+//   - a deadline: Timeout, shared per window when the caller's context cannot be
+//     cancelled (internal/deadline), and longer for calls that move a large value (see
+//     TransferAllowance);
+//   - Pin: rueidis recycles a command's buffer when Do returns, and under connection
+//     resets the race detector caught a recycled buffer being rebuilt while a finished
+//     connection's writer still read it (rueidis#702). A pinned command is never reused;
+//   - the circuit breaker, shared by everything built on one cache;
+//   - one classification of errors (Classify): an answer is an answer, the caller's own
+//     cancellation or deadline is the context's error and never an outage, and the rest
+//     is "redis unavailable".
+package rcall
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/synspirit/tiercache/internal/deadline"
+	"github.com/synspirit/tiercache/internal/lifetime"
+)
+
+// Sentinels used when Options leave Unavailable or Closed nil.
+var (
+	ErrUnavailable = errors.New("redis unavailable")
+	ErrClosed      = errors.New("closed")
+)
+
+// A call that moves more than TransferAllowance bytes (a write of a large value, or a read
+// of a group that allows large values) gets Timeout plus the time to move the extra bytes
+// at TransferRate: a slow transfer of a large value is not an outage. Values up to the
+// allowance are expected to move well within Timeout.
+const (
+	TransferAllowance = 4 << 20
+	TransferRate      = 32 << 20 // bytes per second
+)
+
+// Options configure a Caller.
+type Options struct {
+	// Timeout bounds each call; <= 0 means no deadline beyond the caller's.
+	Timeout time.Duration
+	// Breaker is shared by every Caller derived from this one; nil means none.
+	Breaker *Breaker
+	// Life is the owner's lifetime: once it is closed, calls fail with Closed at once.
+	// nil means never closed.
+	Life *lifetime.Lifetime
+	// Unavailable and Closed are sentinels the errors of this Caller match, besides
+	// ErrUnavailable and ErrClosed, which they always match, and the sentinels of the Caller
+	// this one was derived from (With): an error of counters built on a cache matches the
+	// counter package's sentinel and the cache's.
+	Unavailable, Closed error
+	// TimerDeadline applies Timeout with a timer that cancels the call instead of a context
+	// deadline. Given a deadline on an idle connection, rueidis reads the reply
+	// synchronously until that deadline, deaf to cancellation, and closes the connection
+	// when it passes; without one the command is queued and abandoned on cancellation. For
+	// the bus, whose Close must not wait out a publish.
+	TimerDeadline bool
+}
+
+// Caller sends commands to one rueidis client. It is safe for concurrent use.
+type Caller struct {
+	client rueidis.Client
+	o      Options
+	bounds *deadline.Bounds
+	sentinels
+}
+
+// sentinels are what this Caller's errors match; shared, never changed once made.
+type sentinels struct {
+	unavailableS []error
+	closedS      []error
+}
+
+// New returns a Caller over client.
+func New(client rueidis.Client, o Options) *Caller {
+	c := &Caller{client: client, o: o, bounds: deadline.New(o.Timeout)}
+	c.sentinels = sentinels{unavailableS: appendNonNil(nil, o.Unavailable), closedS: appendNonNil(nil, o.Closed)}
+	return c
+}
+
+// With returns a Caller on the same client, breaker and lifetime, with other settings: a
+// Timeout of 0 keeps c's (a negative one means none); sentinels are added to c's.
+func (c *Caller) With(o Options) *Caller {
+	n := c.o
+	if o.Timeout != 0 {
+		n.Timeout = o.Timeout
+	}
+	n.TimerDeadline = n.TimerDeadline || o.TimerDeadline
+	d := &Caller{client: c.client, o: n, bounds: deadline.New(n.Timeout)}
+	d.sentinels = sentinels{
+		unavailableS: appendNonNil(append([]error(nil), c.unavailableS...), o.Unavailable),
+		closedS:      appendNonNil(append([]error(nil), c.closedS...), o.Closed),
+	}
+	return d
+}
+
+func appendNonNil(s []error, e error) []error {
+	if e != nil {
+		s = append(s, e)
+	}
+	return s
+}
+
+func matches(sentinels []error, target error) bool {
+	for _, s := range sentinels {
+		if errors.Is(s, target) {
+			return true
+		}
+	}
+	return false
+}
+
+// Client is the rueidis client, for building commands (Client().B()) and for its mode.
+func (c *Caller) Client() rueidis.Client { return c.client }
+
+// B is the client's command builder.
+func (c *Caller) B() rueidis.Builder { return c.client.B() }
+
+// Breaker is the shared breaker, or nil.
+func (c *Caller) Breaker() *Breaker { return c.o.Breaker }
+
+// Life is the owner's lifetime, or nil.
+func (c *Caller) Life() *lifetime.Lifetime { return c.o.Life }
+
+// Timeout is the per-call deadline (<= 0: none).
+func (c *Caller) Timeout() time.Duration { return c.o.Timeout }
+
+// Closed reports whether the owner's lifetime is over.
+func (c *Caller) Closed() bool { return c.o.Life != nil && c.o.Life.Closed() }
+
+// Do sends one command. Its result's error, if any, is classified (see Classify); a Redis
+// nil reply and a plain Redis error reply are returned as they are.
+func (c *Caller) Do(ctx context.Context, cmd rueidis.Completed) rueidis.RedisResult {
+	return c.DoMoving(ctx, cmd, 0)
+}
+
+// DoMoving is Do for a command that moves about n bytes (a value written, or the largest
+// value a read may return): past TransferAllowance it gets a longer deadline.
+func (c *Caller) DoMoving(ctx context.Context, cmd rueidis.Completed, n int64) rueidis.RedisResult {
+	return c.run(ctx, n, func(cctx context.Context) rueidis.RedisResult {
+		return c.client.Do(cctx, cmd.Pin())
+	})
+}
+
+// DoMulti sends commands in one pipeline under one deadline and one breaker decision.
+func (c *Caller) DoMulti(ctx context.Context, cmds ...rueidis.Completed) []rueidis.RedisResult {
+	return c.DoMultiMoving(ctx, 0, cmds...)
+}
+
+// DoMultiMoving is DoMulti for commands that move about n bytes in all.
+func (c *Caller) DoMultiMoving(ctx context.Context, n int64, cmds ...rueidis.Completed) []rueidis.RedisResult {
+	out := make([]rueidis.RedisResult, len(cmds))
+	if len(cmds) == 0 {
+		return out
+	}
+	if err := c.refuse(ctx); err != nil {
+		for i := range out {
+			out[i] = rueidis.NewErrorResult(err)
+		}
+		return out
+	}
+	ok, probe := c.o.Breaker.allow()
+	if !ok {
+		err := c.unavailable(errBreakerOpen)
+		for i := range out {
+			out[i] = rueidis.NewErrorResult(err)
+		}
+		return out
+	}
+	for i := range cmds {
+		cmds[i] = cmds[i].Pin()
+	}
+	cctx, cancel, timedOut := c.deadline(ctx, n)
+	res := c.client.DoMulti(cctx, cmds...)
+	worst := success
+	for i, r := range res {
+		oc, err := c.classify(ctx, r.Error(), timedOut)
+		worst = max(worst, oc)
+		if err != r.Error() {
+			res[i] = rueidis.NewErrorResult(err)
+		}
+	}
+	cancel()
+	c.account(worst, probe)
+	copy(out, res)
+	return out
+}
+
+// DoOn sends one command on another client of the same Redis (a dedicated connection, one
+// node of a cluster): pinned, within timeout (<= 0: the Caller's), classified, but outside
+// the breaker. For the bus's subscriptions and the tracking listener's health checks,
+// which retry by themselves.
+func (c *Caller) DoOn(ctx context.Context, d interface {
+	Do(context.Context, rueidis.Completed) rueidis.RedisResult
+}, cmd rueidis.Completed, timeout time.Duration) rueidis.RedisResult {
+	if err := c.refuse(ctx); err != nil {
+		return rueidis.NewErrorResult(err)
+	}
+	if timeout <= 0 {
+		timeout = c.o.Timeout
+	}
+	cctx, cancel := ctx, context.CancelFunc(func() {})
+	if timeout > 0 {
+		cctx, cancel = context.WithTimeout(ctx, timeout)
+	}
+	res := d.Do(cctx, cmd.Pin())
+	timedOut := cctx.Err() != nil && ctx.Err() == nil
+	cancel()
+	if err := res.Error(); err != nil {
+		if _, cerr := c.classify(ctx, err, func() bool { return timedOut }); cerr != err {
+			return rueidis.NewErrorResult(cerr)
+		}
+	}
+	return res
+}
+
+// run is the path of one call: refusals, breaker, deadline, the call, classification and
+// the breaker's accounting.
+func (c *Caller) run(ctx context.Context, n int64, send func(context.Context) rueidis.RedisResult) rueidis.RedisResult {
+	if err := c.refuse(ctx); err != nil {
+		return rueidis.NewErrorResult(err)
+	}
+	ok, probe := c.o.Breaker.allow()
+	if !ok {
+		return rueidis.NewErrorResult(c.unavailable(errBreakerOpen))
+	}
+	cctx, cancel, timedOut := c.deadline(ctx, n)
+	res := send(cctx)
+	err := res.Error()
+	if err == nil || rueidis.IsRedisNil(err) {
+		cancel()
+		c.o.Breaker.success(probe)
+		return res
+	}
+	oc, cerr := c.classify(ctx, err, timedOut)
+	cancel()
+	c.account(oc, probe)
+	if cerr != err {
+		return rueidis.NewErrorResult(cerr)
+	}
+	return res
+}
+
+// refuse fails a call before it is sent: the owner is closed, or the caller's context is
+// already done.
+func (c *Caller) refuse(ctx context.Context) error {
+	if c.Closed() {
+		return c.closedErr()
+	}
+	return ctx.Err()
+}
+
+// deadline bounds one call. timedOut, asked after the call and before cancel, tells
+// whether the call's own deadline (not the caller's) has passed.
+func (c *Caller) deadline(ctx context.Context, n int64) (cctx context.Context, cancel context.CancelFunc, timedOut func() bool) {
+	timeout := c.o.Timeout
+	if timeout <= 0 {
+		return ctx, noop, never
+	}
+	extra := time.Duration(0)
+	if n > TransferAllowance {
+		extra = time.Duration(float64(n-TransferAllowance) / TransferRate * float64(time.Second))
+	}
+	switch {
+	case c.o.TimerDeadline:
+		cctx, cancelCause := context.WithCancelCause(ctx)
+		t := time.AfterFunc(timeout+extra, func() { cancelCause(errCallTimeout) })
+		return cctx, func() { t.Stop(); cancelCause(nil) }, func() bool { return context.Cause(cctx) == errCallTimeout }
+	case extra > 0:
+		cctx, cancel = context.WithTimeout(ctx, timeout+extra)
+	default:
+		cctx, cancel = c.bounds.Context(ctx)
+	}
+	return cctx, cancel, func() bool { return cctx.Err() != nil && ctx.Err() == nil }
+}
+
+var errCallTimeout = errors.New("rcall: call timeout")
+
+func noop()       {}
+func never() bool { return false }
+
+// outcome is what a call says about Redis, for the breaker; ordered by severity.
+type outcome int
+
+const (
+	success outcome = iota // Redis answered
+	abandon                // says nothing: the caller gave up, or the owner closed
+	failure                // Redis did not answer, or cannot serve
+)
+
+func (c *Caller) account(oc outcome, probe bool) {
+	switch oc {
+	case success:
+		c.o.Breaker.success(probe)
+	case abandon:
+		c.o.Breaker.abandon(probe)
+	default:
+		c.o.Breaker.failure(probe)
+	}
+}
+
+// Classify tells what err, the error of a call made under ctx, means, in the terms every
+// package of tiercache reports:
+//
+//   - a Redis nil reply and a plain Redis error reply (WRONGTYPE, NOPERM, a script's own
+//     error) are answers: returned as they are;
+//   - LOADING, BUSY, MASTERDOWN and CLUSTERDOWN mean a server that cannot serve anything
+//     now: unavailable, and a failure for the breaker;
+//   - OOM, READONLY, NOREPLICAS and TRYAGAIN refuse this command (a write, a multi-key
+//     command during a resharding) while others still work: unavailable, but not a failure
+//     for the breaker;
+//   - once the caller's ctx is done, its error (context.Canceled or DeadlineExceeded) is
+//     returned, never "unavailable", and the breaker is not told;
+//   - after the owner closed: Closed;
+//   - anything else (a refused or broken connection, the call's own deadline) is
+//     unavailable, and a failure for the breaker. The call's own deadline is reported as
+//     "no answer within <Timeout>", which does not match context.DeadlineExceeded: that
+//     match is kept for the caller's own deadline.
+func (c *Caller) Classify(ctx context.Context, err error) error {
+	_, e := c.classify(ctx, err, never)
+	return e
+}
+
+func (c *Caller) classify(ctx context.Context, err error, timedOut func() bool) (outcome, error) {
+	if err == nil || rueidis.IsRedisNil(err) {
+		return success, err
+	}
+	var re *rueidis.RedisError
+	if errors.As(err, &re) {
+		switch replyClass(re.Error()) {
+		case replyDown:
+			return failure, c.unavailable(err)
+		case replyRefused:
+			return success, c.unavailable(err)
+		}
+		return success, err
+	}
+	if ours := timedOut(); !ours && ctx.Err() != nil {
+		return abandon, ctx.Err()
+	} else if ours && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+		err = timeoutError{c.o.Timeout}
+	}
+	if c.Closed() {
+		return abandon, c.closedErr()
+	}
+	if errors.Is(err, ErrUnavailable) {
+		return failure, err // classified already (a nested call)
+	}
+	return failure, c.unavailable(err)
+}
+
+type replyKind int
+
+const (
+	replyAnswer  replyKind = iota
+	replyDown              // the server cannot serve anything now
+	replyRefused           // this command is refused, others may work
+)
+
+func replyClass(msg string) replyKind {
+	code, _, _ := strings.Cut(msg, " ")
+	switch code {
+	case "LOADING", "BUSY", "MASTERDOWN", "CLUSTERDOWN":
+		return replyDown
+	case "OOM", "READONLY", "NOREPLICAS", "TRYAGAIN":
+		return replyRefused
+	}
+	return replyAnswer
+}
+
+var errBreakerOpen = errors.New("circuit breaker open")
+
+func (c *Caller) unavailable(cause error) error {
+	return &unavailableError{sentinels: c.unavailableS, cause: cause}
+}
+
+func (c *Caller) closedErr() error { return &closedError{sentinels: c.closedS} }
+
+// Unavailable wraps cause as an outage of this Caller (for failures found outside a call,
+// e.g. a bus that is not subscribed).
+func (c *Caller) Unavailable(cause error) error { return c.unavailable(cause) }
+
+// unavailableError is a call that did not reach a Redis able to serve it. Its text leaves
+// the package prefix to the caller's wrapping ("tiered: get k: redis unavailable: …").
+type unavailableError struct {
+	sentinels []error
+	cause     error
+}
+
+func (e *unavailableError) Error() string { return "redis unavailable: " + e.cause.Error() }
+func (e *unavailableError) Unwrap() error { return e.cause }
+func (e *unavailableError) Is(target error) bool {
+	return target == ErrUnavailable || matches(e.sentinels, target)
+}
+
+// closedError is a call after the owner closed.
+type closedError struct{ sentinels []error }
+
+func (e *closedError) Error() string { return "closed" }
+func (e *closedError) Is(target error) bool {
+	return target == ErrClosed || matches(e.sentinels, target)
+}
+
+// timeoutError is a call's own deadline passing: Redis did not answer in time.
+type timeoutError struct{ d time.Duration }
+
+func (e timeoutError) Error() string   { return "no answer within " + e.d.String() }
+func (e timeoutError) Timeout() bool   { return true }
+func (e timeoutError) Temporary() bool { return true }
+
+// IsUnavailable reports whether err is a classified outage.
+func IsUnavailable(err error) bool { return errors.Is(err, ErrUnavailable) }
