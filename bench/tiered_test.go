@@ -507,3 +507,32 @@ func benchDoCache(b *testing.B, s *redistest.Server) {
 		return checkArticle(a, err)
 	}), nil)
 }
+
+// BenchmarkNewGroup is the cost of making a group: a new name, and a name already in use
+// (a group made per request). Both are O(1): b.N groups cost b.N times one.
+func BenchmarkNewGroup(b *testing.B) {
+	s := redistest.Start(b)
+	b.Run("distinct-names", func(b *testing.B) {
+		c := newTiered(b, s)
+		names := make([]string, b.N)
+		for i := range names {
+			names[i] = "g" + strconv.Itoa(i)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := range b.N {
+			if err := tiered.NewGroup[Article](c, names[i], time.Minute).Err(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("same-name", func(b *testing.B) {
+		c := newTiered(b, s)
+		b.ReportAllocs()
+		for range b.N {
+			if err := tiered.NewGroup[Article](c, "articles", time.Minute).Err(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

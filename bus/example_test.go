@@ -2,6 +2,8 @@ package bus_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log"
 	"time"
 
@@ -37,4 +39,19 @@ func Example() {
 	if err != nil {
 		log.Print(err) // the other instances may keep a stale entry until its L1 TTL
 	}
+}
+
+// The wire format is versioned and binary; Decode refuses anything that is not a message.
+func ExampleEncode() {
+	wire := bus.Encode(bus.Message{Origin: "a1", Seq: 7, Keys: []string{"synspirit:data:articles:7"}, Groups: []string{"data:articles:list"}})
+	m, err := bus.Decode(wire)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(m.Origin, m.Seq, m.Keys, m.Groups, m.FlushAll)
+	_, err = bus.Decode([]byte("hello"))
+	fmt.Println(errors.Is(err, bus.ErrMalformed))
+	// Output:
+	// a1 7 [synspirit:data:articles:7] [data:articles:list] false
+	// true
 }

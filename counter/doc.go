@@ -41,12 +41,15 @@
 //
 // # Errors
 //
-// Every call has a deadline (Options.Timeout, [DefaultTimeout] by default). A failure to reach
-// Redis — refused or broken connection, timeout, a server still loading its data — is reported as
-// an error that matches both [ErrUnavailable] and tiered.ErrUnavailable with errors.Is. When that
-// happens to a write, its outcome is unknown: the command may or may not have been applied before
-// the connection failed. An error reply from Redis (a key of the wrong type, an out-of-memory
-// refusal) is reported as such, never as unavailability. If the caller's own context ends first,
-// the error wraps its context.Canceled or context.DeadlineExceeded instead: the caller gave up,
-// Redis did not fail. All sentinels are listed in errors.go.
+// Build counters with [FromCache] (they then share the cache's key prefix, timeout, circuit
+// breaker and lifetime) or [New] on any rueidis client. Every call has a deadline
+// (Options.Timeout) and goes through a circuit breaker, so that during an outage calls fail at
+// once instead of each waiting out its deadline. A failure to reach a Redis able to serve is
+// reported as an error that matches both [ErrUnavailable] and tiered.ErrUnavailable with
+// errors.Is, classified exactly as the tiered package does. When that happens to a write, its
+// outcome is unknown: the command may or may not have been applied before the connection
+// failed. An error reply from Redis (a key of the wrong type) is reported as such. If the
+// caller's own context ends first, the error wraps its context.Canceled or
+// context.DeadlineExceeded instead: the caller gave up, Redis did not fail. After the cache a
+// counter was built on is closed, calls fail with [ErrClosed].
 package counter

@@ -91,3 +91,13 @@ func ExampleCounters_GetMany() {
 		fmt.Println(k.ID, counts[k]) // a missing counter reads as 0
 	}
 }
+
+// A counter's key: target type, target id and counter name, escaped so that no two keys
+// collide (a ':' inside a part is escaped).
+func ExampleKey() {
+	fmt.Println(counter.Key{Target: "article", ID: "123", Counter: "likes"})
+	fmt.Println(counter.Key{Target: "user", ID: "a:b", Counter: "favourites"})
+	// Output:
+	// article:123:likes
+	// user:a%3Ab:favourites
+}

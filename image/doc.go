@@ -17,9 +17,8 @@
 // Bytes are copied at the boundary: Set encodes a copy of the caller's slice, and Get
 // returns a fresh copy, so neither side can change what the cache holds.
 //
-// A tiered.Group has one TTL, so a Cache keeps one group per distinct TTL (whole seconds),
-// created on first use. All of them write the same Redis keys and share coherence; reads go
-// through the default group and honour each entry's own expiry.
+// Every image may have its own TTL (Set's ttl, ProxyOptions.TTL): each is stored with it
+// through tiered's per-call TTL, in the one group "img".
 //
 // # Proxy
 //
@@ -54,8 +53,9 @@
 // http.DetectContentType on its first bytes; the sniffed type is what the proxy serves. SVG
 // is refused (415): it can carry script, and the proxy serves images under the site's own
 // origin. A body larger than the cache's MaxImageBytes is a 413. Concurrent misses of one URL
-// share one origin fetch. Errors are plain text, never cached, and marked no-store. When
-// Redis is unavailable the proxy keeps serving by fetching from the origin.
+// share one origin fetch, which ends when every request waiting for it has gone (or at the
+// proxy's Timeout, or on Close). Errors are plain text, never cached, and marked no-store.
+// When Redis is unavailable the proxy keeps serving by fetching from the origin.
 //
 // A Proxy owns an HTTP transport and the fetches in flight: Close it when done.
 package image

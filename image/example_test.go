@@ -3,6 +3,7 @@ package image_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log"
 	"net/http"
 	"time"
@@ -50,4 +51,13 @@ func ExampleNewProxy() {
 	})
 	defer proxy.Close()
 	http.Handle("/proxy/image", proxy) // GET /proxy/image?url=https://cdn.example.com/cat.png
+}
+
+// An image's Redis key is the SHA-256 of its URL; its ETag is strong, from its bytes.
+func ExampleKey() {
+	fmt.Println(image.Key("https://cdn.example.com/a.png"))
+	fmt.Println(image.ETag([]byte("png bytes")))
+	// Output:
+	// 6155f67efa620e76fd5fb2c42f3676aec9cba0ee554f6ad1f33773ff1d26f587
+	// "d013614dc14a37ee20fe92005737ab7d"
 }

@@ -4,6 +4,7 @@ package tiered_test
 // values and TTLs, group registration and errors as users read them.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -620,4 +621,25 @@ func TestPerCallTTL(t *testing.T) {
 	_, err = g.GetOrLoad(ctx, "neg2", func(context.Context) (string, error) { return "x", nil }, tiered.TTL(-1))
 	require.Error(t, err, "GetOrLoad with TTL(-1)")
 	require.False(t, edgeExists(t, s, redisKey(t, g, "neg2")))
+}
+
+// A large value that a group allows is not an outage: calls that move it get time to, beyond
+// a Timeout that would not cover the transfer.
+func TestLargeValueGetsTimeToMove(t *testing.T) {
+	s := redistest.Start(t)
+	c := newCache(t, s, func(o *tiered.Options) { o.Timeout = 10 * time.Millisecond })
+	ctx := context.Background()
+	g := tiered.NewGroup[[]byte](c, "blobs", time.Minute, tiered.WithCodec(tiered.Raw{}), tiered.WithMaxValueBytes(64<<20))
+	// The group's generation is read (a small call that a busy machine may delay past 10 ms).
+	require.Eventually(t, func() bool { return g.Set(ctx, "warm", []byte("x")) == nil }, waitFor, tick)
+	// 32 MiB take 60 to 700 ms to move on this machine (race detector on or off); the calls
+	// get 10 ms + 28 MiB at 16 MiB/s = 1.76 s.
+	big := bytes.Repeat([]byte("0123456789abcdef"), 32<<20/16)
+	for range 2 {
+		require.NoError(t, g.Set(ctx, "k", big))
+		got, err := g.Get(ctx, "k")
+		require.NoError(t, err)
+		require.Equal(t, len(big), len(got))
+	}
+	require.Zero(t, c.Stats().BreakerOpens)
 }

@@ -96,3 +96,41 @@ func ExampleOptions_startWithoutRedis() {
 	})
 	fmt.Println(len(list), err)
 }
+
+// Keys are stable hashes of their arguments, the same in every process: here page 1 of 10.
+func ExampleMakeKey() {
+	key, err := tiered.MakeKey(1, 10)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(key)
+	// Output: 7f39a37c0116c0e37c1e0cf375ec5050
+}
+
+// The original design's URL forms: ?ssl=true is TLS, several hosts are a cluster.
+func ExampleParseRedisURL() {
+	for _, u := range []string{
+		"redis://localhost:6379/2",
+		"redis://cache.internal:6380/0?ssl=true",
+		"redis://a:7000,b:7001,c:7002",
+	} {
+		opt, err := tiered.ParseRedisURL(u)
+		if err != nil {
+			fmt.Println(err)
+			continue
+		}
+		fmt.Println(opt.InitAddress, "db", opt.SelectDB, "tls", opt.TLSConfig != nil)
+	}
+	// Output:
+	// [localhost:6379] db 2 tls false
+	// [cache.internal:6380] db 0 tls true
+	// [a:7000 b:7001 c:7002] db 0 tls false
+}
+
+// A value too large for its group is refused before anything is sent to Redis.
+func ExampleErrTooLarge() {
+	err := fmt.Errorf("tiered: set images:k: %w", tiered.ErrTooLarge)
+	fmt.Println(errors.Is(err, tiered.ErrTooLarge))
+	// Output: true
+}

@@ -12,9 +12,6 @@ func EnvelopeForTest(payload []byte, expiryMs int64) []byte {
 	return appendEnvelope(nil, 0, codecJSON, expiryMs, payload)
 }
 
-// MakeKeyForTest is Group.Key without a group.
-func MakeKeyForTest(args ...any) (string, error) { return makeKey(args) }
-
 // SetTrackerPingForTest replaces the tracking keeper's health check with f (nil restores
 // it) and wakes the keeper; it reports false when the cache has no tracking listener.
 func (c *Cache) SetTrackerPingForTest(f func(context.Context, time.Duration) error) bool {

@@ -12,7 +12,12 @@ import (
 	"time"
 )
 
-// makeKey is the original make_key(prefix, *args): a stable hash of the arguments.
+// MakeKey is the original make_key(prefix, *args) without the prefix: a stable hash of args,
+// identical across processes, machines and Go versions. [Group.Key] is MakeKey for one group.
+// It fails only for an argument that encoding/json cannot encode.
+func MakeKey(args ...any) (string, error) { return makeKey(args) }
+
+// makeKey is MakeKey.
 //
 // The canonical encoding is, for each argument in order, a one-byte type tag followed by
 // its value:

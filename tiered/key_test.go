@@ -31,7 +31,7 @@ func TestKeyIsStable(t *testing.T) {
 		{[]any{"list", 2, 20}, "49c7efe2e72f597689a3c68af2e0985c"},
 	}
 	for _, g := range golden {
-		got, err := tiered.MakeKeyForTest(g.args...)
+		got, err := tiered.MakeKey(g.args...)
 		require.NoError(t, err)
 		require.Equal(t, g.want, got, "key of %v", g.args)
 	}
@@ -45,7 +45,7 @@ func TestKeyDistinguishesArgumentLists(t *testing.T) {
 	}
 	seen := map[string]int{}
 	for i, args := range lists {
-		k, err := tiered.MakeKeyForTest(args...)
+		k, err := tiered.MakeKey(args...)
 		require.NoError(t, err)
 		if j, dup := seen[k]; dup {
 			t.Fatalf("%#v and %#v share key %s", lists[j], args, k)
@@ -53,23 +53,23 @@ func TestKeyDistinguishesArgumentLists(t *testing.T) {
 		seen[k] = i
 	}
 	// Equal values of different integer widths are one key; -0 and +0 too.
-	k1, _ := tiered.MakeKeyForTest(int8(7))
-	k2, _ := tiered.MakeKeyForTest(int64(7))
+	k1, _ := tiered.MakeKey(int8(7))
+	k2, _ := tiered.MakeKey(int64(7))
 	require.Equal(t, k1, k2)
 	negZero := 0.0
 	negZero = -negZero
-	k1, _ = tiered.MakeKeyForTest(negZero)
-	k2, _ = tiered.MakeKeyForTest(0.0)
+	k1, _ = tiered.MakeKey(negZero)
+	k2, _ = tiered.MakeKey(0.0)
 	require.Equal(t, k1, k2)
 	// Time zones do not matter, the instant does.
 	at := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
-	k1, _ = tiered.MakeKeyForTest(at)
-	k2, _ = tiered.MakeKeyForTest(at.In(time.FixedZone("X", 3600)))
+	k1, _ = tiered.MakeKey(at)
+	k2, _ = tiered.MakeKey(at.In(time.FixedZone("X", 3600)))
 	require.Equal(t, k1, k2)
 }
 
 func TestKeyRejectsUnencodableArguments(t *testing.T) {
-	_, err := tiered.MakeKeyForTest(make(chan int))
+	_, err := tiered.MakeKey(make(chan int))
 	require.Error(t, err)
 }
 

@@ -195,7 +195,7 @@ type Options struct {
 	// own (WithMaxValueBytes). Default DefaultMaxValueBytes. A larger value is refused with
 	// ErrTooLarge before anything is sent to Redis: Set returns the error, GetOrLoad returns
 	// the loaded value with it. Calls that may move values larger than 4 MiB get Timeout
-	// plus 1 s per 32 MiB beyond that, so that a slow transfer is not taken for an outage.
+	// plus 1 s per 16 MiB beyond that, so that a slow transfer is not taken for an outage.
 	MaxValueBytes int64
 
 	// Logger receives start-up decisions and errors that are not returned (a failed

@@ -284,8 +284,8 @@ func (d *demo) likes(ctx context.Context) bool {
 	countInDB := func(context.Context) (int64, error) { return inDB.Load(), nil }
 
 	key := counter.Key{Target: "article", ID: "1", Counter: "likes"}
-	onA := counter.New(d.a.Redis(), counter.Options{KeyPrefix: d.prefix, TTL: counter.DefaultCacheTTL})
-	onB := counter.New(d.b.Redis(), counter.Options{KeyPrefix: d.prefix, TTL: counter.DefaultCacheTTL})
+	onA := counter.FromCache(d.a, counter.Options{TTL: counter.DefaultCacheTTL})
+	onB := counter.FromCache(d.b, counter.Options{TTL: counter.DefaultCacheTTL})
 	if _, err := onA.GetOrLoad(ctx, key, countInDB); err != nil {
 		return report(false, "likes from A and B", "-", detail(err, ""))
 	}

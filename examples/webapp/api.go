@@ -55,7 +55,7 @@ func newAPI(c *tiered.Cache, db *store, opts tiered.Options, log *zap.Logger) *a
 		articles: tiered.NewGroup[Article](c, "data:article", articleTTL),
 		profiles: tiered.NewGroup[User](c, "user:profile", profileTTL),
 		// Cache mode: the likes table is the truth, the counter expires and is reseeded.
-		likes: counter.New(c.Redis(), counter.Options{KeyPrefix: opts.KeyPrefix, TTL: counter.DefaultCacheTTL, Timeout: opts.Timeout}),
+		likes: counter.FromCache(c, counter.Options{TTL: counter.DefaultCacheTTL}),
 	}
 }
 

@@ -37,7 +37,7 @@ var (
 // allowance are expected to move well within Timeout.
 const (
 	TransferAllowance = 4 << 20
-	TransferRate      = 32 << 20 // bytes per second
+	TransferRate      = 16 << 20 // bytes per second, about what a 130 Mbit/s link moves
 )
 
 // Options configure a Caller.
@@ -179,9 +179,12 @@ func (c *Caller) DoMultiMoving(ctx context.Context, n int64, cmds ...rueidis.Com
 	res := c.client.DoMulti(cctx, cmds...)
 	worst := success
 	for i, r := range res {
-		oc, err := c.classify(ctx, r.Error(), timedOut)
+		// One Error call: each returns a new *RedisError for an error reply, which a second
+		// call's would never equal.
+		rerr := r.Error()
+		oc, err := c.classify(ctx, rerr, timedOut)
 		worst = max(worst, oc)
-		if err != r.Error() {
+		if err != rerr {
 			res[i] = rueidis.NewErrorResult(err)
 		}
 	}
@@ -209,7 +212,7 @@ func (c *Caller) DoOn(ctx context.Context, d interface {
 		cctx, cancel = context.WithTimeout(ctx, timeout)
 	}
 	res := d.Do(cctx, cmd.Pin())
-	timedOut := cctx.Err() != nil && ctx.Err() == nil
+	timedOut := expired(cctx) && !expired(ctx)
 	cancel()
 	if err := res.Error(); err != nil {
 		if _, cerr := c.classify(ctx, err, func() bool { return timedOut }); cerr != err {
@@ -276,7 +279,27 @@ func (c *Caller) deadline(ctx context.Context, n int64) (cctx context.Context, c
 	default:
 		cctx, cancel = c.bounds.Context(ctx)
 	}
-	return cctx, cancel, func() bool { return cctx.Err() != nil && ctx.Err() == nil }
+	return cctx, cancel, func() bool { return expired(cctx) && !expired(ctx) }
+}
+
+// expired reports whether ctx is done or its deadline has passed. A call on an idle
+// connection is bounded by a socket deadline taken from its context's (rueidis reads the
+// reply synchronously) and can return context.DeadlineExceeded before the context's own
+// timer has fired: Err alone would still be nil.
+func expired(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
+}
+
+// ctxErr is the error of an expired ctx (see expired).
+func ctxErr(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return context.DeadlineExceeded
 }
 
 var errCallTimeout = errors.New("rcall: call timeout")
@@ -340,8 +363,8 @@ func (c *Caller) classify(ctx context.Context, err error, timedOut func() bool) 
 		}
 		return success, err
 	}
-	if ours := timedOut(); !ours && ctx.Err() != nil {
-		return abandon, ctx.Err()
+	if ours := timedOut(); !ours && expired(ctx) {
+		return abandon, ctxErr(ctx)
 	} else if ours && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
 		err = timeoutError{c.o.Timeout}
 	}

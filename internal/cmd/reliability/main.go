@@ -144,6 +144,8 @@ func describe(test string) string {
 		return "one cold key requested by 3 instances × 50 goroutines, loader taking 100 ms, without and with Options.LoadLockTTL"
 	case test == "resets":
 		return "mixed workload on 3 instances while a TCP proxy resets every connection"
+	case test == "outage":
+		return "a TCP proxy swallows all traffic to Redis: 50 counter increments (counters built on the cache), 100 concurrent GetOrLoad calls of one cold key, then Close with a counter load and a group load in flight"
 	case test == "start-offline":
 		return "an instance started with StartWithoutRedis while redis-server is down, which is then started"
 	case strings.HasPrefix(test, "slow-"):
