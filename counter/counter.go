@@ -100,6 +100,9 @@ func New(client rueidis.Client, opts Options) *Counters {
 	case opts.TTL > tiered.MaxTTL:
 		c.err = fmt.Errorf("%w: TTL %v is longer than tiered.MaxTTL (%v)", ErrInvalidOptions, opts.TTL, tiered.MaxTTL)
 		return c
+	case opts.Timeout > tiered.MaxTTL:
+		c.err = fmt.Errorf("%w: Timeout %v is longer than tiered.MaxTTL (%v)", ErrInvalidOptions, opts.Timeout, tiered.MaxTTL)
+		return c
 	}
 	if opts.TTL > 0 {
 		c.ttlMs = ceilMillis(opts.TTL)
@@ -114,7 +117,9 @@ func New(client rueidis.Client, opts Options) *Counters {
 		if call.Timeout == 0 {
 			call.Timeout = DefaultTimeout
 		}
-		call.Breaker = rcall.NewBreaker(tiered.DefaultBreakerThreshold, tiered.DefaultBreakerCooldown, nil, nil)
+		call.Breaker = rcall.NewBreaker(rcall.BreakerOptions{
+			Threshold: tiered.DefaultBreakerThreshold, MinSpan: rcall.DefaultMinFailureSpan, Cooldown: tiered.DefaultBreakerCooldown,
+		})
 		call.Life = lifetime.New() // never closed: loads end with their callers
 		c.caller = rcall.New(client, call)
 	}
@@ -211,6 +216,9 @@ func (c *Counters) get(ctx context.Context, key Key) (n int64, found bool, err e
 // after a successful load, GetOrLoad returns the loaded value together with the seed's error
 // (wrapping ErrUnavailable when Redis could not be reached), so a caller may still show it.
 func (c *Counters) GetOrLoad(ctx context.Context, key Key, load func(context.Context) (int64, error)) (int64, error) {
+	if load == nil {
+		return 0, &keyError{op: "get or load", key: key, kind: ErrInvalidOptions, detail: errors.New("nil loader")}
+	}
 	n, ok, err := c.get(ctx, key)
 	if err != nil || ok {
 		return n, err
@@ -219,16 +227,18 @@ func (c *Counters) GetOrLoad(ctx context.Context, key Key, load func(context.Con
 	if err != nil {
 		return 0, err
 	}
-	if load == nil {
-		return 0, fmt.Errorf("counter: get or load %s: nil loader", key)
-	}
+
 	// The seed is safe either way; the database query is what sharing saves.
 	n, err = c.loads.Do(ctx, rk, func(lctx context.Context) (int64, error) {
 		return c.loadAndSeed(lctx, key, rk, load)
 	})
 	var pe *tiered.PanicError
-	if errors.As(err, &pe) {
-		return 0, fmt.Errorf("counter: load %s: %w", key, err)
+	switch {
+	case err == nil:
+	case ctx.Err() == nil && c.caller.Closed() && errors.Is(err, context.Canceled):
+		return 0, &keyError{op: "load", key: key, kind: ErrClosed} // the cache closed, the caller cancelled nothing
+	case errors.As(err, &pe):
+		return 0, &keyError{op: "load", key: key, detail: err}
 	}
 	return n, err
 }
@@ -241,7 +251,7 @@ func (c *Counters) loadAndSeed(ctx context.Context, key Key, rk string, load fun
 	}
 	loaded, err := load(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("counter: load %s: %w", key, err)
+		return 0, &keyError{op: "load", key: key, detail: err}
 	}
 	res := c.caller.Exec(ctx, seedScript, []string{rk}, []string{strconv.FormatInt(loaded, 10), strconv.FormatInt(c.ttlMs, 10)})
 	n, err := res.AsInt64()

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/synspirit/tiercache/tiered"
 )
 
 // Images may be stored with any number of distinct TTLs, each kept for its own TTL.
@@ -45,4 +47,18 @@ func TestImageErr(t *testing.T) {
 
 	require.ErrorIs(t, newProxy(t, e.ic, ProxyOptions{}).Err(), ErrInvalidOptions, "empty AllowedHosts")
 	require.NoError(t, newProxy(t, e.ic, ProxyOptions{AllowedHosts: []string{"cdn.example.com"}}).Err())
+}
+
+// A proxy TTL or max-age beyond tiered.MaxTTL is an option error, seen before the first
+// request, rather than a proxy that silently caches nothing.
+func TestProxyDurationsBeyondMaxTTL(t *testing.T) {
+	e := newCacheEnv(t, Options{})
+	for name, o := range map[string]ProxyOptions{
+		"TTL":    {AllowedHosts: []string{"127.0.0.1"}, TTL: tiered.MaxTTL + time.Hour},
+		"MaxAge": {AllowedHosts: []string{"127.0.0.1"}, MaxAge: tiered.MaxTTL + time.Hour},
+	} {
+		p := newProxy(t, e.ic, o)
+		require.ErrorIs(t, p.Err(), ErrInvalidOptions, name)
+		require.Contains(t, p.Err().Error(), name)
+	}
 }

@@ -40,6 +40,9 @@ var (
 	ErrInvalidOptions = errors.New("image: invalid options")
 )
 
+// errEmptyURL is every call's answer for an empty url.
+var errEmptyURL = fmt.Errorf("%w: empty url", ErrInvalidOptions)
+
 // Options configure a Cache. The zero value uses the defaults.
 type Options struct {
 	// DefaultTTL is the L2 TTL of images stored with ttl 0. Default DefaultTTL.
@@ -54,7 +57,8 @@ type Options struct {
 	L1MaxEntryBytes int64
 }
 
-func (o Options) withDefaults() (Options, error) {
+// withDefaults returns o with defaults filled in, and what is wrong with it.
+func (o Options) withDefaults() (Options, []error) {
 	var errs []error
 	switch {
 	case o.DefaultTTL < 0:
@@ -74,10 +78,7 @@ func (o Options) withDefaults() (Options, error) {
 	} else if o.L1MaxEntryBytes == 0 {
 		o.L1MaxEntryBytes = DefaultL1MaxEntryBytes
 	}
-	if len(errs) > 0 {
-		return o, fmt.Errorf("%w: %w", ErrInvalidOptions, errors.Join(errs...))
-	}
-	return o, nil
+	return o, errs
 }
 
 // Image is a cached image. Get returns a copy: the caller may change Data.
@@ -102,19 +103,21 @@ type Cache struct {
 // New returns an image cache over c. Bad options do not panic: [Cache.Err] reports them,
 // and every call returns the error, matching ErrInvalidOptions.
 func New(c *tiered.Cache, opts Options) *Cache {
-	o, err := opts.withDefaults()
-	ic := &Cache{c: c, opts: o, err: err}
+	o, problems := opts.withDefaults()
+	ic := &Cache{c: c, opts: o}
 	if c == nil {
-		ic.err = errors.Join(ic.err, fmt.Errorf("%w: nil *tiered.Cache", ErrInvalidOptions))
+		problems = append(problems, errors.New("nil *tiered.Cache"))
 	}
-	if ic.err != nil {
-		return ic
+	if len(problems) == 0 {
+		ic.group = tiered.NewGroup[*entry](c, GroupName, o.DefaultTTL,
+			tiered.WithCodec(entryCodec{}), tiered.WithL1MaxEntryBytes(o.L1MaxEntryBytes),
+			tiered.WithMaxValueBytes(o.MaxImageBytes+entryOverhead))
+		if err := ic.group.Err(); err != nil {
+			problems = append(problems, sentinel.WithoutPrefix(err, tiered.ErrInvalidOptions.Error()+": "))
+		}
 	}
-	ic.group = tiered.NewGroup[*entry](c, GroupName, o.DefaultTTL,
-		tiered.WithCodec(entryCodec{}), tiered.WithL1MaxEntryBytes(o.L1MaxEntryBytes),
-		tiered.WithMaxValueBytes(o.MaxImageBytes+entryOverhead))
-	if err := ic.group.Err(); err != nil {
-		ic.err = fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+	if len(problems) > 0 {
+		ic.err = fmt.Errorf("%w: %w", ErrInvalidOptions, sentinel.Join(problems...))
 	}
 	return ic
 }
@@ -167,7 +170,7 @@ func (ic *Cache) get(ctx context.Context, url string) (*entry, error) {
 		return nil, ic.err
 	}
 	if url == "" {
-		return nil, errors.New("image: empty url")
+		return nil, errEmptyURL
 	}
 	e, err := ic.group.Get(ctx, Key(url))
 	if err != nil {
@@ -197,7 +200,7 @@ func (ic *Cache) set(ctx context.Context, url string, data []byte, contentType s
 		return nil, ic.err
 	}
 	if url == "" {
-		return nil, errors.New("image: empty url")
+		return nil, errEmptyURL
 	}
 	if int64(len(data)) > ic.opts.MaxImageBytes {
 		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, len(data), ic.opts.MaxImageBytes)
@@ -229,7 +232,7 @@ func (ic *Cache) Delete(ctx context.Context, url string) error {
 		return ic.err
 	}
 	if url == "" {
-		return errors.New("image: empty url")
+		return errEmptyURL
 	}
 	return ic.group.Delete(ctx, Key(url))
 }

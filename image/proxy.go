@@ -20,6 +20,7 @@ import (
 
 	"github.com/synspirit/tiercache/internal/flight"
 	"github.com/synspirit/tiercache/internal/lifetime"
+	"github.com/synspirit/tiercache/internal/sentinel"
 	"github.com/synspirit/tiercache/tiered"
 )
 
@@ -66,7 +67,8 @@ type ProxyOptions struct {
 	Logger *zap.Logger
 }
 
-func (o ProxyOptions) withDefaults() (ProxyOptions, error) {
+// withDefaults returns o with defaults filled in, and what is wrong with it.
+func (o ProxyOptions) withDefaults() (ProxyOptions, []error) {
 	var errs []error
 	switch {
 	case o.MaxRedirects == 0:
@@ -79,11 +81,11 @@ func (o ProxyOptions) withDefaults() (ProxyOptions, error) {
 	} else if o.Timeout == 0 {
 		o.Timeout = DefaultProxyTimeout
 	}
-	if o.TTL < 0 {
-		errs = append(errs, fmt.Errorf("negative TTL %v", o.TTL))
+	if o.TTL < 0 || o.TTL > tiered.MaxTTL {
+		errs = append(errs, fmt.Errorf("TTL %v is negative or longer than tiered.MaxTTL", o.TTL))
 	}
-	if o.MaxAge < 0 {
-		errs = append(errs, fmt.Errorf("negative MaxAge %v", o.MaxAge))
+	if o.MaxAge < 0 || o.MaxAge > tiered.MaxTTL {
+		errs = append(errs, fmt.Errorf("MaxAge %v is negative or longer than tiered.MaxTTL", o.MaxAge))
 	}
 	if o.UserAgent == "" {
 		o.UserAgent = "tiercache-image-proxy"
@@ -91,10 +93,7 @@ func (o ProxyOptions) withDefaults() (ProxyOptions, error) {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
-	if len(errs) > 0 {
-		return o, fmt.Errorf("%w: %w", ErrInvalidOptions, errors.Join(errs...))
-	}
-	return o, nil
+	return o, errs
 }
 
 // Proxy is the image proxy, an http.Handler for GET and HEAD ?url=<image url>[&no_cache=1].
@@ -123,20 +122,23 @@ type Proxy struct {
 // [Proxy.Err] reports them (matching ErrInvalidOptions), and the proxy answers every
 // request with a 500.
 func NewProxy(c *Cache, opts ProxyOptions) *Proxy {
-	o, err := opts.withDefaults()
-	p := &Proxy{c: c, opts: o, err: err, log: o.Logger.Named("image-proxy"), life: lifetime.New()}
+	o, problems := opts.withDefaults()
+	p := &Proxy{c: c, opts: o, log: o.Logger.Named("image-proxy"), life: lifetime.New()}
 	p.fetches = flight.New[*entry](p.life)
 	if len(o.AllowedHosts) == 0 {
-		p.err = errors.Join(p.err, fmt.Errorf("%w: ProxyOptions.AllowedHosts is empty: the proxy would refuse every request", ErrInvalidOptions))
-	} else if hosts, herr := newHostList(o.AllowedHosts); herr != nil {
-		p.err = errors.Join(p.err, fmt.Errorf("%w: %w", ErrInvalidOptions, herr))
+		problems = append(problems, errors.New("ProxyOptions.AllowedHosts is empty: the proxy would refuse every request"))
+	} else if hosts, err := newHostList(o.AllowedHosts); err != nil {
+		problems = append(problems, err)
 	} else {
 		p.hosts = hosts
 	}
 	if c == nil {
-		p.err = errors.Join(p.err, fmt.Errorf("%w: nil *Cache", ErrInvalidOptions))
+		problems = append(problems, errors.New("nil *Cache"))
 	} else if c.err != nil {
-		p.err = errors.Join(p.err, c.err)
+		problems = append(problems, sentinel.WithoutPrefix(c.err, ErrInvalidOptions.Error()+": "))
+	}
+	if len(problems) > 0 {
+		p.err = fmt.Errorf("%w: %w", ErrInvalidOptions, sentinel.Join(problems...))
 	}
 	p.addrAllowed = isPublicAddr
 	if o.AllowPrivateNetworks {

@@ -79,7 +79,10 @@ func New(ctx context.Context, opts Options) (*Cache, error) {
 	}
 	c := &Cache{opts: p.opts, mode: p.mode, db: p.client.SelectDB, genPrefix: genKeyPrefix(p.opts.KeyPrefix), log: p.opts.Logger.Named("tiercache"), life: lifetime.New()}
 	c.flight = flight.New[any](c.life)
-	c.breaker = rcall.NewBreaker(p.opts.BreakerThreshold, p.opts.BreakerCooldown, c.onBreakerOpen, c.onBreakerClose)
+	c.breaker = rcall.NewBreaker(rcall.BreakerOptions{
+		Threshold: p.opts.BreakerThreshold, MinSpan: rcall.DefaultMinFailureSpan, Cooldown: p.opts.BreakerCooldown,
+		OnOpen: c.onBreakerOpen, OnClose: c.onBreakerClose,
+	})
 
 	// 1. The listener first: whether Redis grants tracking decides the mode.
 	if p.listen {
@@ -92,7 +95,7 @@ func New(ctx context.Context, opts Options) (*Cache, error) {
 				zap.String("reason", err.Error()))
 			c.mode = BusOnly
 		default:
-			return nil, plainToTLSHint(connectError(err), p.tlsOn)
+			return nil, plainToTLSHint(connectError(ctx, err), p.tlsOn)
 		}
 		c.startedOffline.Store(c.tracker != nil && !c.tracker.up)
 	}
@@ -107,7 +110,7 @@ func New(ctx context.Context, opts Options) (*Cache, error) {
 				client.Close()
 			}
 			c.closeClients()
-			return nil, plainToTLSHint(connectError(err), p.tlsOn)
+			return nil, plainToTLSHint(connectError(ctx, err), p.tlsOn)
 		}
 		c.redis, c.owns = client, true
 		if err != nil {
@@ -255,7 +258,10 @@ func trackingRefused(err error) bool {
 		strings.Contains(msg, "UNKNOWN COMMAND") || strings.Contains(msg, "NOPERM")
 }
 
-func connectError(err error) error {
+func connectError(ctx context.Context, err error) error {
+	if ctx.Err() != nil { // the caller's own context ended: not an outage
+		return fmt.Errorf("tiered: connecting: %w", ctx.Err())
+	}
 	var re *rueidis.RedisError
 	if errors.As(err, &re) {
 		msg := re.Error()

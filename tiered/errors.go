@@ -3,6 +3,7 @@ package tiered
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/synspirit/tiercache/internal/flight"
 )
@@ -35,14 +36,16 @@ var (
 // the same type.
 type PanicError = flight.PanicError
 
-// reasonError is a sentinel with the reason why, in one message: "tiered: not found
-// (expired)".
+// reasonError is a sentinel with the reason why, in one message: "not found (expired)",
+// always the cause of an opError (which names the package).
 type reasonError struct {
 	sentinel error
 	reason   string
 }
 
-func (e *reasonError) Error() string { return e.sentinel.Error() + " (" + e.reason + ")" }
+func (e *reasonError) Error() string {
+	return strings.TrimPrefix(e.sentinel.Error(), "tiered: ") + " (" + e.reason + ")"
+}
 func (e *reasonError) Unwrap() error { return e.sentinel }
 
 func notFound(reason string) error { return &reasonError{sentinel: ErrNotFound, reason: reason} }
@@ -54,3 +57,30 @@ func (e *tooLargeError) Error() string {
 	return fmt.Sprintf("value too large: %d bytes encoded, the limit is %d (MaxValueBytes)", e.size, e.limit)
 }
 func (e *tooLargeError) Unwrap() error { return ErrTooLarge }
+
+// opError is a failed operation, in one message that names the package once:
+// "tiered: get articles:7: redis unavailable: …". A cause that names the package itself
+// (a sentinel, a Raw codec error) has that prefix dropped from the text; errors.Is and As see
+// the cause unchanged.
+type opError struct {
+	op    string // what was done: "get", "set", "load"
+	where string // on what: "articles:7"
+	err   error
+	bare  bool // no "tiered: " in front: a part of another message
+}
+
+func (e *opError) Error() string {
+	s := e.op + " " + e.where + ": " + strings.TrimPrefix(e.err.Error(), "tiered: ")
+	if e.bare {
+		return s
+	}
+	return "tiered: " + s
+}
+
+func (e *opError) Unwrap() error { return e.err }
+
+// Bad arguments; each matches ErrInvalidOptions.
+var (
+	errEmptyKey  = &reasonError{sentinel: ErrInvalidOptions, reason: "empty key"}
+	errNilLoader = &reasonError{sentinel: ErrInvalidOptions, reason: "nil loader"}
+)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/synspirit/tiercache/bus"
 	"github.com/synspirit/tiercache/internal/l1"
+	"github.com/synspirit/tiercache/internal/sentinel"
 )
 
 // Group is a typed namespace of the cache: the original DataCache(prefix, ttl). Its keys live
@@ -72,7 +74,7 @@ type GroupOption func(*groupCore)
 func WithCodec(codec Codec) GroupOption {
 	return func(g *groupCore) {
 		if codec == nil {
-			g.err = errors.Join(g.err, errors.New("WithCodec(nil)"))
+			g.err = sentinel.Join(g.err, errors.New("WithCodec(nil)"))
 			return
 		}
 		g.codec = codec
@@ -87,7 +89,7 @@ func WithoutL1() GroupOption { return func(g *groupCore) { g.useL1 = false } }
 func WithL1MaxEntryBytes(n int64) GroupOption {
 	return func(g *groupCore) {
 		if n <= 0 {
-			g.err = errors.Join(g.err, fmt.Errorf("WithL1MaxEntryBytes(%d): want > 0", n))
+			g.err = sentinel.Join(g.err, fmt.Errorf("WithL1MaxEntryBytes(%d): want > 0", n))
 			return
 		}
 		g.l1MaxEntry = n
@@ -98,8 +100,8 @@ func WithL1MaxEntryBytes(n int64) GroupOption {
 // Options.MaxValueBytes); larger ones are refused with ErrTooLarge.
 func WithMaxValueBytes(n int64) GroupOption {
 	return func(g *groupCore) {
-		if n <= 0 {
-			g.err = errors.Join(g.err, fmt.Errorf("WithMaxValueBytes(%d): want > 0", n))
+		if n <= 0 || n > MaxValueBytesLimit {
+			g.err = sentinel.Join(g.err, fmt.Errorf("WithMaxValueBytes(%d): want 1 to %d", n, MaxValueBytesLimit))
 			return
 		}
 		g.maxValue = n
@@ -139,6 +141,9 @@ func NewGroup[T any](c *Cache, name string, ttl time.Duration, opts ...GroupOpti
 		errs = append(errs, g.err)
 	}
 	g.codecID = codecID(g.codec)
+	if t := reflect.TypeFor[T](); g.codecID == codecRaw && t != reflect.TypeFor[[]byte]() && t != reflect.TypeFor[string]() {
+		errs = append(errs, fmt.Errorf("the Raw codec stores []byte or string values, not %v", t))
+	}
 	if len(errs) == 0 {
 		var err error
 		if g.ns, err = c.groups.join(c.opts.KeyPrefix, name, reflect.TypeFor[T](), g.codec); err != nil {
@@ -146,7 +151,7 @@ func NewGroup[T any](c *Cache, name string, ttl time.Duration, opts ...GroupOpti
 		}
 	}
 	if len(errs) > 0 {
-		g.err = fmt.Errorf("%w: group %q: %w", ErrInvalidOptions, name, errors.Join(errs...))
+		g.err = fmt.Errorf("%w: group %q: %w", ErrInvalidOptions, name, sentinel.Join(errs...))
 	} else {
 		g.err = nil
 	}
@@ -205,7 +210,7 @@ func (g *groupCore) check(key string) error {
 		return g.err
 	}
 	if key == "" {
-		return fmt.Errorf("tiered: group %q: empty key", g.name)
+		return &opError{op: "call", where: g.name, err: errEmptyKey}
 	}
 	if g.c.isClosed() {
 		return ErrClosed
@@ -223,7 +228,7 @@ func (g *groupCore) fail(op, key string, err error) error {
 	if errors.Is(err, ErrClosed) {
 		return ErrClosed
 	}
-	return fmt.Errorf("tiered: %s %s:%s: %w", op, g.name, key, err)
+	return &opError{op: op, where: g.name + ":" + key, err: err}
 }
 
 // resolve returns the group's current state, reading its generation from Redis when it is
@@ -373,7 +378,7 @@ func (g *Group[T]) Set(ctx context.Context, key string, v T, opts ...CallOption)
 func (g *groupCore) encode(v any, ttl time.Duration) ([]byte, error) {
 	payload, err := g.codec.Marshal(v)
 	if err != nil {
-		return nil, fmt.Errorf("encoding value: %w", err)
+		return nil, &opError{op: "encoding", where: "value", err: err, bare: true}
 	}
 	if n := int64(len(payload)); n > g.maxValue {
 		g.c.st.tooLarge.Add(1)
@@ -393,6 +398,7 @@ func (g *groupCore) write(ctx context.Context, st *groupState, key string, env [
 	g.c.l1.Invalidate(h)
 	err := g.c.l2Set(ctx, full, env, g.l2TTL(ttl))
 	g.c.l1.Invalidate(h)
+	g.c.flight.Forget(full) // a GetOrLoad from now on does not join a load begun before
 	g.c.st.invLocal.Add(1)
 	g.c.st.sets.Add(1)
 	if err == nil && g.c.mode == BusOnly {
@@ -427,8 +433,9 @@ func (g *Group[T]) Delete(ctx context.Context, keys ...string) error {
 		g.c.l1.Invalidate(hashes[i])
 	}
 	err = g.c.caller.Del(ctx, full)
-	for _, h := range hashes {
+	for i, h := range hashes {
 		g.c.l1.Invalidate(h)
+		g.c.flight.Forget(full[i])
 	}
 	g.c.st.invLocal.Add(uint64(len(keys)))
 	g.c.st.deletes.Add(uint64(len(keys)))
@@ -461,10 +468,12 @@ func (g *Group[T]) GetOrLoad(ctx context.Context, key string, load func(context.
 		return zero, g.check(key)
 	}
 	if load == nil {
-		return zero, fmt.Errorf("tiered: get or load %s:%s: nil loader", g.name, key)
+		return zero, g.fail("get or load", key, errNilLoader)
 	}
-	if st := g.ns.state.Load(); st.known && !g.c.isClosed() {
-		h := st.hash(key)
+	st, rerr := g.resolve(ctx)
+	var h uint64
+	if rerr == nil && !g.c.isClosed() {
+		h = st.hash(key)
 		if v, refresh, ok := g.c.l1.GetRefresh(h, g.ns.owner, key); ok {
 			if refresh {
 				g.refreshAhead(st, key, load, opts)
@@ -476,32 +485,54 @@ func (g *Group[T]) GetOrLoad(ctx context.Context, key string, load func(context.
 	if err != nil {
 		return zero, g.fail("get or load", key, err)
 	}
-	v, err := g.c.flight.Do(ctx, g.name+"\x00"+key, func(lctx context.Context) (any, error) {
-		return g.load(lctx, key, load, co)
-	})
-	if err != nil {
-		var pe *PanicError
-		switch {
-		case errors.As(err, &pe):
-			return zero, fmt.Errorf("tiered: load %s:%s: %w", g.name, key, err)
-		case errors.Is(err, ErrTooLarge) && v != nil:
-			return v.(T), g.fail("get or load", key, err)
-		}
-		return zero, err
+	var v any
+	switch {
+	case rerr == nil:
+		// Loads share by Redis key: a caller after a Clear (a new generation) or after this
+		// instance's Set or Delete of key (see Forget) never joins a load begun before it.
+		v, err = g.c.flight.Do(ctx, st.base+key, func(lctx context.Context) (any, error) {
+			return g.load(lctx, st, key, h, load, co)
+		})
+	case expiredCtx(ctx, rerr):
+		return zero, g.fail("get or load", key, rerr)
+	default:
+		// Redis cannot be asked for the generation: loads share by group and key.
+		v, err = g.c.flight.Do(ctx, "\x00"+g.name+"\x00"+key, func(lctx context.Context) (any, error) {
+			return g.loadWithoutRedis(lctx, key, load, rerr)
+		})
 	}
-	return v.(T), nil
+	if err == nil {
+		return v.(T), nil
+	}
+	var le *loaderError
+	var pe *PanicError
+	switch {
+	case ctx.Err() == nil && g.c.isClosed() && errors.Is(err, context.Canceled):
+		return zero, ErrClosed // Close cancelled the load: the caller cancelled nothing
+	case errors.As(err, &le):
+		return zero, g.fail("load", key, le.err)
+	case errors.As(err, &pe):
+		return zero, g.fail("load", key, err)
+	case errors.Is(err, ErrTooLarge) && v != nil:
+		return v.(T), g.fail("get or load", key, err)
+	}
+	return zero, g.fail("get or load", key, err)
 }
 
+// expiredCtx tells whether err is ctx's own end.
+func expiredCtx(ctx context.Context, err error) bool {
+	return ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded))
+}
+
+// loaderError is an error the caller's loader returned (or its panic), as load returns it to
+// GetOrLoad, which reports it as such.
+type loaderError struct{ err error }
+
+func (e *loaderError) Error() string { return e.err.Error() }
+func (e *loaderError) Unwrap() error { return e.err }
+
 // load is one GetOrLoad miss, shared by its concurrent callers: Redis, else the loader.
-func (g *Group[T]) load(ctx context.Context, key string, load func(context.Context) (T, error), co callOpts) (any, error) {
-	st, err := g.resolve(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, err
-		}
-		return g.loadWithoutRedis(ctx, key, load, err)
-	}
-	h := st.hash(key)
+func (g *Group[T]) load(ctx context.Context, st *groupState, key string, h uint64, load func(context.Context) (T, error), co callOpts) (any, error) {
 	if v, ok := g.c.l1.Get(h, g.ns.owner, key); ok { // filled by a load that just ended
 		return v, nil
 	}
@@ -530,7 +561,7 @@ func (g *Group[T]) load(ctx context.Context, key string, load func(context.Conte
 	}
 	s := g.c.l1.Snapshot(h)
 	g.c.st.loads.Add(1)
-	loaded, err := load(ctx)
+	loaded, err := callLoader(ctx, load)
 	if err != nil {
 		g.c.st.loadErrors.Add(1)
 		if stale != nil {
@@ -538,7 +569,7 @@ func (g *Group[T]) load(ctx context.Context, key string, load func(context.Conte
 			g.c.log.Warn("loader failed: serving a stale value (fail-safe)", zap.String("group", g.name), zap.Error(err))
 			return stale, nil
 		}
-		return nil, err
+		return nil, &loaderError{err}
 	}
 	env, err := g.encode(loaded, co.ttl)
 	if err != nil {
@@ -560,7 +591,7 @@ func (g *Group[T]) load(ctx context.Context, key string, load func(context.Conte
 // cache closed): from the loader, else (fail-safe) from the last value this instance held.
 func (g *Group[T]) loadWithoutRedis(ctx context.Context, key string, load func(context.Context) (T, error), cause error) (any, error) {
 	g.c.st.loads.Add(1)
-	v, err := load(ctx)
+	v, err := callLoader(ctx, load)
 	if err == nil {
 		return v, nil
 	}
@@ -573,7 +604,19 @@ func (g *Group[T]) loadWithoutRedis(ctx context.Context, key string, load func(c
 			return sv, nil
 		}
 	}
-	return nil, err
+	return nil, &loaderError{err}
+}
+
+// callLoader runs the caller's loader, turning a panic into a *PanicError: a panicking loader
+// is a failed load (counted, eligible for fail-safe), not a crash.
+func callLoader[T any](ctx context.Context, load func(context.Context) (T, error)) (v T, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			var zero T
+			v, err = zero, &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	return load(ctx)
 }
 
 // refreshAhead starts one background load of key that replaces its value before it
@@ -598,7 +641,7 @@ func (g *Group[T]) refreshAhead(st *groupState, key string, load func(context.Co
 		if err := c.caller.Do(ctx, c.caller.B().Set().Key(lock).Value("1").Nx().PxMilliseconds(window.Milliseconds()).Build()).Error(); err != nil {
 			return // another instance refreshes, or Redis is unreachable
 		}
-		v, err := load(ctx)
+		v, err := callLoader(ctx, load)
 		if err == nil {
 			var env []byte
 			if env, err = g.encode(v, co.ttl); err == nil {

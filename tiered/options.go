@@ -2,7 +2,6 @@ package tiered
 
 import (
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -12,6 +11,8 @@ import (
 
 	"github.com/redis/rueidis"
 	"go.uber.org/zap"
+
+	"github.com/synspirit/tiercache/internal/sentinel"
 )
 
 // Defaults of Options. Each is used when its field is left at the zero value.
@@ -34,6 +35,9 @@ const (
 	DefaultBreakerCooldown = time.Second
 	// DefaultMaxValueBytes is the largest encoded value a group stores (Options.MaxValueBytes).
 	DefaultMaxValueBytes = 4 << 20
+	// MaxValueBytesLimit is the largest MaxValueBytes accepted: Redis's own limit on one
+	// value (proto-max-bulk-len), less the cache's header.
+	MaxValueBytesLimit = 512<<20 - envelopeHeaderSize
 	// MaxTTL is the longest TTL anything accepts: DefaultTTL, a group's TTL, TTL(d),
 	// FailSafeMaxStale, L1TTL, LoadLockTTL. Longer ones are refused, never wrapped.
 	MaxTTL = 10 * 365 * 24 * time.Hour
@@ -108,7 +112,8 @@ type Options struct {
 
 	// L1MaxBytes bounds the in-process L1 by the encoded size of its entries. Default
 	// DefaultL1MaxBytes. Tune it to the working set: ristretto admits by frequency, so a
-	// too-small L1 keeps only the hottest keys rather than thrashing.
+	// too-small L1 keeps only the hottest keys rather than thrashing. Its admission counters
+	// take about a tenth of L1MaxBytes on top, allocated at New, and at most ~40 MiB.
 	L1MaxBytes int64
 
 	// DisableL1 turns the in-process tier off: every read goes to Redis.
@@ -236,14 +241,18 @@ func (o Options) withDefaults() (Options, error) {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"DefaultTTL", o.DefaultTTL}, {"L1TTL", o.L1TTL}, {"FailSafeMaxStale", o.FailSafeMaxStale}, {"LoadLockTTL", o.LoadLockTTL}} {
+	}{{"DefaultTTL", o.DefaultTTL}, {"L1TTL", o.L1TTL}, {"FailSafeMaxStale", o.FailSafeMaxStale}, {"LoadLockTTL", o.LoadLockTTL},
+		{"Timeout", o.Timeout}, {"BreakerCooldown", o.BreakerCooldown}} {
 		if d.v > MaxTTL {
 			bad("%s %v is longer than MaxTTL (%v)", d.name, d.v, MaxTTL)
 		}
 	}
-	if o.MaxValueBytes < 0 {
+	switch {
+	case o.MaxValueBytes < 0:
 		bad("MaxValueBytes %d is negative", o.MaxValueBytes)
-	} else if o.MaxValueBytes == 0 {
+	case o.MaxValueBytes > MaxValueBytesLimit:
+		bad("MaxValueBytes %d is over %d, the most Redis stores in one value", o.MaxValueBytes, MaxValueBytesLimit)
+	case o.MaxValueBytes == 0:
 		o.MaxValueBytes = DefaultMaxValueBytes
 	}
 	if o.L1MaxBytes < 0 {
@@ -310,7 +319,7 @@ func (o Options) withDefaults() (Options, error) {
 		o.RedisURL = DefaultRedisURL
 	}
 	if len(errs) > 0 {
-		return o, fmt.Errorf("%w: %w", ErrInvalidOptions, errors.Join(errs...))
+		return o, fmt.Errorf("%w: %w", ErrInvalidOptions, sentinel.Join(errs...))
 	}
 	return o, nil
 }

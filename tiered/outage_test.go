@@ -55,7 +55,7 @@ func TestFaultOutage(t *testing.T) {
 			<-lctx.Done()
 			return 0, lctx.Err()
 		})
-		require.ErrorIs(t, err, context.Canceled)
+		require.ErrorIs(t, err, tiered.ErrClosed, "the cache closed under it")
 	}()
 	go func() {
 		defer inFlight.Done()
@@ -64,7 +64,7 @@ func TestFaultOutage(t *testing.T) {
 			<-lctx.Done()
 			return "", lctx.Err()
 		})
-		require.ErrorIs(t, err, context.Canceled)
+		require.ErrorIs(t, err, tiered.ErrClosed, "the cache closed under it")
 	}()
 	<-loading
 	<-loading

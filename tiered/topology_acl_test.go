@@ -27,7 +27,7 @@ import (
 var aclRules = []string{
 	"~synspirit:*", "&synspirit:*",
 	"+hello", "+auth", "+ping", "+client|setname", "+client|tracking",
-	"+cluster|slots", "+get", "+set", "+del", "+exists", "+incr", "+incrby", "+mget",
+	"+cluster|slots", "+get", "+getrange", "+set", "+del", "+exists", "+incr", "+incrby", "+mget",
 	"+evalsha", "+eval", "+publish", "+subscribe", "+spublish", "+ssubscribe",
 }
 

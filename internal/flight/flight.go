@@ -14,6 +14,7 @@ package flight
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"sync"
@@ -21,6 +22,9 @@ import (
 
 	"github.com/synspirit/tiercache/internal/lifetime"
 )
+
+// ErrGoexit is what the other callers of a load get when the load called runtime.Goexit.
+var ErrGoexit = errors.New("loader called runtime.Goexit")
 
 // PanicError is what every caller of a load gets when the load panicked.
 type PanicError struct {
@@ -100,10 +104,14 @@ func (g *Group[V]) Do(ctx context.Context, key string, fn func(context.Context) 
 }
 
 func (g *Group[V]) run(ctx context.Context, key string, c *call[V], fn func(context.Context) (V, error)) {
+	returned := false
 	defer func() {
 		if r := recover(); r != nil {
 			var zero V
 			c.val, c.err = zero, &PanicError{Value: r, Stack: debug.Stack()}
+		} else if !returned {
+			var zero V
+			c.val, c.err = zero, ErrGoexit // a zero value with a nil error would look like a result
 		}
 		g.mu.Lock()
 		if g.calls[key] == c {
@@ -114,6 +122,7 @@ func (g *Group[V]) run(ctx context.Context, key string, c *call[V], fn func(cont
 		close(c.done)
 	}()
 	c.val, c.err = fn(ctx)
+	returned = true
 }
 
 func (g *Group[V]) wait(ctx context.Context, key string, c *call[V]) (V, error) {
@@ -140,4 +149,13 @@ func (g *Group[V]) wait(ctx context.Context, key string, c *call[V]) (V, error) 
 	g.mu.Unlock()
 	var zero V
 	return zero, ctx.Err()
+}
+
+// Forget makes the next caller of key start a new load instead of joining the one in flight
+// (whose callers still get its result): for a write that makes the result of a load begun
+// before it out of date.
+func (g *Group[V]) Forget(key string) {
+	g.mu.Lock()
+	delete(g.calls, key)
+	g.mu.Unlock()
 }

@@ -365,3 +365,58 @@ func TestPanicErrorText(t *testing.T) {
 	assert.True(t, strings.HasPrefix((&flight.PanicError{Value: context.Canceled}).Error(), "loader panicked: context canceled"))
 	assert.ErrorIs(t, &flight.PanicError{Value: context.Canceled}, context.Canceled)
 }
+
+// After Forget, a new caller starts a load of its own; the callers of the forgotten one
+// still get its result.
+func TestForgetStartsAFreshLoad(t *testing.T) {
+	life := lifetime.New()
+	t.Cleanup(life.Close)
+	g := flight.New[int](life)
+	release := make(chan struct{})
+	started := make(chan struct{})
+	first := make(chan int)
+	go func() {
+		v, _ := g.Do(context.Background(), "k", func(context.Context) (int, error) {
+			close(started)
+			<-release
+			return 1, nil
+		})
+		first <- v
+	}()
+	<-started
+	g.Forget("k")
+	v, err := g.Do(context.Background(), "k", func(context.Context) (int, error) { return 2, nil })
+	require.NoError(t, err)
+	require.Equal(t, 2, v, "a caller after Forget does not join the old load")
+	close(release)
+	require.Equal(t, 1, <-first, "the old load's caller gets its result")
+	v, err = g.Do(context.Background(), "k", func(context.Context) (int, error) { return 3, nil })
+	require.NoError(t, err)
+	require.Equal(t, 3, v, "the old load, ending, did not leave anything behind")
+}
+
+// A load that calls runtime.Goexit gives its other callers an error, not a zero value
+// that looks like a result.
+func TestGoexitIsAnError(t *testing.T) {
+	life := lifetime.New()
+	t.Cleanup(life.Close)
+	g := flight.New[int](life)
+	started, release := make(chan struct{}), make(chan struct{})
+	go func() {
+		_, _ = g.Do(context.Background(), "k", func(context.Context) (int, error) {
+			close(started)
+			<-release
+			runtime.Goexit()
+			return 1, nil
+		})
+	}()
+	<-started
+	joined := make(chan error)
+	go func() {
+		_, err := g.Do(context.Background(), "k", func(context.Context) (int, error) { return 2, nil })
+		joined <- err
+	}()
+	require.Eventually(t, func() bool { return g.Joined() == 1 }, time.Second, time.Millisecond)
+	close(release)
+	require.ErrorIs(t, <-joined, flight.ErrGoexit)
+}

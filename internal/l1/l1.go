@@ -56,6 +56,10 @@ const (
 
 	// entryOverhead approximates the bytes an L1 entry costs beyond its encoded value.
 	entryOverhead = 96
+
+	// Bounds of ristretto's admission counters (see New).
+	minCounters = 10_000
+	maxCounters = 8 << 20
 )
 
 // Owner identifies whose entries these are: a group namespace of one cache. An entry is
@@ -146,8 +150,10 @@ func New(cfg Config) (*L1, error) {
 	if cfg.Disabled {
 		return l, nil
 	}
-	// ristretto advises ~10 counters per expected entry; assume entries of ~512 bytes.
-	counters := max(cfg.MaxBytes/512*10, 10_000)
+	// ristretto advises ~10 counters per expected entry; assume entries of ~512 bytes. Each
+	// counter costs about 5 bytes up front, so they are capped: beyond ~800,000 entries,
+	// admission is less precise rather than the budget's overhead unbounded.
+	counters := min(max(cfg.MaxBytes/512*10, minCounters), maxCounters)
 	store, err := ristretto.NewCache(&ristretto.Config[uint64, *entry]{
 		NumCounters:        counters,
 		MaxCost:            cfg.MaxBytes,

@@ -17,26 +17,43 @@ const (
 	HalfOpen
 )
 
-// Breaker stops paying a Redis timeout per call during an outage. It opens after
-// Threshold consecutive failures, lets one probe through after Cooldown, and closes on the
-// probe's success. It is lock-free: the hot path is one atomic load. A nil *Breaker lets
-// every call through.
+// Breaker stops paying a Redis timeout per call during an outage. It opens after Threshold
+// consecutive failures spread over at least MinSpan, lets one probe through after Cooldown,
+// and closes on the probe's success. The span keeps one dropped connection, which fails
+// every call in flight on it at the same moment, from looking like an outage: the calls
+// after it succeed on the new connection. It is lock-free: the hot path is one atomic load.
+// A nil *Breaker lets every call through.
 type Breaker struct {
 	threshold int64
+	minSpan   int64 // nanoseconds
 	cooldown  time.Duration
 	onOpen    func() // called once per transition to open
 	onClose   func() // called once per transition back to closed
 
-	state    atomic.Int32 // State
-	failures atomic.Int64 // consecutive failures while closed
-	openedAt atomic.Int64 // unix nanos of the last opening
-	opens    atomic.Uint64
+	state     atomic.Int32 // State
+	failures  atomic.Int64 // consecutive failures while closed
+	firstFail atomic.Int64 // unix nanos of the first of them; 0 when there are none
+	openedAt  atomic.Int64 // unix nanos of the last opening
+	opens     atomic.Uint64
 }
 
-// NewBreaker returns a closed breaker. onOpen and onClose (either may be nil) run on the
-// goroutine of the call that made the transition: they must not block.
-func NewBreaker(threshold int, cooldown time.Duration, onOpen, onClose func()) *Breaker {
-	return &Breaker{threshold: int64(max(threshold, 1)), cooldown: cooldown, onOpen: onOpen, onClose: onClose}
+// BreakerOptions configure a Breaker.
+type BreakerOptions struct {
+	Threshold int           // consecutive failures that open it (at least 1)
+	MinSpan   time.Duration // the shortest time those failures must span
+	Cooldown  time.Duration // how long it stays open before a probe
+	// OnOpen and OnClose (either may be nil) run on the goroutine of the call that made the
+	// transition: they must not block.
+	OnOpen, OnClose func()
+}
+
+// DefaultMinFailureSpan is what tiercache gives BreakerOptions.MinSpan: a dropped
+// connection's calls all fail within a millisecond or two, an outage's go on failing.
+const DefaultMinFailureSpan = 10 * time.Millisecond
+
+// NewBreaker returns a closed breaker.
+func NewBreaker(o BreakerOptions) *Breaker {
+	return &Breaker{threshold: int64(max(o.Threshold, 1)), minSpan: int64(o.MinSpan), cooldown: o.Cooldown, onOpen: o.OnOpen, onClose: o.OnClose}
 }
 
 // allow reports whether a call may go to Redis now. It returns probe=true for the single
@@ -65,6 +82,7 @@ func (b *Breaker) success(probe bool) {
 	}
 	if b.failures.Load() != 0 {
 		b.failures.Store(0)
+		b.firstFail.Store(0)
 	}
 	if probe && b.state.CompareAndSwap(int32(HalfOpen), int32(Closed)) && b.onClose != nil {
 		b.onClose()
@@ -80,14 +98,24 @@ func (b *Breaker) failure(probe bool) {
 		b.state.Store(int32(Open))
 		return
 	}
-	if b.failures.Add(1) >= b.threshold {
-		b.openedAt.Store(time.Now().UnixNano())
-		if b.state.CompareAndSwap(int32(Closed), int32(Open)) {
-			b.failures.Store(0)
-			b.opens.Add(1)
-			if b.onOpen != nil {
-				b.onOpen()
-			}
+	now := time.Now().UnixNano()
+	n := b.failures.Add(1)
+	if n == 1 {
+		b.firstFail.CompareAndSwap(0, now)
+	}
+	first := b.firstFail.Load()
+	if n < b.threshold || first == 0 || now-first < b.minSpan || State(b.state.Load()) != Closed {
+		return
+	}
+	// Only the transition moves openedAt: failures of calls that were in flight when the
+	// breaker opened must not stretch its cooldown.
+	b.openedAt.Store(now)
+	if b.state.CompareAndSwap(int32(Closed), int32(Open)) {
+		b.failures.Store(0)
+		b.firstFail.Store(0)
+		b.opens.Add(1)
+		if b.onOpen != nil {
+			b.onOpen()
 		}
 	}
 }

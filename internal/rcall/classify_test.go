@@ -191,7 +191,7 @@ func TestRefusedConnectionOpensTheBreakerAndAProbeClosesIt(t *testing.T) {
 	t.Parallel()
 	s := redistest.Start(t)
 	var opened, closed int
-	b := rcall.NewBreaker(2, 300*time.Millisecond, func() { opened++ }, func() { closed++ })
+	b := rcall.NewBreaker(rcall.BreakerOptions{Threshold: 2, Cooldown: 300 * time.Millisecond, OnOpen: func() { opened++ }, OnClose: func() { closed++ }})
 	cnt := &counting{Client: newClient(t, s)}
 	caller := rcall.New(cnt, options(b))
 	require.True(t, rueidis.IsRedisNil(get(caller, "k")))
@@ -266,7 +266,7 @@ func TestCallTimeoutAndCallerDeadlineAreNeverConfused(t *testing.T) {
 	s := redistest.Start(t)
 	client := newClient(t, s)
 	own := rcall.New(client, rcall.Options{Timeout: 10 * time.Millisecond, Unavailable: errTestUnavailable})
-	b := rcall.NewBreaker(1, time.Hour, nil, nil)
+	b := rcall.NewBreaker(rcall.BreakerOptions{Threshold: 1, Cooldown: time.Hour})
 	long := rcall.New(client, rcall.Options{Timeout: time.Minute, Breaker: b, Unavailable: errTestUnavailable})
 
 	calls := 0
@@ -346,7 +346,7 @@ func TestAbandonedProbeIsGivenBack(t *testing.T) {
 	t.Parallel()
 	s := redistest.Start(t)
 	var closed int
-	b := rcall.NewBreaker(2, 200*time.Millisecond, nil, func() { closed++ })
+	b := rcall.NewBreaker(rcall.BreakerOptions{Threshold: 2, Cooldown: 200 * time.Millisecond, OnClose: func() { closed++ }})
 	cnt := &counting{Client: newClient(t, s)}
 	live := rcall.New(cnt, rcall.Options{Timeout: 5 * time.Second, Breaker: b, Unavailable: errTestUnavailable})
 	dead := rcall.New(deadClient(t), options(b))
@@ -434,7 +434,7 @@ func TestCallInFlightWhenClosing(t *testing.T) {
 	t.Parallel()
 	s := redistest.Start(t)
 	life := lifetime.New()
-	b := rcall.NewBreaker(1, time.Hour, nil, nil)
+	b := rcall.NewBreaker(rcall.BreakerOptions{Threshold: 1, Cooldown: time.Hour})
 	o := options(b)
 	o.Life, o.Timeout = life, 200*time.Millisecond
 	cnt := &counting{Client: newClient(t, s)}

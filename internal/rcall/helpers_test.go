@@ -169,7 +169,9 @@ func options(b *rcall.Breaker) rcall.Options {
 
 // stayOpen is a breaker that opens after two consecutive failures and stays open for the
 // rest of the test.
-func stayOpen() *rcall.Breaker { return rcall.NewBreaker(2, time.Hour, nil, nil) }
+func stayOpen() *rcall.Breaker {
+	return rcall.NewBreaker(rcall.BreakerOptions{Threshold: 2, Cooldown: time.Hour})
+}
 
 // deadClient is a client of a server that has been stopped: every call is refused.
 func deadClient(t *testing.T) rueidis.Client {

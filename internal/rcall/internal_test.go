@@ -165,7 +165,7 @@ func TestExpired(t *testing.T) {
 // The caller's deadline, passed while its timer has not fired yet, is still the caller's:
 // not an outage, and not a failure for the breaker.
 func TestCallerDeadlinePassedBeforeItsTimerFired(t *testing.T) {
-	b := NewBreaker(1, time.Hour, nil, nil)
+	b := NewBreaker(BreakerOptions{Threshold: 1, Cooldown: time.Hour})
 	c := New(nil, Options{Timeout: time.Second, Breaker: b})
 	late := lateCtx{Context: context.Background(), deadline: time.Now().Add(-time.Millisecond)}
 	_, cancel, timedOut := c.deadline(late, 0)
@@ -206,7 +206,7 @@ func TestReplyClass(t *testing.T) {
 
 func TestBreakerStates(t *testing.T) {
 	var opened, closed atomic.Int32
-	b := NewBreaker(2, time.Hour, func() { opened.Add(1) }, func() { closed.Add(1) })
+	b := NewBreaker(BreakerOptions{Threshold: 2, Cooldown: time.Hour, OnOpen: func() { opened.Add(1) }, OnClose: func() { closed.Add(1) }})
 	pastCooldown := func() { b.openedAt.Store(time.Now().Add(-2 * time.Hour).UnixNano()) }
 
 	ok, probe := b.allow()
@@ -283,7 +283,7 @@ func TestBreakerStates(t *testing.T) {
 }
 
 func TestBreakerThresholdIsAtLeastOne(t *testing.T) {
-	b := NewBreaker(0, time.Hour, nil, nil)
+	b := NewBreaker(BreakerOptions{Threshold: 0, Cooldown: time.Hour})
 	b.failure(false)
 	assert.Equal(t, Open, b.State())
 }
@@ -298,4 +298,28 @@ func TestNilBreaker(t *testing.T) {
 	b.abandon(true)
 	assert.Equal(t, Closed, b.State())
 	assert.Zero(t, b.Opens())
+}
+
+// Failures at one moment (a dropped connection failing every call in flight on it) do not
+// open the breaker; failures that go on for MinSpan do. Late failures of calls that were in
+// flight when it opened do not stretch its cooldown.
+func TestBreakerNeedsFailuresOverItsSpan(t *testing.T) {
+	b := NewBreaker(BreakerOptions{Threshold: 3, MinSpan: 50 * time.Millisecond, Cooldown: time.Hour})
+	for range 100 {
+		b.failure(false)
+	}
+	require.Equal(t, Closed, b.State(), "100 failures within the span")
+	b.success(false)
+	require.Zero(t, b.firstFail.Load(), "a success starts the count over")
+
+	b.failure(false)
+	b.firstFail.Store(time.Now().Add(-time.Second).UnixNano()) // as if that one was long ago
+	b.failure(false)
+	require.Equal(t, Closed, b.State(), "two failures, under the threshold")
+	b.failure(false)
+	require.Equal(t, Open, b.State(), "three failures over more than the span")
+	opened := b.openedAt.Load()
+	b.failure(false)
+	require.Equal(t, opened, b.openedAt.Load(), "a late failure does not move the opening")
+	require.EqualValues(t, 1, b.Opens())
 }

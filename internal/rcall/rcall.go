@@ -16,6 +16,7 @@ package rcall
 import (
 	"context"
 	"errors"
+	"math"
 	"strings"
 	"time"
 
@@ -268,6 +269,9 @@ func (c *Caller) deadline(ctx context.Context, n int64) (cctx context.Context, c
 	extra := time.Duration(0)
 	if n > TransferAllowance {
 		extra = time.Duration(float64(n-TransferAllowance) / TransferRate * float64(time.Second))
+		if timeout > math.MaxInt64-extra { // saturate: never wrap to a deadline in the past
+			timeout, extra = math.MaxInt64, 0
+		}
 	}
 	switch {
 	case c.o.TimerDeadline:
