@@ -4,8 +4,10 @@
 //
 // One benchmark per scenario, one sub-benchmark per contender, most of them in a Serial and
 // a Parallel variant: BenchmarkDataL1Hit, BenchmarkDataL2Hit, BenchmarkDataMissLoad,
-// BenchmarkDataSet, BenchmarkDataDeleteReread, BenchmarkDataZipf, BenchmarkDataInvalidation
-// (the data path), BenchmarkCounter* and BenchmarkImageProxyHit. Every benchmark starts its
+// BenchmarkDataSet, BenchmarkDataDeleteReread, BenchmarkDataZipf, BenchmarkDataZipfBusy,
+// BenchmarkDataScale, BenchmarkDataInvalidation (the data path), BenchmarkCounter* and
+// BenchmarkImageProxyHit. The contenders are go-redis/cache v9, go-redis v9's own client-side
+// cache, rueidis by hand and with DoCache, and in-process floors. Every benchmark starts its
 // own redis-server (internal/redistest) and works with any -benchtime, 100x included.
 //
 // Run once:

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/synspirit/tiercache/internal/redistest"
 	"github.com/synspirit/tiercache/tiered"
 )
@@ -39,8 +41,11 @@ import (
 //
 // tiercache runs in both invalidation modes: Auto (Redis server-assisted tracking, which
 // redis-server 6+ grants) and BusOnly (pub/sub). rueidis-DoCache is rueidis's own client-side
-// cache (tracking, OPTIN) for comparison. go-redis/cache is absent: it does not propagate
-// invalidations, B serves the old value until its local TTL ends.
+// cache (tracking, OPTIN) for comparison, and go-redis-csc go-redis's (tracking on every
+// pooled connection, default options: an invalidation that reaches an idle pooled connection
+// is applied by a background drainer every 5 ms, ClientSideCacheConfig.DrainInterval). In
+// both, A is a plain client of the same library. go-redis/cache is absent: it does not
+// propagate invalidations, B serves the old value until its local TTL ends.
 func BenchmarkDataInvalidation(b *testing.B) {
 	s := redistest.Start(b)
 	echo := redistest.Start(b) // the poller's pacer: see newPacer
@@ -82,6 +87,21 @@ func BenchmarkDataInvalidation(b *testing.B) {
 		write := func(ctx context.Context, v int64) error {
 			return ra.Do(ctx, ra.B().Set().Key(key).Value(strconv.FormatInt(v, 10)).Build()).Error()
 		}
+		if err := write(context.Background(), 0); err != nil {
+			b.Fatal(err)
+		}
+		measurePropagation(b, echo, write, version)
+	})
+	b.Run("go-redis-csc", func(b *testing.B) {
+		wa := newGoRedisClient(b, s)
+		rb := newGoRedisCSC(b, s, goredis.ClientSideCacheConfig{MaxEntries: tinyLFUEntries})
+		const key = "grc:inv"
+		version := func(ctx context.Context) (int64, bool, error) {
+			before := rb.CSCStats().Hits
+			v, err := rb.Get(ctx, key).Int64()
+			return v, err == nil && rb.CSCStats().Hits > before, err
+		}
+		write := func(ctx context.Context, v int64) error { return wa.Set(ctx, key, v, 0).Err() }
 		if err := write(context.Background(), 0); err != nil {
 			b.Fatal(err)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -29,12 +30,16 @@ import (
 //	BenchmarkDataSet            a write
 //	BenchmarkDataDeleteReread   an invalidation followed by the read that rebuilds the entry
 //	BenchmarkDataZipf           (zipf_test.go) a read-mostly skewed workload on two instances
+//	BenchmarkDataZipfBusy       (busy_test.go) a Zipf reader while another instance writes keys it never reads
+//	BenchmarkDataScale          (scale_test.go) 1, 4 and 16 instances on one Redis: its CPU, the invalidation fan-out
 //	BenchmarkDataInvalidation   (invalidation_test.go) how soon another instance stops serving an old value
 //
 // The contenders are what a Go service would use instead: go-redis/cache v9 with and without
-// its local TinyLFU (msgpack + s2, its defaults), rueidis by hand (GET + encoding/json, and
-// DoCache, rueidis's own client-side cache), and, as floors for an in-process hit, ristretto
-// and sync.Map holding the decoded struct.
+// its local TinyLFU (msgpack + s2, its defaults), go-redis v9's own client-side cache
+// (go-redis-csc: the raw GET reply cached in process, CLIENT TRACKING on every pooled
+// connection, decoded with encoding/json on every read), rueidis by hand (GET +
+// encoding/json, and DoCache, rueidis's own client-side cache), and, as floors for an
+// in-process hit, ristretto and sync.Map holding the decoded struct.
 
 // Article is a ~300-byte JSON value, the size of a typical list entry.
 type Article struct {
@@ -106,6 +111,64 @@ func newGoRedisClient(b testing.TB, s *redistest.Server) *goredis.Client {
 	c := goredis.NewClient(&goredis.Options{Addr: s.Addr()})
 	b.Cleanup(func() { _ = c.Close() })
 	return c
+}
+
+// newGoRedisCSC is a go-redis client with go-redis's own client-side cache (RESP3, the
+// built-in LocalCache sized by cfg). It caches the raw reply of GET: a hit costs no round
+// trip, and the caller decodes it. Every pooled connection runs CLIENT TRACKING ON (not
+// BCAST: Redis reports only keys that connection read); an invalidation is applied when its
+// connection is next used, or by the background drainer (every cfg.DrainInterval, 5 ms by
+// default) when the connection is idle in the pool.
+func newGoRedisCSC(b testing.TB, s *redistest.Server, cfg goredis.ClientSideCacheConfig) *goredis.Client {
+	b.Helper()
+	c := goredis.NewClient(&goredis.Options{Addr: s.Addr(), Protocol: 3, ClientSideCacheConfig: &cfg})
+	b.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// goRedisGetJSON is a read through go-redis: GET, then encoding/json.
+func goRedisGetJSON(ctx context.Context, rdb *goredis.Client, key string) (Article, error) {
+	bs, err := rdb.Get(ctx, key).Bytes()
+	var a Article
+	if err == nil {
+		err = json.Unmarshal(bs, &a)
+	}
+	return a, err
+}
+
+// warmCSC reads key until go-redis serves it from its client-side cache: it fails the
+// benchmark if go-redis did not turn its cache on.
+func warmCSC(b testing.TB, rdb *goredis.Client, key string) {
+	b.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		before := rdb.CSCStats().Hits
+		if err := rdb.Get(context.Background(), key).Err(); err != nil {
+			b.Fatal(err)
+		}
+		if rdb.CSCStats().Hits > before {
+			return
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	b.Fatal("go-redis: GET never served from its client-side cache")
+}
+
+// cscHitRatio reports the share of go-redis client-side cache lookups that hit during a run
+// (Client.CSCStats). A read that misses and then waits for another goroutine's fetch of the
+// same key counts one miss and one hit there; where that can happen (Zipf), the ratio is
+// taken over reads instead (see goRedisCSCPair).
+func cscHitRatio(rdb *goredis.Client) probe {
+	return func() func(*testing.B) {
+		st0 := rdb.CSCStats()
+		return func(b *testing.B) {
+			st1 := rdb.CSCStats()
+			h, m := st1.Hits-st0.Hits, st1.Misses-st0.Misses
+			if h+m > 0 {
+				b.ReportMetric(float64(h)/float64(h+m), "l1-hit-ratio")
+			}
+		}
+	}
 }
 
 // newGoRedisCache is go-redis/cache on rdb in front of local (its README's set-up uses
@@ -265,6 +328,19 @@ func BenchmarkDataL1Hit(b *testing.B) {
 	})
 
 	b.Run("rueidis-DoCache+json", func(b *testing.B) { benchDoCache(b, s) })
+	// go-redis's client-side cache holds the raw GET reply: every hit is a GET through
+	// go-redis's command path, answered from process memory, then encoding/json.
+	b.Run("go-redis-csc", func(b *testing.B) {
+		rdb := newGoRedisCSC(b, s, goredis.ClientSideCacheConfig{MaxEntries: tinyLFUEntries})
+		js, _ := json.Marshal(sample)
+		if err := rdb.Set(ctx, "grc:articles:123", js, longTTL).Err(); err != nil {
+			b.Fatal(err)
+		}
+		warmCSC(b, rdb, "grc:articles:123")
+		serialAndParallel(b, same(func(ctx context.Context) error {
+			return checkArticle(goRedisGetJSON(ctx, rdb, "grc:articles:123"))
+		}), cscHitRatio(rdb))
+	})
 
 	b.Run("ristretto-Get", func(b *testing.B) { benchRistretto(b, 0) })
 	// ristretto-GetTTL holds the entry with a TTL, as a cache whose L1 entries must not outlive
@@ -289,6 +365,13 @@ func BenchmarkDataL1Hit(b *testing.B) {
 // least go-redis/cache's. rueidis-DoCache is not an L2 read at all after its first call: it
 // is served from rueidis's client-side cache; it is here because it is what a rueidis user
 // would reach for.
+//
+// go-redis-csc-localmiss is go-redis's client-side cache made to miss on every read: it holds
+// one entry, and each goroutine reads two keys of its own in turn, so each GET finds the other
+// key in the cache, goes to Redis, and evicts it to store its own reply. That is what a
+// go-redis-csc read costs when the value is not in process memory: the round trip plus the
+// cache's reservation, copy and eviction (tiercache's row has no L1 to fill; its L1-miss
+// path would add a fill too). l1-hit-ratio (from CSCStats) shows it misses.
 func BenchmarkDataL2Hit(b *testing.B) {
 	s := redistest.Start(b)
 	ctx := context.Background()
@@ -325,6 +408,26 @@ func BenchmarkDataL2Hit(b *testing.B) {
 			}
 			return checkArticle(a, err)
 		}), nil)
+	})
+	b.Run("go-redis-csc-localmiss", func(b *testing.B) {
+		rdb := newGoRedisCSC(b, s, goredis.ClientSideCacheConfig{MaxEntries: 1})
+		// Workers are 0 (Serial) and 1..dataParallelism×GOMAXPROCS (Parallel).
+		keys := make([][2]string, dataParallelism*runtime.GOMAXPROCS(0)+1)
+		for w := range keys {
+			for i := range keys[w] {
+				keys[w][i] = "grc:l2:" + strconv.Itoa(w) + ":" + strconv.Itoa(i)
+				if err := rdb.Set(ctx, keys[w][i], js, longTTL).Err(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		serialAndParallel(b, func(w int) func(context.Context) error {
+			mine, n := keys[w], 0
+			return func(ctx context.Context) error {
+				n++
+				return checkArticle(goRedisGetJSON(ctx, rdb, mine[n&1]))
+			}
+		}, cscHitRatio(rdb))
 	})
 	// After its first read, DoCache answers from rueidis's own client-side cache: this is not
 	// an L2 read, and is labelled so.

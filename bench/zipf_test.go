@@ -11,6 +11,7 @@ import (
 	"time"
 
 	gocache "github.com/go-redis/cache/v9"
+	goredis "github.com/redis/go-redis/v9"
 	"github.com/redis/rueidis"
 
 	"github.com/synspirit/tiercache/internal/redistest"
@@ -28,12 +29,20 @@ import (
 // per value (msgpack + s2, smaller than JSON), so it holds more entries than tiercache does.
 // The row tiercache-same-entries gives tiercache room for as many entries as the TinyLFU
 // holds (entries × (JSON + key + 96 B)), to separate admission policy from accounting.
+// go-redis-csc (go-redis's client-side cache, which stores the raw GET reply, JSON in RESP
+// framing) gets ClientSideCacheConfig.MaxMemoryBytes = budget: like tiercache it charges each
+// entry its value, its keys and a fixed overhead (96 B + 16 B per Redis key), so it also holds
+// fewer entries than budget/value (l1-entries: the mean resident entries per instance at the
+// end of a run). It splits the budget over 16 shards of budget/16 each, every shard evicting
+// on its own.
 //
 // Each read also checks the value against the newest write that had completed before the
 // read began (values carry a version in Likes): stale-read-ratio is the share of reads that
 // returned an older value. go-redis/cache has no cross-instance invalidation, so its other
 // instance serves old values until its local TTL (1 min) ends; tiercache's stale reads are
-// the reads that land in the instant before an invalidation arrives.
+// the reads that land in the instant before an invalidation arrives. go-redis-csc's too, but
+// its invalidations wait for the connection that read the key to be used again or drained
+// (every 5 ms when idle), the writing instance's own cache included.
 const (
 	zipfKeys     = 100_000
 	zipfS        = 1.01
@@ -143,14 +152,14 @@ func warmZipf(b *testing.B, t zipfTarget, vs *versions) {
 	}
 }
 
-// populate writes value under key(i) for every key, pipelined.
-func populate(b *testing.B, rc rueidis.Client, key func(i int) string, value []byte) {
+// populate writes value under key(i) for the first n keys, pipelined.
+func populate(b *testing.B, rc rueidis.Client, n int, key func(i int) string, value []byte) {
 	b.Helper()
 	const batch = 1000
 	cmds := make(rueidis.Commands, 0, batch)
-	for i := 0; i < zipfKeys; i += batch {
+	for i := 0; i < n; i += batch {
 		cmds = cmds[:0]
-		for j := i; j < min(i+batch, zipfKeys); j++ {
+		for j := i; j < min(i+batch, n); j++ {
 			cmds = append(cmds, rc.B().Set().Key(key(j)).Value(rueidis.BinaryString(value)).Ex(longTTL).Build())
 		}
 		for _, r := range rc.DoMulti(context.Background(), cmds...) {
@@ -230,6 +239,66 @@ func (p *goRedisPair) lookups() (hits, misses uint64) {
 	return hits, misses
 }
 
+// goRedisCSCPair is go-redis's client-side cache on two clients, values stored as JSON.
+type goRedisCSCPair struct {
+	rdb  [2]*goredis.Client
+	keys []string
+	// reads counts GETs: a local hit is a read that did not miss first (see lookups).
+	reads [2]atomic.Uint64
+}
+
+func (p *goRedisCSCPair) get(ctx context.Context, inst, key int) (Article, error) {
+	p.reads[inst].Add(1)
+	return goRedisGetJSON(ctx, p.rdb[inst], p.keys[key])
+}
+
+func (p *goRedisCSCPair) set(ctx context.Context, inst, key int, a Article) error {
+	js, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	return p.rdb[inst].Set(ctx, p.keys[key], js, longTTL).Err()
+}
+
+// lookups counts a read as a hit unless it missed go-redis's cache: CSCStats counts a miss
+// that then waited for another goroutine's fetch of the key as a miss and a hit, where
+// tiercache and go-redis/cache count one miss.
+func (p *goRedisCSCPair) lookups() (hits, misses uint64) {
+	for i, rdb := range p.rdb {
+		m, r := rdb.CSCStats().Misses, p.reads[i].Load()
+		hits, misses = hits+r-min(m, r), misses+m
+	}
+	return hits, misses
+}
+
+// entries reports the mean number of entries go-redis's caches hold at the end of a run.
+func (p *goRedisCSCPair) entries() probe {
+	return func() func(*testing.B) {
+		return func(b *testing.B) {
+			n := 0
+			for _, rdb := range p.rdb {
+				n += rdb.CSCStats().Entries
+			}
+			b.ReportMetric(float64(n)/float64(len(p.rdb)), "l1-entries")
+		}
+	}
+}
+
+// probes runs several probes around one run.
+func probes(ps ...probe) probe {
+	return func() func(*testing.B) {
+		reports := make([]func(*testing.B), len(ps))
+		for i, p := range ps {
+			reports[i] = p()
+		}
+		return func(b *testing.B) {
+			for _, r := range reports {
+				r(b)
+			}
+		}
+	}
+}
+
 // BenchmarkDataZipf is the read-mostly skewed workload described above. Targets: tiercache's
 // L1 hit ratio at least go-redis/cache's at the same L1 bytes, and higher throughput.
 func BenchmarkDataZipf(b *testing.B) {
@@ -267,7 +336,7 @@ func BenchmarkDataZipf(b *testing.B) {
 				b.Fatal(err)
 			}
 			prefix := k0[:len(k0)-1]
-			populate(b, rc, func(i int) string { return prefix + zipfKeyNames[i] }, env)
+			populate(b, rc, zipfKeys, func(i int) string { return prefix + zipfKeyNames[i] }, env)
 			vs := newVersions()
 			warmZipf(b, &p, vs)
 			serialAndParallel(b, zipfOps(&p, vs), zipfProbe(&p, vs, l1Bytes))
@@ -285,9 +354,24 @@ func BenchmarkDataZipf(b *testing.B) {
 			p.local[i] = &countingLocal{LocalCache: gocache.NewTinyLFU(grEntries, time.Minute)}
 			p.cd[i] = newGoRedisCache(newGoRedisClient(b, s), p.local[i])
 		}
-		populate(b, rc, func(i int) string { return p.keys[i] }, grBytes)
+		populate(b, rc, zipfKeys, func(i int) string { return p.keys[i] }, grBytes)
 		vs := newVersions()
 		warmZipf(b, &p, vs)
 		serialAndParallel(b, zipfOps(&p, vs), zipfProbe(&p, vs, int64(grEntries)*int64(len(grBytes))))
+	})
+
+	b.Run("go-redis-csc", func(b *testing.B) {
+		p := goRedisCSCPair{keys: make([]string, zipfKeys)}
+		for i := range p.keys {
+			p.keys[i] = "grc:zipf:" + zipfKeyNames[i]
+		}
+		populate(b, rc, zipfKeys, func(i int) string { return p.keys[i] }, js)
+		for i := range p.rdb {
+			p.rdb[i] = newGoRedisCSC(b, s, goredis.ClientSideCacheConfig{MaxMemoryBytes: budget})
+			warmCSC(b, p.rdb[i], p.keys[0])
+		}
+		vs := newVersions()
+		warmZipf(b, &p, vs)
+		serialAndParallel(b, zipfOps(&p, vs), probes(zipfProbe(&p, vs, budget), p.entries()))
 	})
 }

@@ -4,7 +4,8 @@
 // # Blob cache
 //
 // A Cache stores each image in the tiered group "img", under the key hex(SHA-256(url)), so
-// its Redis key is <KeyPrefix>img:<64 hex digits> (the original design's img:<hash of url>).
+// its Redis key is <KeyPrefix>img@<generation>:<64 hex digits> (the original design's
+// img:<hash of url>, in tiered's key layout).
 // The stored value is a small binary record of its own (see codec.go): format version,
 // stored-at and expires-at times, source URL, content type, ETag and the bytes, each field
 // length-prefixed. A read compares the recorded URL with the one asked for, so a hash

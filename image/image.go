@@ -27,7 +27,7 @@ const (
 )
 
 // GroupName is the tiered group that holds images: their Redis keys are
-// <KeyPrefix>img:<hex SHA-256 of the url>.
+// <KeyPrefix>img@<generation>:<hex SHA-256 of the url>.
 const GroupName = "img"
 
 // Sentinel errors of the package, matched with errors.Is. Misses are tiered.ErrNotFound and
@@ -132,7 +132,7 @@ func Key(url string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// RedisKey is the Redis key under which url's image is stored now: <KeyPrefix>img:<Key(url)>
+// RedisKey is the Redis key under which url's image is stored now: <KeyPrefix>img@<gen>:<Key(url)>
 // (the group's generation follows "img" after a tiered Group.Clear).
 func (ic *Cache) RedisKey(ctx context.Context, url string) (string, error) {
 	if ic.err != nil {

@@ -61,7 +61,7 @@ func TestRedisKeyIsHashOfURL(t *testing.T) {
 	const u = "https://a.example/x.png"
 	require.NoError(t, e.ic.Set(context.Background(), u, pngBytes(10, 1), "image/png", 0))
 	sum := sha256.Sum256([]byte(u))
-	want := "t:img:" + hex.EncodeToString(sum[:])
+	want := "t:img@0:" + hex.EncodeToString(sum[:])
 	assert.Equal(t, want, redisKey(t, e.ic, u))
 	n, err := e.s.Do("EXISTS", want).AsInt64()
 	require.NoError(t, err)

@@ -171,10 +171,12 @@ func NewFromEnv(ctx context.Context) (*Cache, error) {
 	return New(ctx, o)
 }
 
-// TrackingOptions are the CLIENT TRACKING arguments the cache uses for keyPrefix: broadcast
-// mode on the prefix (see tracking.go for why). Give them to a rueidis client of your own
-// (ClientOption.ClientTrackingOptions) together with OnInvalidations calling
-// [Cache.HandleInvalidations] to run a Cache on it in Tracking mode.
+// TrackingOptions are CLIENT TRACKING arguments for a rueidis client of your own
+// (ClientOption.ClientTrackingOptions), given together with OnInvalidations calling
+// [Cache.HandleInvalidations], to run a Cache on it in Tracking mode: broadcast mode on the
+// whole keyPrefix. The cache cannot add its groups' prefixes to a client it does not own, so
+// such a client hears of every write under keyPrefix (counters included); a cache that
+// dials Redis itself listens to its L1 groups only.
 func TrackingOptions(keyPrefix string) []string {
 	opts := []string{"BCAST"}
 	if keyPrefix != "" {

@@ -81,7 +81,7 @@ func TestNewFromEnv(t *testing.T) {
 	g := tiered.NewGroup[string](c, "g", 0)
 	require.Equal(t, 7*time.Second, g.TTL())
 	require.NoError(t, g.Set(context.Background(), "k", "v"))
-	ttl, err := s.Do("PTTL", "env:g:k").AsInt64()
+	ttl, err := s.Do("PTTL", "env:g@0:k").AsInt64()
 	require.NoError(t, err)
 	require.InDelta(t, 7000, ttl, 1000)
 
@@ -144,9 +144,9 @@ func TestGetSetDelete(t *testing.T) {
 	got, err := g.Get(ctx, "1")
 	require.NoError(t, err)
 	require.Equal(t, article{1, "one"}, got)
-	n, err := s.Do("EXISTS", "t:data:articles:1").AsInt64()
+	n, err := s.Do("EXISTS", "t:data:articles@0:1").AsInt64()
 	require.NoError(t, err)
-	require.EqualValues(t, 1, n, "stored under <prefix><group>:<key>")
+	require.EqualValues(t, 1, n, "stored under <prefix><group>@<generation>:<key>")
 
 	require.NoError(t, g.Delete(ctx, "1"))
 	_, err = g.Get(ctx, "1")

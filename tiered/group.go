@@ -20,8 +20,8 @@ import (
 )
 
 // Group is a typed namespace of the cache: the original DataCache(prefix, ttl). Its keys live
-// in Redis as <KeyPrefix><name>:<key> (<KeyPrefix><name>@<n>:<key> after n Clears), with
-// the group's TTL. Values served from L1 are shared between callers: treat them as
+// in Redis as <KeyPrefix><name>@<n>:<key> after n Clears (n = 0 at first), with the group's
+// TTL. Values served from L1 are shared between callers: treat them as
 // read-only (copy a slice or map before changing it).
 type Group[T any] struct {
 	groupCore
@@ -47,15 +47,16 @@ type groupCore struct {
 type groupState struct {
 	known  bool
 	gen    uint64
-	base   string        // <KeyPrefix><name>: or <KeyPrefix><name>@<gen>:
+	base   string        // <KeyPrefix><name>@<gen>:
 	digest xxhash.Digest // of base, continued with the key for the L1 hash
 }
 
+// newGroupState is generation gen of group name: its keys are <keyPrefix><name>@<gen>:<key>.
+// No group name has '@' or starts with "tiercache" (the cache's own keys), so no two (group,
+// key) pairs share a Redis key, and <keyPrefix><name>@, the group's tracking prefix, covers
+// no other group's keys.
 func newGroupState(keyPrefix, name string, gen uint64) *groupState {
-	st := &groupState{known: true, gen: gen, base: keyPrefix + name + ":"}
-	if gen > 0 {
-		st.base = keyPrefix + name + "@" + strconv.FormatUint(gen, 10) + ":"
-	}
+	st := &groupState{known: true, gen: gen, base: keyPrefix + name + "@" + strconv.FormatUint(gen, 10) + ":"}
 	st.digest.Reset()
 	_, _ = st.digest.WriteString(st.base)
 	return st
@@ -152,8 +153,11 @@ func NewGroup[T any](c *Cache, name string, ttl time.Duration, opts ...GroupOpti
 	}
 	if len(errs) > 0 {
 		g.err = fmt.Errorf("%w: group %q: %w", ErrInvalidOptions, name, sentinel.Join(errs...))
-	} else {
-		g.err = nil
+		return g
+	}
+	g.err = nil
+	if g.useL1 && !c.opts.DisableL1 && g.ns.l1Wanted.CompareAndSwap(false, true) {
+		c.track(g.ns)
 	}
 	return g
 }
@@ -164,6 +168,9 @@ func validateGroupName(name string) error {
 	}
 	if strings.IndexFunc(name, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '@' }) >= 0 {
 		return errors.New("the name has spaces, control characters or '@'")
+	}
+	if strings.HasPrefix(name, reservedPrefix) {
+		return fmt.Errorf("names starting with %q are the cache's own", reservedPrefix)
 	}
 	return nil
 }
@@ -301,7 +308,7 @@ func (g *Group[T]) Get(ctx context.Context, key string) (T, error) {
 
 // fetch reads key from Redis and fills L1. A value that cannot be decoded is a miss.
 func (g *Group[T]) fetch(ctx context.Context, st *groupState, key string, h uint64) (any, error) {
-	s := g.c.l1.Snapshot(h)
+	s := g.snapshot(h)
 	raw, err := g.c.l2Get(ctx, st.base+key, g.maxValue)
 	if err != nil {
 		return nil, err
@@ -334,10 +341,22 @@ func (g *Group[T]) fetch(ctx context.Context, st *groupState, key string, h uint
 	return v, nil
 }
 
+// snapshot is taken before a read or write whose value may go to L1: the key's L1 snapshot,
+// and whether writes to the group were being reported to this instance by then.
+type snapshot struct {
+	l1.Snapshot
+	armed bool
+}
+
+func (g *groupCore) snapshot(h uint64) snapshot {
+	armed := g.ns.armed.Load() // before the L1 snapshot: see namespace.armed
+	return snapshot{Snapshot: g.c.l1.Snapshot(h), armed: armed}
+}
+
 // fillL1 keeps a value in L1 if the group keeps values of that size there.
-func (g *groupCore) fillL1(h uint64, s l1.Snapshot, key string, v any, size int64, ttl, fullTTL time.Duration) {
-	if g.useL1 && (g.l1MaxEntry == 0 || size <= g.l1MaxEntry) {
-		g.c.l1.Fill(h, s, g.ns.owner, key, v, size, ttl, fullTTL)
+func (g *groupCore) fillL1(h uint64, s snapshot, key string, v any, size int64, ttl, fullTTL time.Duration) {
+	if s.armed && g.useL1 && (g.l1MaxEntry == 0 || size <= g.l1MaxEntry) {
+		g.c.l1.Fill(h, s.Snapshot, g.ns.owner, key, v, size, ttl, fullTTL)
 	}
 }
 
@@ -559,7 +578,7 @@ func (g *Group[T]) load(ctx context.Context, st *groupState, key string, h uint6
 		}
 		defer release()
 	}
-	s := g.c.l1.Snapshot(h)
+	s := g.snapshot(h)
 	g.c.st.loads.Add(1)
 	loaded, err := callLoader(ctx, load)
 	if err != nil {

@@ -21,7 +21,7 @@ import (
 // BusOnly mode every Set and Delete is published too.
 //
 // Group.Clear is O(1): each group has a generation in Redis (<KeyPrefix>tiercache:gen:<name>)
-// that is part of its keys' names (<KeyPrefix><name>@<gen>:<key>, or <KeyPrefix><name>:<key>
+// that is part of its keys' names (<KeyPrefix><name>@<gen>:<key>, from <KeyPrefix><name>@0:<key>
 // at generation 0). Clear increments it: every old key becomes unreachable at once and simply
 // expires. Instances learn of the new generation from tracking (the generation key is under
 // KeyPrefix) and from the bus, and re-read it on their next use of the group.
@@ -29,7 +29,11 @@ import (
 // busChannel is the pub/sub channel of a cache's instances.
 func busChannel(keyPrefix string) string { return keyPrefix + "tiercache:invalidate" }
 
-func genKeyPrefix(keyPrefix string) string { return keyPrefix + "tiercache:gen:" }
+func genKeyPrefix(keyPrefix string) string { return keyPrefix + reservedPrefix + ":gen:" }
+
+// reservedPrefix starts every key the cache keeps for itself (under KeyPrefix): group
+// generations, load and refresh locks, the bus channel. No group name starts with it.
+const reservedPrefix = "tiercache"
 
 func (c *Cache) startBus(ctx context.Context) error {
 	var raw []string
@@ -165,4 +169,16 @@ func (c *Cache) configureKeyspaceNotifications(ctx context.Context) error {
 	}
 	c.log.Info("keyspace notifications configured", zap.String("notify-keyspace-events", want))
 	return nil
+}
+
+// track makes writes to ns's keys reach this instance, so that its values may go to L1: the
+// tracking listener adds its prefix (and marks it armed when it is tracked everywhere);
+// without a listener, every write reaches the instance already (the bus in BusOnly mode, or
+// the caller's own tracking client).
+func (c *Cache) track(ns *namespace) {
+	if c.tracker != nil {
+		c.tracker.want(ns)
+		return
+	}
+	ns.armed.Store(true)
 }

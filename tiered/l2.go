@@ -18,7 +18,7 @@ import (
 // a view of the reply's memory: decode them, do not keep them.
 func (c *Cache) l2Get(ctx context.Context, key string, maxSize int64) ([]byte, error) {
 	limit := envelopeHeaderSize + maxSize // the last byte index read is limit: one too many
-	s, err := c.caller.DoMoving(ctx, c.caller.B().Getrange().Key(key).Start(0).End(limit).Build(), limit).ToString()
+	s, err := c.caller.DoMoving(ctx, c.caller.B().Getrange().Key(key).Start(0).End(limit).Build(), maxSize).ToString()
 	switch {
 	case err != nil:
 		c.st.l2Errors.Add(1)

@@ -104,7 +104,8 @@ type Options struct {
 	TLSConfig *tls.Config
 
 	// KeyPrefix is put before every Redis key the cache writes, e.g. "synspirit:". It is
-	// also the prefix that server-assisted tracking watches (BCAST PREFIX).
+	// also where server-assisted tracking watches: each group that keeps values in L1 is
+	// tracked under <KeyPrefix><name>@ (BCAST PREFIX).
 	KeyPrefix string
 
 	// DefaultTTL is the L2 TTL of groups created with ttl 0. Default DefaultTTL.
@@ -133,8 +134,10 @@ type Options struct {
 	// waiter has left) and eager refreshes (cancelled by Close).
 	Timeout time.Duration
 
-	// BreakerThreshold is how many consecutive Redis failures open the circuit breaker;
-	// default DefaultBreakerThreshold. BreakerCooldown is how long it then stays open before
+	// BreakerThreshold is how many consecutive Redis failures, over at least 10 ms, open the
+	// circuit breaker; default DefaultBreakerThreshold. (One dropped connection fails every
+	// call in flight on it at the same moment: that is not an outage.) Counters built on the
+	// cache (counter.FromCache) share it. BreakerCooldown is how long it then stays open before
 	// one probe call is let through; default DefaultBreakerCooldown.
 	BreakerThreshold int
 	BreakerCooldown  time.Duration

@@ -14,6 +14,12 @@ import (
 type namespace struct {
 	name      string
 	genKey    string // <KeyPrefix>tiercache:gen:<name>
+	prefix    string // <KeyPrefix><name>@: every key of every generation
+	// armed: writes under prefix are reported to this instance (tracked on every node, or
+	// another mechanism covers them). Read before the snapshot of a read whose value may go
+	// to L1; set once, never cleared (a lost connection pauses the whole L1 instead).
+	armed    atomic.Bool
+	l1Wanted atomic.Bool // a group of this name keeps values in L1: its prefix is wanted
 	owner     *l1.Owner
 	valueType reflect.Type
 	codec     Codec
@@ -46,6 +52,7 @@ func (r *registry) join(keyPrefix, name string, valueType reflect.Type, codec Co
 	ns := &namespace{
 		name:      name,
 		genKey:    genKeyPrefix(keyPrefix) + name,
+		prefix:    keyPrefix + name + "@",
 		owner:     l1.NewOwner(name),
 		valueType: valueType,
 		codec:     codec,

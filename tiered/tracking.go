@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,7 +19,8 @@ import (
 // Server-assisted tracking, on a connection of its own.
 //
 // The cache listens for invalidations on a separate, otherwise idle rueidis client with
-// CLIENT TRACKING ON BCAST PREFIX <KeyPrefix>, and reads and writes through a plain client.
+// CLIENT TRACKING ON BCAST and one PREFIX per L1 group, and reads and writes through a plain
+// client.
 // Why BCAST on a listener rather than OPTIN with DoCache on the data connections (rueidis's
 // default), measured on loopback with a 300-byte value:
 //
@@ -29,8 +31,11 @@ import (
 //     its own copy of every such value beside ours: twice the memory, and a
 //     CLIENT CACHING YES round trip added to every miss. BCAST tracks by prefix, whoever
 //     read what, so one listener sees every change to the cache's keys.
-//   - The cost of BCAST is that every instance hears of every write under the prefix; for a
-//     cache (read-mostly by definition) that is cheap, and it is a single atomic add each.
+//   - BCAST tracks prefixes, not keys: the listener asks for the prefix of every group that
+//     keeps values in L1 (<KeyPrefix><name>@), added when the group is first made and re-sent
+//     after every reconnection, and for the group generation keys. Writes to counters, to
+//     groups without L1, to locks and to anything else under KeyPrefix reach no instance.
+//     Until its prefix is tracked on every node, a group's values are not kept in L1.
 //
 // The listener is sound only while it is connected: a dropped connection loses
 // invalidations. rueidis reports a drop as OnInvalidations(nil); the cache then flushes L1
@@ -67,15 +72,33 @@ type tracker struct {
 	up     bool   // the first PING succeeded; guarded by liveMu
 
 	pingHook atomic.Pointer[func(context.Context, time.Duration) error] // tests: replaces ping
+
+	// prefixMu guards the prefixes the listener must track and where they are tracked.
+	prefixMu  sync.Mutex
+	wanted    []*namespace               // groups with L1, in the order they were made
+	armed     map[string]map[string]bool // node address → prefixes tracked on its current connection
+	broad     bool                       // more than maxTrackedPrefixes groups: track the whole KeyPrefix
+	keyPrefix string
+}
+
+// maxTrackedPrefixes is how many group prefixes the listener tracks one by one. Redis checks
+// every new prefix against every prefix of the connection (O(n²) in all), so past this many
+// L1 groups the listener tracks the whole KeyPrefix instead, and hears of every write under it.
+const maxTrackedPrefixes = 1024
+
+// static is the one prefix every listener connection gets from rueidis when it connects:
+// the group generation keys. Group prefixes are added by the keeper.
+func trackingStatic(keyPrefix string) []string {
+	return []string{"BCAST", "PREFIX", genKeyPrefix(keyPrefix)}
 }
 
 // dialTracker connects the listener. With offlineOK, a Redis that does not answer is not
 // an error: the listener is returned unconnected, and the keeper connects it later.
 func dialTracker(ctx context.Context, p plan, log *zap.Logger) (*tracker, error) {
-	t := &tracker{kick: make(chan struct{}, 1)}
+	t := &tracker{kick: make(chan struct{}, 1), armed: map[string]map[string]bool{}, keyPrefix: p.opts.KeyPrefix}
 	opt := p.client
 	opt.DisableCache = false
-	opt.ClientTrackingOptions = TrackingOptions(p.opts.KeyPrefix)
+	opt.ClientTrackingOptions = trackingStatic(p.opts.KeyPrefix)
 	opt.OnInvalidations = t.onInvalidations
 	opt.PipelineMultiplex = -1 // one connection per node is enough to listen
 	opt.BlockingPoolSize = 1
@@ -136,6 +159,7 @@ func (t *tracker) onInvalidations(keys []rueidis.RedisMessage) {
 			c.l1.Pause()
 		}
 		t.liveMu.Unlock()
+		t.forgetArmed()
 		t.wake()
 	}
 	if c != nil {
@@ -162,6 +186,10 @@ func (t *tracker) keep(c *Cache) {
 		drops := t.drops
 		t.liveMu.Unlock()
 		err := t.check(ctx, pingTimeout)
+		if err == nil && !c.l1.Live() {
+			// Back after a drop: every group prefix on every node before L1 turns on.
+			err = t.arm(ctx, c, pingTimeout)
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -185,6 +213,18 @@ func (t *tracker) keep(c *Cache) {
 			c.log.Error("tracking listener refused by redis: L1 stays off", zap.Error(err))
 		case keepResume:
 			c.log.Info("tracking listener connected: L1 on")
+		case keepNothing:
+			if err == nil && c.l1.Live() {
+				// Groups made since, or nodes that joined: arm them. A node whose writes were
+				// not heard until now means a flush.
+				if joined, aerr := t.armNew(ctx, c, pingTimeout); aerr != nil {
+					c.log.Warn("tracking prefixes not armed yet: those groups stay out of L1", zap.Error(aerr))
+					next = min(next, trackingRetryMax)
+				} else if joined {
+					c.flushL1()
+					c.log.Info("tracking listener armed on a node that joined: L1 flushed")
+				}
+			}
 		}
 		if !timer.Stop() {
 			select {
@@ -292,3 +332,149 @@ func onlySlow(err error) bool {
 }
 
 func (t *tracker) close() { t.client.Close() }
+
+// want adds ns's prefix to what the listener tracks; the keeper arms it and then marks ns
+// armed, after which its values may go to L1.
+func (t *tracker) want(ns *namespace) {
+	t.prefixMu.Lock()
+	t.wanted = append(t.wanted, ns)
+	toBroad := !t.broad && len(t.wanted) > maxTrackedPrefixes
+	if toBroad {
+		// Tracking goes off and on again with the one broad prefix on every node: as after a
+		// drop, L1 is off until every node tracks it, and then flushed.
+		t.broad = true
+		clear(t.armed)
+	}
+	t.prefixMu.Unlock()
+	if c := t.cache.Load(); toBroad && c != nil {
+		t.liveMu.Lock()
+		t.drops++
+		c.l1.Pause()
+		t.liveMu.Unlock()
+		c.log.Info("more groups with L1 than tracked prefixes: tracking the whole key prefix", zap.Int("groups", maxTrackedPrefixes+1))
+	}
+	t.wake()
+}
+
+// forgetArmed records that every node's listener connection may be new: its prefixes must be
+// sent again.
+func (t *tracker) forgetArmed() {
+	t.prefixMu.Lock()
+	clear(t.armed)
+	t.prefixMu.Unlock()
+}
+
+// arm sends every wanted prefix to every node that lacks it, and marks the namespaces armed.
+func (t *tracker) arm(ctx context.Context, c *Cache, timeout time.Duration) error {
+	_, err := t.armNew(ctx, c, timeout)
+	return err
+}
+
+// armNew arms what is missing: prefixes of groups made since the last call, and every prefix
+// on nodes the listener had not armed. It reports whether a node was armed from scratch while
+// others already were (a node that joined: its writes until now went unheard).
+func (t *tracker) armNew(ctx context.Context, c *Cache, timeout time.Duration) (joined bool, err error) {
+	t.prefixMu.Lock()
+	wanted := append([]*namespace(nil), t.wanted...)
+	hadArmed := len(t.armed) > 0
+	broad := t.broad
+	t.prefixMu.Unlock()
+	var errs []error
+	for addr, node := range t.client.Nodes() {
+		t.prefixMu.Lock()
+		have := t.armed[addr]
+		t.prefixMu.Unlock()
+		var missing []string
+		if broad {
+			if !have[t.keyPrefix] {
+				missing = []string{t.keyPrefix}
+			}
+		} else {
+			for _, ns := range wanted {
+				if !have[ns.prefix] {
+					missing = append(missing, ns.prefix)
+				}
+			}
+		}
+		if have != nil && len(missing) == 0 {
+			continue
+		}
+		arm := t.armNode
+		if broad {
+			arm = t.armNodeBroad
+		}
+		if err := arm(ctx, node, missing, timeout); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+			continue
+		}
+		t.prefixMu.Lock()
+		if t.armed[addr] == nil {
+			t.armed[addr] = map[string]bool{}
+			joined = joined || hadArmed
+		}
+		for _, p := range missing {
+			t.armed[addr][p] = true
+		}
+		t.prefixMu.Unlock()
+	}
+	if len(errs) > 0 {
+		return false, errors.Join(errs...)
+	}
+	for _, ns := range wanted {
+		ns.armed.Store(true)
+	}
+	return joined, nil
+}
+
+// armNode adds prefixes to one node's listener connection. Redis refuses a prefix the
+// connection tracks already (as overlapping itself): then it asks which it has, and adds the
+// others.
+func (t *tracker) armNode(ctx context.Context, node rueidis.Client, prefixes []string, timeout time.Duration) error {
+	if len(prefixes) == 0 {
+		return t.caller.DoOn(ctx, node, node.B().Ping().Build(), timeout).Error()
+	}
+	err := t.caller.DoOn(ctx, node, trackingCmd(node, prefixes), timeout).Error()
+	if err == nil || !strings.Contains(err.Error(), "overlaps") {
+		return err
+	}
+	info, err := t.caller.DoOn(ctx, node, node.B().ClientTrackinginfo().Build(), timeout).AsMap()
+	if err != nil {
+		return err
+	}
+	have := map[string]bool{}
+	if list, ok := info["prefixes"]; ok {
+		arr, _ := list.ToArray()
+		for _, m := range arr {
+			if s, err := m.ToString(); err == nil {
+				have[s] = true
+			}
+		}
+	}
+	var rest []string
+	for _, p := range prefixes {
+		if !have[p] {
+			rest = append(rest, p)
+		}
+	}
+	if len(rest) == 0 {
+		return nil
+	}
+	return t.caller.DoOn(ctx, node, trackingCmd(node, rest), timeout).Error()
+}
+
+// armNodeBroad makes one node's listener connection track the whole KeyPrefix: tracking off
+// (the generation prefix it connected with overlaps the broad one), then on with it alone.
+func (t *tracker) armNodeBroad(ctx context.Context, node rueidis.Client, _ []string, timeout time.Duration) error {
+	if err := t.caller.DoOn(ctx, node, node.B().ClientTracking().Off().Build(), timeout).Error(); err != nil {
+		return err
+	}
+	return t.caller.DoOn(ctx, node, node.B().Arbitrary("CLIENT", "TRACKING", "ON").Args(TrackingOptions(t.keyPrefix)...).Build(), timeout).Error()
+}
+
+func trackingCmd(node rueidis.Client, prefixes []string) rueidis.Completed {
+	args := make([]string, 0, 2*len(prefixes))
+	for _, p := range prefixes {
+		args = append(args, "PREFIX", p)
+	}
+	return node.B().Arbitrary("CLIENT", "TRACKING", "ON", "BCAST").Args(args...).Build()
+}

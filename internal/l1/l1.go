@@ -76,10 +76,14 @@ type entry struct {
 	owner *Owner // which namespace filled it
 	key   string // the group key, checked on every hit (the L1 is keyed by a 64-bit hash)
 	h     uint64 // the L1 key: the hash of the full Redis key
-	gen   uint64
+	gen   uint64 // the key's stripe generation at the snapshot taken before the Redis read
 	epoch uint64
 	small bool // cost at most frontMaxCost: may be served from the front
 	value any
+	// state is fresh until the entry's first lookup, which confirms it (no invalidation of
+	// its stripe since its snapshot) or finds it dead; an invalidation of its key marks it
+	// dead at any time. Written by lookups and invalidations, with compare-and-swap.
+	state atomic.Uint32
 	// freshUntil is when the entry stops being served, on the L1's coarse clock: never later
 	// than its L2 entry's expiry. With fail-safe it can still be served as a last resort
 	// until freshUntil + MaxStale.
@@ -87,6 +91,13 @@ type entry struct {
 	// refreshAt is set only with eager refresh: past it, a lookup says a refresh is due.
 	refreshAt int64 // unix nanoseconds
 }
+
+// Entry states.
+const (
+	fresh     uint32 = iota // filled, not looked up yet
+	confirmed               // no invalidation of its key since its snapshot: served until one comes
+	dead                    // its key was invalidated (or may have been, before it was confirmed)
+)
 
 // Snapshot is a key's stripe generation and the epoch, taken before a Redis read or write.
 type Snapshot struct{ gen, epoch uint64 }
@@ -201,9 +212,27 @@ func (l *L1) current(h uint64, s Snapshot) bool {
 	return s.epoch == l.epoch.Load() && s.gen == l.stripes[h&stripeMask].Load()
 }
 
-// Invalidate makes every entry of the key with hash h unservable (one atomic add: safe on
-// any goroutine, rueidis's reader included).
-func (l *L1) Invalidate(h uint64) { l.stripes[h&stripeMask].Add(1) }
+// Invalidate makes the entry of the key with hash h unservable, and any entry of that key
+// being filled from a read made before now. It marks the entry itself dead, so that no other
+// key's entry is touched, and bumps the key's stripe for fills in flight (whose entries are
+// not in ristretto yet): their first lookup finds the stripe moved and treats them as dead.
+// The stripe is bumped first: a lookup that confirms an entry before the bump found it in
+// ristretto before the bump, where this finds it too. No lock of ours, no blocking: safe on
+// any goroutine, rueidis's reader included (ristretto's Get takes a shard's read lock).
+func (l *L1) Invalidate(h uint64) {
+	l.stripes[h&stripeMask].Add(1)
+	if l.store == nil {
+		return
+	}
+	if e := l.front[h&frontMask].Load(); e != nil && e.h == h {
+		e.state.Store(dead)
+	}
+	if !l.closed.Load() {
+		if e, ok := l.store.Get(h); ok {
+			e.state.Store(dead)
+		}
+	}
+}
 
 // Flush makes every entry unservable (one atomic add), and empties the front, whose
 // entries are unservable too but would be kept alive (4096 loads, a few µs).
@@ -281,10 +310,30 @@ func (l *L1) lookup(h uint64, owner *Owner, key string) (*entry, bool) {
 }
 
 // servable tells whether e, found under h, is (owner, key)'s current entry: of this owner
-// and key, filled after the last flush and the last write to its stripe, and fresh.
+// and key, filled after the last flush, not invalidated since its snapshot, and fresh.
 func (l *L1) servable(e *entry, h uint64, owner *Owner, key string) bool {
-	return e.owner == owner && e.key == key && e.epoch == l.epoch.Load() &&
-		e.gen == l.stripes[h&stripeMask].Load() && l.clock.Load() < e.freshUntil
+	if e.owner != owner || e.key != key || e.epoch != l.epoch.Load() || l.clock.Load() >= e.freshUntil {
+		return false
+	}
+	switch e.state.Load() {
+	case confirmed:
+		return true
+	case dead:
+		return false
+	}
+	return l.confirm(e, h)
+}
+
+// confirm decides a fresh entry's state at its first lookup: dead if its stripe moved since
+// its snapshot (an invalidation of its key may have raced its fill; or one of another key
+// of the stripe, a false invalidation confined to this moment), confirmed otherwise.
+func (l *L1) confirm(e *entry, h uint64) bool {
+	if e.gen != l.stripes[h&stripeMask].Load() {
+		e.state.CompareAndSwap(fresh, dead)
+		return false
+	}
+	e.state.CompareAndSwap(fresh, confirmed) // fails if an invalidation marked it dead meanwhile
+	return e.state.Load() == confirmed
 }
 
 // Fill stores a value read or written under snapshot s, unless s is already stale or
@@ -293,6 +342,15 @@ func (l *L1) servable(e *entry, h uint64, owner *Owner, key string) bool {
 // the value's encoded size.
 func (l *L1) Fill(h uint64, s Snapshot, owner *Owner, key string, value any, cost int64, ttl, fullTTL time.Duration) {
 	if l.store == nil || !l.live.Load() || !l.current(h, s) || ttl <= 0 {
+		return
+	}
+	if cur, ok := l.store.Get(h); ok && cur.owner == owner && cur.key == key && cur.epoch == s.epoch &&
+		cur.state.Load() == confirmed && l.clock.Load() < cur.freshUntil {
+		// The key's entry is confirmed and not dead: no invalidation of the key has come since
+		// its snapshot, so it holds what this fill would, or an older value that the coming
+		// invalidation will end as it would have ended this one. Replacing it would put a fresh
+		// entry in its place, which a write to another key of its stripe could cost before its
+		// first lookup.
 		return
 	}
 	now := time.Now()
@@ -327,9 +385,16 @@ func (l *L1) GetStale(h uint64, owner *Owner, key string) (any, bool) {
 	sh.lookups.Add(1)
 	defer sh.done.Add(1)
 	e, ok := l.store.Get(h)
-	if !ok || e.owner != owner || e.key != key || e.gen != l.stripes[h&stripeMask].Load() ||
-		l.Now() > e.freshUntil+int64(l.cfg.MaxStale) {
+	if !ok || e.owner != owner || e.key != key || l.Now() > e.freshUntil+int64(l.cfg.MaxStale) {
 		return nil, false
+	}
+	switch e.state.Load() {
+	case dead:
+		return nil, false
+	case fresh:
+		if e.gen != l.stripes[h&stripeMask].Load() {
+			return nil, false
+		}
 	}
 	return e.value, true
 }

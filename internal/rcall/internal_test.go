@@ -32,7 +32,7 @@ func TestDeadlineWithinTheAllowanceIsTimeout(t *testing.T) {
 			context.WithValue(context.Background(), ctxKey{}, "value"), // a shared window too
 		} {
 			before := time.Now()
-			cctx, cancel, timedOut := c.deadline(parent, n)
+			cctx, cancel, timedOut := split(c.deadline(parent, n))
 			after := time.Now()
 			requireDeadlineIn(t, cctx, before.Add(timeout), after.Add(timeout+window))
 			assert.False(t, timedOut())
@@ -42,7 +42,7 @@ func TestDeadlineWithinTheAllowanceIsTimeout(t *testing.T) {
 		// A cancellable parent gets a deadline of its own: Timeout exactly.
 		parent, cancelParent := context.WithCancel(context.Background())
 		before := time.Now()
-		cctx, cancel, timedOut := c.deadline(parent, n)
+		cctx, cancel, timedOut := split(c.deadline(parent, n))
 		after := time.Now()
 		requireDeadlineIn(t, cctx, before.Add(timeout), after.Add(timeout))
 		assert.False(t, timedOut())
@@ -65,7 +65,7 @@ func TestDeadlineBeyondTheAllowanceAddsTransferTime(t *testing.T) {
 		{TransferAllowance + TransferRate/1024, time.Second / 1024},
 	} {
 		before := time.Now()
-		cctx, cancel, timedOut := c.deadline(context.Background(), tc.n)
+		cctx, cancel, timedOut := split(c.deadline(context.Background(), tc.n))
 		after := time.Now()
 		requireDeadlineIn(t, cctx, before.Add(timeout+tc.extra), after.Add(timeout+tc.extra))
 		assert.False(t, timedOut())
@@ -83,7 +83,7 @@ func TestDeadlineKeepsAnEarlierCallerDeadline(t *testing.T) {
 	} {
 		c := New(nil, o)
 		for _, n := range []int64{0, TransferAllowance + 100*TransferRate} {
-			cctx, cancel, _ := c.deadline(parent, n)
+			cctx, cancel, _ := split(c.deadline(parent, n))
 			got, ok := cctx.Deadline()
 			require.True(t, ok)
 			assert.Equal(t, want, got, "n=%d timer=%v", n, o.TimerDeadline)
@@ -97,7 +97,7 @@ func TestNoTimeoutMeansNoDeadline(t *testing.T) {
 		for _, timer := range []bool{false, true} {
 			c := New(nil, Options{Timeout: timeout, TimerDeadline: timer})
 			parent := context.Background()
-			cctx, cancel, timedOut := c.deadline(parent, TransferAllowance*4)
+			cctx, cancel, timedOut := split(c.deadline(parent, TransferAllowance*4))
 			assert.Equal(t, parent, cctx)
 			_, ok := cctx.Deadline()
 			assert.False(t, ok)
@@ -109,7 +109,7 @@ func TestNoTimeoutMeansNoDeadline(t *testing.T) {
 
 func TestTimerDeadlineCancelsInsteadOfADeadline(t *testing.T) {
 	c := New(nil, Options{Timeout: 10 * time.Millisecond, TimerDeadline: true})
-	cctx, cancel, timedOut := c.deadline(context.Background(), 0)
+	cctx, cancel, timedOut := split(c.deadline(context.Background(), 0))
 	defer cancel()
 	_, ok := cctx.Deadline()
 	assert.False(t, ok, "no context deadline: rueidis must not read synchronously until one")
@@ -121,14 +121,14 @@ func TestTimerDeadlineCancelsInsteadOfADeadline(t *testing.T) {
 	// The caller's cancellation is not the call's timeout.
 	c = New(nil, Options{Timeout: time.Hour, TimerDeadline: true})
 	parent, cancelParent := context.WithCancel(context.Background())
-	cctx, cancel2, timedOut := c.deadline(parent, 0)
+	cctx, cancel2, timedOut := split(c.deadline(parent, 0))
 	defer cancel2()
 	cancelParent()
 	<-cctx.Done()
 	assert.False(t, timedOut())
 
 	// Nor is ending the call.
-	cctx, cancel3, timedOut := c.deadline(context.Background(), 0)
+	cctx, cancel3, timedOut := split(c.deadline(context.Background(), 0))
 	cancel3()
 	<-cctx.Done()
 	assert.False(t, timedOut())
@@ -168,9 +168,9 @@ func TestCallerDeadlinePassedBeforeItsTimerFired(t *testing.T) {
 	b := NewBreaker(BreakerOptions{Threshold: 1, Cooldown: time.Hour})
 	c := New(nil, Options{Timeout: time.Second, Breaker: b})
 	late := lateCtx{Context: context.Background(), deadline: time.Now().Add(-time.Millisecond)}
-	_, cancel, timedOut := c.deadline(late, 0)
-	defer cancel()
-	oc, err := c.classify(late, context.DeadlineExceeded, timedOut)
+	bd := c.deadline(late, 0)
+	defer bd.cancel()
+	oc, err := c.classify(late, context.DeadlineExceeded, &bd)
 	c.account(oc, false)
 	assert.Equal(t, abandon, oc)
 	assert.Equal(t, context.DeadlineExceeded, err)
@@ -322,4 +322,9 @@ func TestBreakerNeedsFailuresOverItsSpan(t *testing.T) {
 	b.failure(false)
 	require.Equal(t, opened, b.openedAt.Load(), "a late failure does not move the opening")
 	require.EqualValues(t, 1, b.Opens())
+}
+
+// split is a bound as the three things a test looks at.
+func split(b bound) (context.Context, context.CancelFunc, func() bool) {
+	return b.ctx, b.cancel, b.timedOut
 }

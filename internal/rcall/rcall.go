@@ -143,9 +143,11 @@ func (c *Caller) Do(ctx context.Context, cmd rueidis.Completed) rueidis.RedisRes
 // DoMoving is Do for a command that moves about n bytes (a value written, or the largest
 // value a read may return): past TransferAllowance it gets a longer deadline.
 func (c *Caller) DoMoving(ctx context.Context, cmd rueidis.Completed, n int64) rueidis.RedisResult {
-	return c.run(ctx, n, func(cctx context.Context) rueidis.RedisResult {
-		return c.client.Do(cctx, cmd.Pin())
-	})
+	b, probe, err := c.start(ctx, n)
+	if err != nil {
+		return rueidis.NewErrorResult(err)
+	}
+	return c.finish(ctx, &b, probe, c.client.Do(b.ctx, cmd.Pin()))
 }
 
 // DoMulti sends commands in one pipeline under one deadline and one breaker decision.
@@ -176,20 +178,20 @@ func (c *Caller) DoMultiMoving(ctx context.Context, n int64, cmds ...rueidis.Com
 	for i := range cmds {
 		cmds[i] = cmds[i].Pin()
 	}
-	cctx, cancel, timedOut := c.deadline(ctx, n)
-	res := c.client.DoMulti(cctx, cmds...)
+	b := c.deadline(ctx, n)
+	res := c.client.DoMulti(b.ctx, cmds...)
 	worst := success
 	for i, r := range res {
 		// One Error call: each returns a new *RedisError for an error reply, which a second
 		// call's would never equal.
 		rerr := r.Error()
-		oc, err := c.classify(ctx, rerr, timedOut)
+		oc, err := c.classify(ctx, rerr, &b)
 		worst = max(worst, oc)
 		if err != rerr {
 			res[i] = rueidis.NewErrorResult(err)
 		}
 	}
-	cancel()
+	b.cancel()
 	c.account(worst, probe)
 	copy(out, res)
 	return out
@@ -208,41 +210,44 @@ func (c *Caller) DoOn(ctx context.Context, d interface {
 	if timeout <= 0 {
 		timeout = c.o.Timeout
 	}
-	cctx, cancel := ctx, context.CancelFunc(func() {})
+	b := bound{ctx: ctx, parent: ctx, cancel: noop}
 	if timeout > 0 {
-		cctx, cancel = context.WithTimeout(ctx, timeout)
+		b.ctx, b.cancel = context.WithTimeout(ctx, timeout)
 	}
-	res := d.Do(cctx, cmd.Pin())
-	timedOut := expired(cctx) && !expired(ctx)
-	cancel()
+	res := d.Do(b.ctx, cmd.Pin())
+	defer b.cancel()
 	if err := res.Error(); err != nil {
-		if _, cerr := c.classify(ctx, err, func() bool { return timedOut }); cerr != err {
+		if _, cerr := c.classify(ctx, err, &b); cerr != err {
 			return rueidis.NewErrorResult(cerr)
 		}
 	}
 	return res
 }
 
-// run is the path of one call: refusals, breaker, deadline, the call, classification and
-// the breaker's accounting.
-func (c *Caller) run(ctx context.Context, n int64, send func(context.Context) rueidis.RedisResult) rueidis.RedisResult {
+// start begins one call: refusals, the breaker, the deadline. Every call that starts must
+// end with finish, which cancels its deadline and tells the breaker.
+func (c *Caller) start(ctx context.Context, n int64) (b bound, probe bool, err error) {
 	if err := c.refuse(ctx); err != nil {
-		return rueidis.NewErrorResult(err)
+		return bound{}, false, err
 	}
 	ok, probe := c.o.Breaker.allow()
 	if !ok {
-		return rueidis.NewErrorResult(c.unavailable(errBreakerOpen))
+		return bound{}, false, c.unavailable(errBreakerOpen)
 	}
-	cctx, cancel, timedOut := c.deadline(ctx, n)
-	res := send(cctx)
+	return c.deadline(ctx, n), probe, nil
+}
+
+// finish ends a call begun by start with its result: classification and the breaker's
+// accounting.
+func (c *Caller) finish(ctx context.Context, b *bound, probe bool, res rueidis.RedisResult) rueidis.RedisResult {
 	err := res.Error()
 	if err == nil || rueidis.IsRedisNil(err) {
-		cancel()
+		b.cancel()
 		c.o.Breaker.success(probe)
 		return res
 	}
-	oc, cerr := c.classify(ctx, err, timedOut)
-	cancel()
+	oc, cerr := c.classify(ctx, err, b)
+	b.cancel()
 	c.account(oc, probe)
 	if cerr != err {
 		return rueidis.NewErrorResult(cerr)
@@ -259,12 +264,28 @@ func (c *Caller) refuse(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// deadline bounds one call. timedOut, asked after the call and before cancel, tells
-// whether the call's own deadline (not the caller's) has passed.
-func (c *Caller) deadline(ctx context.Context, n int64) (cctx context.Context, cancel context.CancelFunc, timedOut func() bool) {
+// bound is one call's deadline.
+type bound struct {
+	ctx    context.Context // the call's
+	parent context.Context // the caller's
+	cancel context.CancelFunc
+	timer  bool // TimerDeadline: the call's own timeout is ctx's cause
+}
+
+// timedOut, asked after the call and before cancel, tells whether the call's own deadline
+// (not the caller's) has passed.
+func (b *bound) timedOut() bool {
+	if b.timer {
+		return context.Cause(b.ctx) == errCallTimeout
+	}
+	return b.ctx != b.parent && expired(b.ctx) && !expired(b.parent)
+}
+
+// deadline bounds one call.
+func (c *Caller) deadline(ctx context.Context, n int64) bound {
 	timeout := c.o.Timeout
 	if timeout <= 0 {
-		return ctx, noop, never
+		return bound{ctx: ctx, parent: ctx, cancel: noop}
 	}
 	extra := time.Duration(0)
 	if n > TransferAllowance {
@@ -273,17 +294,18 @@ func (c *Caller) deadline(ctx context.Context, n int64) (cctx context.Context, c
 			timeout, extra = math.MaxInt64, 0
 		}
 	}
+	b := bound{parent: ctx}
 	switch {
 	case c.o.TimerDeadline:
 		cctx, cancelCause := context.WithCancelCause(ctx)
 		t := time.AfterFunc(timeout+extra, func() { cancelCause(errCallTimeout) })
-		return cctx, func() { t.Stop(); cancelCause(nil) }, func() bool { return context.Cause(cctx) == errCallTimeout }
+		b.ctx, b.cancel, b.timer = cctx, func() { t.Stop(); cancelCause(nil) }, true
 	case extra > 0:
-		cctx, cancel = context.WithTimeout(ctx, timeout+extra)
+		b.ctx, b.cancel = context.WithTimeout(ctx, timeout+extra)
 	default:
-		cctx, cancel = c.bounds.Context(ctx)
+		b.ctx, b.cancel = c.bounds.Context(ctx)
 	}
-	return cctx, cancel, func() bool { return expired(cctx) && !expired(ctx) }
+	return b
 }
 
 // expired reports whether ctx is done or its deadline has passed. A call on an idle
@@ -308,8 +330,7 @@ func ctxErr(ctx context.Context) error {
 
 var errCallTimeout = errors.New("rcall: call timeout")
 
-func noop()       {}
-func never() bool { return false }
+func noop() {}
 
 // outcome is what a call says about Redis, for the breaker; ordered by severity.
 type outcome int
@@ -349,11 +370,11 @@ func (c *Caller) account(oc outcome, probe bool) {
 //     "no answer within <Timeout>", which does not match context.DeadlineExceeded: that
 //     match is kept for the caller's own deadline.
 func (c *Caller) Classify(ctx context.Context, err error) error {
-	_, e := c.classify(ctx, err, never)
+	_, e := c.classify(ctx, err, &bound{ctx: ctx, parent: ctx})
 	return e
 }
 
-func (c *Caller) classify(ctx context.Context, err error, timedOut func() bool) (outcome, error) {
+func (c *Caller) classify(ctx context.Context, err error, b *bound) (outcome, error) {
 	if err == nil || rueidis.IsRedisNil(err) {
 		return success, err
 	}
@@ -367,7 +388,7 @@ func (c *Caller) classify(ctx context.Context, err error, timedOut func() bool) 
 		}
 		return success, err
 	}
-	if ours := timedOut(); !ours && expired(ctx) {
+	if ours := b.timedOut(); !ours && expired(ctx) {
 		return abandon, ctxErr(ctx)
 	} else if ours && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
 		err = timeoutError{c.o.Timeout}

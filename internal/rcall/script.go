@@ -23,12 +23,14 @@ func NewScript(src string) *Script {
 
 // Exec runs s with keys and args: one deadline and one breaker decision for both attempts.
 func (c *Caller) Exec(ctx context.Context, s *Script, keys, args []string) rueidis.RedisResult {
-	return c.run(ctx, 0, func(cctx context.Context) rueidis.RedisResult {
-		b := c.client.B()
-		res := c.client.Do(cctx, b.Evalsha().Sha1(s.sha).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build().Pin())
-		if re, ok := rueidis.IsRedisErr(res.Error()); ok && re.IsNoScript() {
-			res = c.client.Do(cctx, b.Eval().Script(s.src).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build().Pin())
-		}
-		return res
-	})
+	b, probe, err := c.start(ctx, 0)
+	if err != nil {
+		return rueidis.NewErrorResult(err)
+	}
+	cmd := c.client.B()
+	res := c.client.Do(b.ctx, cmd.Evalsha().Sha1(s.sha).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build().Pin())
+	if re, ok := rueidis.IsRedisErr(res.Error()); ok && re.IsNoScript() {
+		res = c.client.Do(b.ctx, cmd.Eval().Script(s.src).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build().Pin())
+	}
+	return c.finish(ctx, &b, probe, res)
 }

@@ -9,12 +9,18 @@ import (
 var scenarioNotes = map[string]string{
 	"DataL1Hit": "One ~300-byte struct held in process memory by every contender. tiercache returns " +
 		"the decoded value; go-redis/cache keeps msgpack+s2 bytes in its TinyLFU and decodes them on " +
-		"every hit; rueidis-DoCache is rueidis's client-side cache plus encoding/json; ristretto and " +
+		"every hit; rueidis-DoCache is rueidis's client-side cache plus encoding/json; go-redis-csc is " +
+		"go-redis v9's own client-side cache (RESP3, CLIENT TRACKING on every pooled connection), which " +
+		"holds the raw GET reply: a hit is a GET through go-redis's command path answered from memory, " +
+		"plus encoding/json; ristretto and " +
 		"sync.Map hold the decoded struct under its full Redis key (floors: no coherence at all).",
 	"DataL2Hit": "The same struct read from Redis and decoded, no in-process tier (tiercache with " +
 		"DisableL1, go-redis/cache without LocalCache). rueidis-DoCache+json-localhit is *not* an L2 " +
 		"read: after its first call rueidis serves it from its own client-side cache; it is listed " +
-		"because it is what a rueidis user would reach for.",
+		"because it is what a rueidis user would reach for. go-redis-csc-localmiss is go-redis's " +
+		"client-side cache made to miss every read (one entry, each goroutine reading two keys in turn): " +
+		"a GET to Redis plus the cache's reservation, copy and eviction, what a go-redis-csc read costs " +
+		"when the value is not local; l1-hit-ratio shows it misses.",
 	"DataMissLoad": "A key in neither tier: read, call the loader (a constant), store the value. " +
 		"tiercache GetOrLoad, go-redis/cache Once, rueidis GET + SET by hand.",
 	"DataSet": "A write of the struct (each goroutine its own key).",
@@ -26,17 +32,39 @@ var scenarioNotes = map[string]string{
 		"fewer than 1000 entries). go-redis/cache: TinyLFU entries = budget ÷ its stored value size " +
 		"(msgpack+s2, smaller than JSON, so more than 1000 entries); l1-budget-bytes shows entries × " +
 		"value size. tiercache-same-entries gives tiercache room for as many entries as the TinyLFU. " +
+		"go-redis-csc: MaxMemoryBytes = budget; it charges each entry its RESP reply, cache key, Redis " +
+		"key and 112 B, split over 16 shards (l1-entries: resident entries per instance at the end); " +
+		"its hit ratio counts a read that missed and then waited for another goroutine's fetch as a miss. " +
 		"l1-hit-ratio counts L1 lookups of both instances (go-redis/cache: counted by a wrapper of " +
 		"its LocalCache, its Stats count Redis hits only). stale-read-ratio: reads that returned a " +
 		"value older than the newest write completed before the read began; go-redis/cache never " +
-		"invalidates the other instance's local cache.",
+		"invalidates the other instance's local cache; go-redis-csc applies an invalidation when the " +
+		"connection that read the key is next used, or drained (every 5 ms when idle), its own writes' too.",
 	"DataInvalidation": "Instance B serves a key from its L1; A writes a new value; one sample is the " +
 		"time from A's Set returning until B's Get stops returning the old value (p50-ns, p99-ns), " +
 		"the Redis GET that B then makes included. B's reader waits one loopback TCP echo between " +
 		"reads, as a server waits for its next request: a reader spinning on runtime.Gosched keeps " +
 		"Go's scheduler from polling the network, where B's invalidation waits, and measures that. " +
 		"ns/op is a whole cycle including re-warming B and says little. go-redis/cache is absent: " +
-		"it never propagates, B serves the old value until its local TTL ends.",
+		"it never propagates, B serves the old value until its local TTL ends. go-redis-csc (default " +
+		"options) applies an invalidation that reaches an idle pooled connection at its background " +
+		"drainer's next tick (ClientSideCacheConfig.DrainInterval, 5 ms).",
+	"DataZipfBusy": "A reader instance reads Zipf(s=1.1) over 20,000 keys of one group, its L1 holding all " +
+		"of them (16 MiB; go-redis/cache: 40,000 TinyLFU entries), quiet (alone) and then busy: another " +
+		"instance increments view counters (2,500/s, count:article:<n>:views under the same KeyPrefix) " +
+		"and rewrites keys of a group the reader never makes (500/s). The background load is the same " +
+		"tiercache instance for every contender. invalidations/unrelated-write: invalidations the " +
+		"reader received (tiercache Stats().Invalidations.Tracking + .Bus; go-redis-csc " +
+		"CSCRefreshStats().Invalidations) ÷ background writes; go-redis/cache receives none. " +
+		"unrelated-writes/s is the rate reached: the background goroutines share the process, and a " +
+		"Parallel reader that never blocks leaves them little CPU.",
+	"DataScale": "1, 4 and 16 tiercache instances (each its own connections and tracking listener) on " +
+		"one redis-server: Zipf(s=1.1) reads over 10,000 keys of one group taken by the instances in " +
+		"turn, and 1,000 writes/s in all spread over them. redis-cpu-ms/1k-writes: redis-server CPU " +
+		"(INFO cpu, sys + user) during the run ÷ writes/1000, all of Redis's work included; " +
+		"invalidations/write: tracking invalidations received by all instances ÷ writes; l1-hit-ratio " +
+		"over all instances; writes/s: the write rate reached. Per-write metrics need ≥ 100 writes in " +
+		"the run.",
 	"CounterIncrement": "Counter increments (always Redis atomics, never L1). tiercache: persistent mode, " +
 		"one INCRBY under a context.Background; tiercache-cancellable-ctx: the same under a cancellable " +
 		"context (an HTTP request's), which costs a timer of its own for the per-call deadline; " +
@@ -167,7 +195,13 @@ func fmtValue(unit string, v float64) string {
 		return fmtNs(v)
 	case strings.HasSuffix(unit, "-ratio"):
 		return fmt.Sprintf("%.3f", v)
-	case unit == "MB/s" || v != float64(int64(v)):
+	case unit == "MB/s":
+		return fmt.Sprintf("%.1f", v)
+	case strings.HasSuffix(unit, "/write") || strings.HasSuffix(unit, "-write"):
+		return fmt.Sprintf("%.3f", v) // ≈ 0 or a few per write
+	case strings.HasSuffix(unit, "/s"):
+		return fmt.Sprintf("%.0f", v)
+	case v != float64(int64(v)):
 		return fmt.Sprintf("%.1f", v) // a median between two integer runs
 	}
 	return fmt.Sprintf("%.0f", v)
@@ -203,31 +237,36 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// headlineRow is one line of the README table: tiercache, go-redis/cache and the best
-// alternative a user could write, in one scenario and mode.
+// headlineRow is one line of the README table: tiercache, go-redis/cache, go-redis's
+// client-side cache and the best alternative a user could write, in one scenario and mode.
 type headlineRow struct {
-	label, scenario, mode string
-	tiercache, goRedis    string
-	baseline              string // contender name; shown with the value
-	extra                 string // a metric shown beside ns/op
+	label, scenario, mode   string
+	tiercache, goRedis, csc string
+	baseline                string // contender name; shown with the value
+	extra                   string // a metric shown beside ns/op
 }
 
 var headlineRows = []headlineRow{
-	{"L1 hit (serial)", "DataL1Hit", "Serial", "tiercache-Get", "go-redis-cache-Get", "ristretto-Get", ""},
-	{"L1 hit (parallel)", "DataL1Hit", "Parallel", "tiercache-Get", "go-redis-cache-Get", "ristretto-Get", ""},
-	{"L2 hit (serial)", "DataL2Hit", "Serial", "tiercache", "go-redis-cache", "rueidis-GET+json", ""},
-	{"L2 hit (parallel)", "DataL2Hit", "Parallel", "tiercache", "go-redis-cache", "rueidis-GET+json", ""},
-	{"miss + load (serial)", "DataMissLoad", "Serial", "tiercache", "go-redis-cache", "rueidis-GET+SET+json", ""},
-	{"Set (serial)", "DataSet", "Serial", "tiercache", "go-redis-cache", "rueidis-SET+json", ""},
-	{"Delete + re-read (serial)", "DataDeleteReread", "Serial", "tiercache", "go-redis-cache", "rueidis-DEL+GET+SET+json", ""},
-	{"Zipf 95/5, 2 instances (parallel)", "DataZipf", "Parallel", "tiercache", "go-redis-cache", "", "l1-hit-ratio"},
-	{"Zipf 95/5, 2 instances (serial)", "DataZipf", "Serial", "tiercache", "go-redis-cache", "", "l1-hit-ratio"},
+	{"L1 hit (serial)", "DataL1Hit", "Serial", "tiercache-Get", "go-redis-cache-Get", "go-redis-csc", "ristretto-Get", ""},
+	{"L1 hit (parallel)", "DataL1Hit", "Parallel", "tiercache-Get", "go-redis-cache-Get", "go-redis-csc", "ristretto-Get", ""},
+	// go-redis-csc has no L2 read of its own: its local miss is the nearest (a GET plus its cache's bookkeeping).
+	{"L2 hit (serial)", "DataL2Hit", "Serial", "tiercache", "go-redis-cache", "go-redis-csc-localmiss", "rueidis-GET+json", ""},
+	{"L2 hit (parallel)", "DataL2Hit", "Parallel", "tiercache", "go-redis-cache", "go-redis-csc-localmiss", "rueidis-GET+json", ""},
+	{"miss + load (serial)", "DataMissLoad", "Serial", "tiercache", "go-redis-cache", "", "rueidis-GET+SET+json", ""},
+	{"Set (serial)", "DataSet", "Serial", "tiercache", "go-redis-cache", "", "rueidis-SET+json", ""},
+	{"Delete + re-read (serial)", "DataDeleteReread", "Serial", "tiercache", "go-redis-cache", "", "rueidis-DEL+GET+SET+json", ""},
+	{"Zipf 95/5, 2 instances (parallel)", "DataZipf", "Parallel", "tiercache", "go-redis-cache", "go-redis-csc", "", "l1-hit-ratio"},
+	{"Zipf 95/5, 2 instances (serial)", "DataZipf", "Serial", "tiercache", "go-redis-cache", "go-redis-csc", "", "l1-hit-ratio"},
 }
+
+// busyHeadlineMode is the mode of the headline's row for DataZipfBusy: Serial, where the
+// background load runs at its rate (see the scenario's note).
+const busyHeadlineMode = "Serial"
 
 // headline is the README's table, in markdown.
 func headline(rs *results) string {
 	var b strings.Builder
-	b.WriteString("| median ns/op (allocs/op) | tiercache | go-redis/cache v9 | by hand / floor |\n|---|---|---|---|\n")
+	b.WriteString("| median ns/op (allocs/op) | tiercache | go-redis/cache v9 | go-redis v9 client-side cache | by hand / floor |\n|---|---|---|---|---|\n")
 	n := 0
 	for _, h := range headlineRows {
 		tc := rs.get(h.scenario, h.tiercache, h.mode)
@@ -252,9 +291,26 @@ func headline(rs *results) string {
 			}
 			return s
 		}
-		fmt.Fprintf(&b, "| %s | **%s** | %s | %s |\n", h.label, cellOf(h.tiercache, false), cellOf(h.goRedis, false), cellOf(h.baseline, true))
+		fmt.Fprintf(&b, "| %s | **%s** | %s | %s | %s |\n", h.label, cellOf(h.tiercache, false), cellOf(h.goRedis, false),
+			cellOf(h.csc, false), cellOf(h.baseline, true))
 	}
-	inv := []string{"tiercache-auto", "tiercache-bus-only", "rueidis-DoCache"}
+	if rs.get("DataZipfBusy", "tiercache/busy", busyHeadlineMode) != nil {
+		n++
+		busy := func(c string) string {
+			r, q := rs.get("DataZipfBusy", c+"/busy", busyHeadlineMode), rs.get("DataZipfBusy", c+"/quiet", busyHeadlineMode)
+			if r == nil || q == nil {
+				return "–"
+			}
+			s := cell(r, "l1-hit-ratio") + " / " + cell(q, "l1-hit-ratio")
+			if _, ok := r.median("invalidations/unrelated-write"); ok {
+				s += ", " + cell(r, "invalidations/unrelated-write") + " invalidations per unrelated write"
+			}
+			return s
+		}
+		fmt.Fprintf(&b, "| Zipf reader beside unrelated writes (%s): L1 hit ratio busy / quiet | **%s** | %s | %s | – |\n",
+			strings.ToLower(busyHeadlineMode), busy("tiercache"), busy("go-redis-cache"), busy("go-redis-csc"))
+	}
+	inv := []string{"tiercache-auto", "tiercache-bus-only", "go-redis-csc", "rueidis-DoCache"}
 	if r := rs.get("DataInvalidation", inv[0], ""); r != nil {
 		n++
 		lat := func(name string) string {
@@ -264,8 +320,8 @@ func headline(rs *results) string {
 			}
 			return cell(r, "p50-ns") + " / " + cell(r, "p99-ns")
 		}
-		fmt.Fprintf(&b, "| invalidation reaches another instance, p50 / p99 | **%s** (tracking), %s (bus-only) | never (until local TTL) | %s rueidis DoCache |\n",
-			lat(inv[0]), lat(inv[1]), lat(inv[2]))
+		fmt.Fprintf(&b, "| invalidation reaches another instance, p50 / p99 | **%s** (tracking), %s (bus-only) | never (until local TTL) | %s | %s rueidis DoCache |\n",
+			lat(inv[0]), lat(inv[1]), lat(inv[2]), lat(inv[3]))
 	}
 	if n == 0 {
 		return "(no data-path benchmarks in this run)\n"
@@ -337,6 +393,16 @@ func targets(rs *results) []target {
 		gr, ok2 := med("DataZipf", "go-redis-cache", mode, "ns/op")
 		add("Zipf: higher throughput than go-redis/cache ("+mode+")", tc < gr,
 			fmt.Sprintf("%s vs %s per op: %s the throughput", fmtNs(tc), fmtNs(gr), fmtRatio(gr/tc)), ok1 && ok2)
+	}
+	for _, mode := range []string{"Serial", "Parallel"} {
+		busy, ok1 := med("DataZipfBusy", "tiercache/busy", mode, "l1-hit-ratio")
+		quiet, ok2 := med("DataZipfBusy", "tiercache/quiet", mode, "l1-hit-ratio")
+		add("Zipf beside unrelated writes: L1 hit ratio busy ≥ 0.99 × quiet ("+mode+")", busy >= 0.99*quiet,
+			fmt.Sprintf("%.3f vs %.3f: %.3f×", busy, quiet, busy/quiet), ok1 && ok2)
+	}
+	for _, mode := range []string{"Serial", "Parallel"} {
+		inv, ok := med("DataZipfBusy", "tiercache/busy", mode, "invalidations/unrelated-write")
+		add("invalidations per unrelated write ≈ 0 (≤ 0.01) ("+mode+")", inv <= 0.01, fmt.Sprintf("%.3f", inv), ok)
 	}
 	for _, c := range []struct{ name, label string }{{"tiercache-auto", "tracking"}, {"tiercache-bus-only", "bus-only"}} {
 		p99, ok := med("DataInvalidation", c.name, "", "p99-ns")

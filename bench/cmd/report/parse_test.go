@@ -59,3 +59,50 @@ func TestParse(t *testing.T) {
 		t.Errorf("svg:\n%s", svg)
 	}
 }
+
+const busyOutput = `BenchmarkDataZipfBusy/tiercache/quiet/Serial-2   	 1000000	       150 ns/op	         0.9990 l1-hit-ratio	       0 B/op	       0 allocs/op
+BenchmarkDataZipfBusy/tiercache/busy/Serial-2    	 1000000	       160 ns/op	         0.9985 l1-hit-ratio	      2998 unrelated-writes/s	         0.0004 invalidations/unrelated-write	       0 B/op	       0 allocs/op
+BenchmarkDataZipfBusy/tiercache/quiet/Parallel-2 	 1000000	        80 ns/op	         0.9990 l1-hit-ratio	       0 B/op	       0 allocs/op
+BenchmarkDataZipfBusy/tiercache/busy/Parallel-2  	 1000000	        90 ns/op	         0.9000 l1-hit-ratio	       120.5 unrelated-writes/s	         1.000 invalidations/unrelated-write	       0 B/op	       0 allocs/op
+BenchmarkDataZipfBusy/go-redis-csc/quiet/Serial-2	  500000	       900 ns/op	         0.9990 l1-hit-ratio	     400 B/op	       6 allocs/op
+BenchmarkDataZipfBusy/go-redis-csc/busy/Serial-2 	  500000	       950 ns/op	         0.9990 l1-hit-ratio	      2990 unrelated-writes/s	         0 invalidations/unrelated-write	     400 B/op	       6 allocs/op
+BenchmarkDataScale/instances=16/Serial-2         	 1000000	       300 ns/op	         0.9500 l1-hit-ratio	       997 writes/s	        16.00 invalidations/write	        41.27 redis-cpu-ms/1k-writes	       0 B/op	       0 allocs/op
+`
+
+func TestBusyTargets(t *testing.T) {
+	rs, err := parse(strings.NewReader(busyOutput))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rs.get("DataZipfBusy", "tiercache/busy", "Serial")
+	if r == nil || r.contender != "tiercache/busy" {
+		t.Fatalf("tiercache/busy: %+v", r)
+	}
+	verdicts := map[string]string{}
+	for _, tg := range targets(rs) {
+		verdicts[tg.what] = tg.verdict
+	}
+	for what, want := range map[string]string{
+		"Zipf beside unrelated writes: L1 hit ratio busy ≥ 0.99 × quiet (Serial)":   "holds",
+		"Zipf beside unrelated writes: L1 hit ratio busy ≥ 0.99 × quiet (Parallel)": "**missed**",
+		"invalidations per unrelated write ≈ 0 (≤ 0.01) (Serial)":                   "holds",
+		"invalidations per unrelated write ≈ 0 (≤ 0.01) (Parallel)":                 "**missed**",
+	} {
+		if got := verdicts[what]; got != want {
+			t.Errorf("%s: %q, want %q", what, got, want)
+		}
+	}
+	h := headline(rs)
+	if !strings.Contains(h, "| **0.999 / 0.999, 0.000 invalidations per unrelated write** | – | 0.999 / 0.999, 0.000 invalidations per unrelated write | – |") {
+		t.Errorf("headline:\n%s", h)
+	}
+	table := scenarioTable(rs, "DataScale")
+	for _, want := range []string{"| 997 |", "| 16.000 |", "| 41.3 |"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("scale table lacks %q:\n%s", want, table)
+		}
+	}
+	if got := fmtValue("unrelated-writes/s", 120.7); got != "121" {
+		t.Errorf("unrelated-writes/s: %s", got)
+	}
+}
