@@ -12,14 +12,14 @@ import (
 // namespace is what every group of one name in a Cache shares: its generation, its L1
 // entries (one l1.Owner) and the value type and codec that its keys are written with.
 type namespace struct {
-	name      string
-	genKey    string // <KeyPrefix>tiercache:gen:<name>
-	prefix    string // <KeyPrefix><name>@: every key of every generation
+	name   string
+	genKey string // <KeyPrefix>tiercache:gen:<name>
+	prefix string // <KeyPrefix><name>@: every key of every generation
 	// armed: writes under prefix are reported to this instance (tracked on every node, or
 	// another mechanism covers them). Read before the snapshot of a read whose value may go
 	// to L1; set once, never cleared (a lost connection pauses the whole L1 instead).
-	armed    atomic.Bool
-	l1Wanted atomic.Bool // a group of this name keeps values in L1: its prefix is wanted
+	armed     atomic.Bool
+	l1Wanted  atomic.Bool // a group of this name keeps values in L1: its prefix is wanted
 	owner     *l1.Owner
 	valueType reflect.Type
 	codec     Codec

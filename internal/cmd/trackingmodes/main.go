@@ -89,7 +89,7 @@ func measure(ctx context.Context, admin rueidis.Client, addr, mode string, keys,
 	listener, err := rueidis.NewClient(rueidis.ClientOption{
 		InitAddress: []string{addr}, ForceSingleClient: true, PipelineMultiplex: -1,
 		ClientTrackingOptions: []string{"BCAST", "PREFIX", "p:tiercache:gen:"},
-		OnInvalidations: func(m []rueidis.RedisMessage) { pushes.Add(int64(len(m))) },
+		OnInvalidations:       func(m []rueidis.RedisMessage) { pushes.Add(int64(len(m))) },
 	})
 	if err != nil {
 		return res, err
