@@ -80,6 +80,10 @@ type Options struct {
 	// the same goroutine as OnMessage, before any message of the new subscription, and must not
 	// block.
 	OnReset func()
+	// OnLost is called every time the subscription is lost after it was up (and again after
+	// each failed attempt to make it again), on the bus's receive goroutine, before the bus
+	// retries: until the next OnReset, messages are being missed. It must not block.
+	OnLost func()
 	// PublishTimeout is the deadline of each PUBLISH command. Default: DefaultPublishTimeout.
 	PublishTimeout time.Duration
 	// SubscribeTimeout bounds how long New waits for the first subscription when ctx has no
@@ -111,6 +115,7 @@ type Stats struct {
 	Malformed     uint64 `json:"malformed"`      // payloads on the channel that Decode rejected, dropped
 	Subscriptions uint64 `json:"subscriptions"`  // subscription confirmations, the first one included
 	Resets        uint64 `json:"resets"`         // subscriptions after the first one (OnReset calls)
+	Losses        uint64 `json:"losses"`         // subscriptions lost, or attempts to make one again failed (OnLost calls)
 	Raw           uint64 `json:"raw"`            // messages on RawChannels handed to OnRaw
 }
 
@@ -143,7 +148,7 @@ type Bus struct {
 type counters struct {
 	published, publishErrors, batches, batchErrors atomic.Uint64
 	received, ignored, malformed                   atomic.Uint64
-	subscriptions, resets, raw                     atomic.Uint64
+	subscriptions, resets, raw, losses             atomic.Uint64
 }
 
 // New starts a bus on client and returns once its subscription to opts.Channel is confirmed,
@@ -232,6 +237,7 @@ func (b *Bus) Stats() Stats {
 		Malformed:     s.malformed.Load(),
 		Subscriptions: s.subscriptions.Load(),
 		Resets:        s.resets.Load(),
+		Losses:        s.losses.Load(),
 		Raw:           s.raw.Load(),
 	}
 }

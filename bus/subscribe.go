@@ -45,6 +45,10 @@ func (b *Bus) receiveLoop() {
 			// Never subscribed yet (Options.Background, Redis not up): not news each time.
 			b.log.Debug("bus: not subscribed yet, retrying", zap.Error(err), zap.Duration("after", delay))
 		} else {
+			b.stats.losses.Add(1)
+			if b.opts.OnLost != nil {
+				b.opts.OnLost()
+			}
 			b.log.Warn("bus: subscription lost, resubscribing", zap.Error(err), zap.Duration("after", delay))
 		}
 		t := time.NewTimer(delay)

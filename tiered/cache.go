@@ -48,7 +48,9 @@ type Cache struct {
 
 	groups     registry
 	flight     *flight.Group[any]
-	refreshing sync.Map // keys being refreshed ahead by this instance
+	republish  republisher
+	busSeq     map[string]uint64 // last sequence number heard from each sender; the bus's receive goroutine only
+	refreshing sync.Map          // keys being refreshed ahead by this instance
 	closeOnce  sync.Once
 
 	st counters
@@ -65,7 +67,8 @@ type counters struct {
 	flushes, publishErrors     atomic.Uint64
 	failSafeServed, lockWaits  atomic.Uint64
 	refreshes, refreshErrors   atomic.Uint64
-	tooLarge                   atomic.Uint64
+	tooLarge, gensLost         atomic.Uint64
+	republished                atomic.Uint64
 }
 
 // New connects to Redis and returns a Cache. It fails on bad Options (ErrInvalidOptions),
@@ -171,13 +174,9 @@ func NewFromEnv(ctx context.Context) (*Cache, error) {
 	return New(ctx, o)
 }
 
-// TrackingOptions are CLIENT TRACKING arguments for a rueidis client of your own
-// (ClientOption.ClientTrackingOptions), given together with OnInvalidations calling
-// [Cache.HandleInvalidations], to run a Cache on it in Tracking mode: broadcast mode on the
-// whole keyPrefix. The cache cannot add its groups' prefixes to a client it does not own, so
-// such a client hears of every write under keyPrefix (counters included); a cache that
-// dials Redis itself listens to its L1 groups only.
-func TrackingOptions(keyPrefix string) []string {
+// trackingOptions are the CLIENT TRACKING arguments of broadcast mode on the whole
+// keyPrefix (the listener's, past maxTrackedPrefixes groups).
+func trackingOptions(keyPrefix string) []string {
 	opts := []string{"BCAST"}
 	if keyPrefix != "" {
 		opts = append(opts, "PREFIX", keyPrefix)
@@ -327,13 +326,13 @@ func (c *Cache) closeClients() {
 // isClosed is on the hit path: one atomic load.
 func (c *Cache) isClosed() bool { return c.life.Closed() }
 
-// HandleInvalidations is rueidis's OnInvalidations callback: keys Redis reports as changed
-// (by anyone: a write, an expiry, an eviction), or nil when every key must be assumed
-// changed (a FLUSHALL, or a dropped connection whose invalidations are lost). It runs on
-// rueidis's reader goroutine, so it only bumps counters and marks group generations as
-// unknown: no lock, no blocking, and no allocation but a small stale marker per group when
-// a generation key or a flush is reported.
-func (c *Cache) HandleInvalidations(keys []rueidis.RedisMessage) {
+// handleInvalidations takes what the tracking listener reports: keys Redis reports as
+// changed (by anyone: a write, an expiry, an eviction), or nil when every key must be
+// assumed changed (a FLUSHALL, or a dropped connection whose invalidations are lost). It runs
+// on rueidis's reader goroutine, so it only marks L1 entries and group generations as stale:
+// no lock of ours, no blocking, and no allocation but a small stale marker per group when a
+// generation key or a flush is reported.
+func (c *Cache) handleInvalidations(keys []rueidis.RedisMessage) {
 	if keys == nil {
 		c.flushL1()
 		return

@@ -81,7 +81,7 @@ func TestNewFromEnv(t *testing.T) {
 	g := tiered.NewGroup[string](c, "g", 0)
 	require.Equal(t, 7*time.Second, g.TTL())
 	require.NoError(t, g.Set(context.Background(), "k", "v"))
-	ttl, err := s.Do("PTTL", "env:g@0:k").AsInt64()
+	ttl, err := s.Do("PTTL", redisKey(t, g, "k")).AsInt64()
 	require.NoError(t, err)
 	require.InDelta(t, 7000, ttl, 1000)
 
@@ -144,7 +144,8 @@ func TestGetSetDelete(t *testing.T) {
 	got, err := g.Get(ctx, "1")
 	require.NoError(t, err)
 	require.Equal(t, article{1, "one"}, got)
-	n, err := s.Do("EXISTS", "t:data:articles@0:1").AsInt64()
+	require.Regexp(t, `^t:data:articles@[0-9a-z]{1,13}:1$`, redisKey(t, g, "1"))
+	n, err := s.Do("EXISTS", redisKey(t, g, "1")).AsInt64()
 	require.NoError(t, err)
 	require.EqualValues(t, 1, n, "stored under <prefix><group>@<generation>:<key>")
 

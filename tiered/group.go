@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"reflect"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
-	"github.com/redis/rueidis"
 	"go.uber.org/zap"
 
 	"github.com/synspirit/tiercache/bus"
@@ -46,7 +44,7 @@ type groupCore struct {
 // version, so a read that raced an invalidation is not stored (compare-and-swap).
 type groupState struct {
 	known  bool
-	gen    uint64
+	gen    string        // see generation.go
 	base   string        // <KeyPrefix><name>@<gen>:
 	digest xxhash.Digest // of base, continued with the key for the L1 hash
 }
@@ -55,8 +53,8 @@ type groupState struct {
 // No group name has '@' or starts with "tiercache" (the cache's own keys), so no two (group,
 // key) pairs share a Redis key, and <keyPrefix><name>@, the group's tracking prefix, covers
 // no other group's keys.
-func newGroupState(keyPrefix, name string, gen uint64) *groupState {
-	st := &groupState{known: true, gen: gen, base: keyPrefix + name + "@" + strconv.FormatUint(gen, 10) + ":"}
+func newGroupState(keyPrefix, name, gen string) *groupState {
+	st := &groupState{known: true, gen: gen, base: keyPrefix + name + "@" + gen + ":"}
 	st.digest.Reset()
 	_, _ = st.digest.WriteString(st.base)
 	return st
@@ -238,51 +236,6 @@ func (g *groupCore) fail(op, key string, err error) error {
 	return &opError{op: op, where: g.name + ":" + key, err: err}
 }
 
-// resolve returns the group's current state, reading its generation from Redis when it is
-// not known (first use, after a Clear anywhere, after a flush).
-func (g *groupCore) resolve(ctx context.Context) (*groupState, error) {
-	cur := g.ns.state.Load()
-	if cur.known {
-		return cur, nil
-	}
-	s, err := g.c.caller.Do(ctx, g.c.caller.B().Get().Key(g.ns.genKey).Build()).ToString()
-	var gen uint64
-	switch {
-	case err == nil:
-		if gen, err = parseGen(s); err != nil {
-			return nil, fmt.Errorf("generation key %s holds %q, not a number", g.ns.genKey, s)
-		}
-	case rueidis.IsRedisNil(err):
-	default:
-		return nil, err
-	}
-	st := newGroupState(g.c.opts.KeyPrefix, g.name, gen)
-	g.ns.state.CompareAndSwap(cur, st) // lost to an invalidation: use st once, re-read next time
-	g.ns.lastKnown.Store(st)
-	return st, nil
-}
-
-// Clear drops every entry of the group, on every instance, in O(1): it moves the group to
-// a new generation, so the old keys are no longer read and expire by themselves. No KEYS,
-// no SCAN.
-func (g *Group[T]) Clear(ctx context.Context) error {
-	if g.err != nil {
-		return g.err
-	}
-	if g.c.isClosed() {
-		return ErrClosed
-	}
-	if err := g.c.caller.Do(ctx, g.c.caller.B().Incr().Key(g.ns.genKey).Build()).Error(); err != nil {
-		if errors.Is(err, ErrClosed) {
-			return ErrClosed
-		}
-		return fmt.Errorf("tiered: clear %s: %w", g.name, err)
-	}
-	g.ns.forgetGen()
-	g.c.publish(ctx, bus.Message{Groups: []string{g.name}})
-	return nil
-}
-
 // Get returns the value of key: from L1 if it holds a current one, else from Redis (and then
 // keeps it in L1). It returns an error matching ErrNotFound on a miss, ErrUnavailable when
 // Redis cannot be reached, and the context's error when ctx ends first.
@@ -309,7 +262,7 @@ func (g *Group[T]) Get(ctx context.Context, key string) (T, error) {
 // fetch reads key from Redis and fills L1. A value that cannot be decoded is a miss.
 func (g *Group[T]) fetch(ctx context.Context, st *groupState, key string, h uint64) (any, error) {
 	s := g.snapshot(h)
-	raw, err := g.c.l2Get(ctx, st.base+key, g.maxValue)
+	raw, redisTTL, err := g.c.l2Get(ctx, st.base+key, g.maxValue)
 	if err != nil {
 		return nil, err
 	}
@@ -337,7 +290,10 @@ func (g *Group[T]) fetch(ctx context.Context, st *groupState, key string, h uint
 		}
 		return nil, errExpired
 	}
-	g.fillL1(h, s, key, v, int64(len(env.payload)), ttl, g.ttl)
+	if redisTTL >= 0 && redisTTL < ttl {
+		ttl = redisTTL // shortened by another client: Redis drops it sooner than its envelope says
+	}
+	g.fillL1(h, s, st, key, v, int64(len(env.payload)), ttl, g.ttl)
 	return v, nil
 }
 
@@ -353,12 +309,22 @@ func (g *groupCore) snapshot(h uint64) snapshot {
 	return snapshot{Snapshot: g.c.l1.Snapshot(h), armed: armed}
 }
 
-// fillL1 keeps a value in L1 if the group keeps values of that size there.
-func (g *groupCore) fillL1(h uint64, s snapshot, key string, v any, size int64, ttl, fullTTL time.Duration) {
-	if s.armed && g.useL1 && (g.l1MaxEntry == 0 || size <= g.l1MaxEntry) {
-		g.c.l1.Fill(h, s.Snapshot, g.ns.owner, key, v, size, ttl, fullTTL)
+// fillL1 keeps a value in L1 if the group keeps values of that size there, and if a write to
+// its key would reach this instance: in BusOnly mode a key too long to publish never goes to
+// L1.
+func (g *groupCore) fillL1(h uint64, s snapshot, st *groupState, key string, v any, size int64, ttl, fullTTL time.Duration) {
+	if !s.armed || !g.useL1 || (g.l1MaxEntry != 0 && size > g.l1MaxEntry) {
+		return
 	}
+	if g.c.mode == BusOnly && len(st.base)+len(key) > maxPublishedKey {
+		return
+	}
+	g.c.l1.Fill(h, s.Snapshot, g.ns.owner, key, v, size, ttl, fullTTL)
 }
+
+// maxPublishedKey is the longest Redis key the bus can carry (a uvarint length and the bytes
+// within bus.MaxBatchBytes).
+const maxPublishedKey = bus.MaxBatchBytes - 10
 
 // Misses that say why; each matches ErrNotFound.
 var (
@@ -602,7 +568,7 @@ func (g *Group[T]) load(ctx context.Context, st *groupState, key string, h uint6
 		g.c.log.Debug("loaded value not stored in redis", zap.String("key", st.base+key), zap.Error(err))
 		return loaded, nil // not confirmed by Redis: not in L1 either
 	}
-	g.fillL1(h, s, key, loaded, int64(len(env)-envelopeHeaderSize), co.ttl, co.ttl)
+	g.fillL1(h, s, st, key, loaded, int64(len(env)-envelopeHeaderSize), co.ttl, co.ttl)
 	return loaded, nil
 }
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/redis/rueidis"
@@ -61,8 +63,21 @@ func (c *Cache) startBus(ctx context.Context) error {
 		Logger:    c.opts.Logger,
 		OnMessage: c.onBusMessage,
 		OnReset: func() {
+			c.busSeq = nil // messages were lost; a sender's numbering is news again
 			c.flushL1()
+			if c.mode == BusOnly {
+				c.l1.Resume()
+			}
 			c.log.Info("invalidation bus resubscribed: messages may have been lost, L1 flushed")
+		},
+		OnLost: func() {
+			// In BusOnly mode the bus is how writes are heard: until it is back, L1 is off, as
+			// it is when the tracking listener drops. (With tracking, the bus carries only Clear
+			// and Flush, which tracking covers too, and L1 is flushed when it is back.)
+			if c.mode == BusOnly && c.l1.Pause() {
+				c.flushL1()
+				c.log.Warn("invalidation bus lost: L1 flushed and off until it is back")
+			}
 		},
 		PublishTimeout: c.opts.Timeout,
 		// StartWithoutRedis: subscribe whenever Redis answers, without holding New. Tracking
@@ -87,8 +102,19 @@ func (c *Cache) startBus(ctx context.Context) error {
 	return nil
 }
 
-// onBusMessage runs on the bus's receive goroutine: counters only.
+// onBusMessage runs on the bus's receive goroutine: counters only. Each sender numbers its
+// messages; a gap means one was lost (a PUBLISH that failed after its write succeeded), and
+// L1 is flushed.
 func (c *Cache) onBusMessage(m bus.Message) {
+	if last, ok := c.busSeq[m.Origin]; ok && m.Seq != last+1 && m.Seq > last {
+		c.flushL1()
+		c.log.Warn("invalidation bus: a message of another instance was lost; L1 flushed",
+			zap.String("origin", m.Origin), zap.Uint64("expected", last+1), zap.Uint64("got", m.Seq))
+	}
+	if c.busSeq == nil || len(c.busSeq) > maxBusOrigins {
+		c.busSeq = make(map[string]uint64) // instances come and go: forget them now and then
+	}
+	c.busSeq[m.Origin] = m.Seq
 	if m.FlushAll {
 		c.flushL1()
 	}
@@ -117,15 +143,85 @@ func (c *Cache) invalidateGroupGen(name string) {
 	}
 }
 
-// publish tells the other instances; a failure is logged and counted, not returned: the
-// write itself succeeded, and the L1 TTL cap bounds what a lost message can cost.
+// maxBusOrigins bounds the senders whose numbering a receiver remembers.
+const maxBusOrigins = 4096
+
+// publish tells the other instances. A failure is not returned (the write itself succeeded):
+// it is counted, logged, and the message is sent again in the background until it goes
+// through or the L1 TTL cap has passed (after which no instance holds what it invalidates);
+// meanwhile the other instances see a gap in this sender's numbering at its next message.
 func (c *Cache) publish(ctx context.Context, m bus.Message) {
 	if c.bus == nil {
 		return
 	}
 	if err := c.bus.Publish(ctx, m); err != nil {
 		c.st.publishErrors.Add(1)
-		c.log.Warn("invalidation not published", zap.Int("keys", len(m.Keys)), zap.Strings("groups", m.Groups), zap.Error(err))
+		c.log.Warn("invalidation not published: sending it again", zap.Int("keys", len(m.Keys)), zap.Strings("groups", m.Groups), zap.Error(err))
+		c.republish.add(c, m)
+	}
+}
+
+// republisher sends again, in the background, the messages whose publish failed.
+type republisher struct {
+	mu       sync.Mutex // protects the fields below
+	pending  bus.Message
+	deadline time.Time // give up after: no L1 entry lives longer
+	running  bool      // a goroutine is sending
+}
+
+const (
+	republishMin = 10 * time.Millisecond
+	republishMax = time.Second
+)
+
+func (r *republisher) add(c *Cache, m bus.Message) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pending.Keys = append(r.pending.Keys, m.Keys...)
+	r.pending.Groups = append(r.pending.Groups, m.Groups...)
+	r.pending.FlushAll = r.pending.FlushAll || m.FlushAll
+	longest := c.l1.TTLCap()
+	if longest == 0 {
+		longest = DefaultBusOnlyL1TTL
+	}
+	r.deadline = time.Now().Add(longest)
+	if !r.running && c.life.Go(func() { r.run(c) }) {
+		r.running = true
+	}
+}
+
+func (r *republisher) run(c *Cache) {
+	ctx := c.life.Context()
+	for delay := republishMin; ; delay = min(2*delay, republishMax) {
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		r.mu.Lock()
+		m, expired := r.pending, time.Now().After(r.deadline)
+		r.pending = bus.Message{}
+		if expired || (len(m.Keys) == 0 && len(m.Groups) == 0 && !m.FlushAll) {
+			r.running = false
+			r.mu.Unlock()
+			if expired {
+				c.log.Warn("invalidation given up: the L1 TTL cap has passed", zap.Int("keys", len(m.Keys)))
+			}
+			return
+		}
+		r.mu.Unlock()
+		if err := c.bus.Publish(ctx, m); err != nil {
+			r.mu.Lock()
+			r.pending.Keys = append(r.pending.Keys, m.Keys...)
+			r.pending.Groups = append(r.pending.Groups, m.Groups...)
+			r.pending.FlushAll = r.pending.FlushAll || m.FlushAll
+			r.mu.Unlock()
+			continue
+		}
+		c.st.republished.Add(1)
+		delay = republishMin / 2
 	}
 }
 
@@ -144,8 +240,6 @@ func (c *Cache) Flush(ctx context.Context) error {
 	}
 	return nil
 }
-
-func parseGen(s string) (uint64, error) { return strconv.ParseUint(s, 10, 64) }
 
 // configureKeyspaceNotifications adds "Exe" (key-event notifications of expired and evicted
 // keys) to the server's notify-keyspace-events, keeping what is already there.

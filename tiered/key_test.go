@@ -97,7 +97,7 @@ func TestStatsHandler(t *testing.T) {
 	require.EqualValues(t, 1, body.Sets)
 	require.Greater(t, body.L1HitRatio, 0.0)
 	require.NotNil(t, body.Redis)
-	require.EqualValues(t, 1, body.Redis.Keys)
+	require.EqualValues(t, 2, body.Redis.Keys, "the value and its group's generation")
 	require.Positive(t, body.Redis.UsedMemory)
 	require.Positive(t, body.Redis.ConnectedClients)
 

@@ -94,10 +94,10 @@ type Options struct {
 	RedisURL string
 
 	// Redis is a client of the caller's to use instead of dialling RedisURL. Close does not
-	// close it. rueidis fixes a client's invalidation callback when the client is created, so
-	// a Cache on a caller's client cannot see tracking invalidations and runs BusOnly, unless
-	// the client was made with ClientOption.OnInvalidations calling (*Cache).HandleInvalidations
-	// and ClientTrackingOptions from TrackingOptions (then set Invalidation to Tracking).
+	// close it. The cache cannot listen for tracking invalidations on a client it did not
+	// make (rueidis fixes a client's invalidation callback when the client is created), so on
+	// a caller's client it runs BusOnly: Invalidation Auto means BusOnly, and Tracking is
+	// ErrInvalidOptions (give RedisURL instead, and the cache dials its own listener).
 	Redis rueidis.Client
 
 	// TLSConfig is used for rediss:// URLs (and ssl=true); nil means the system roots.

@@ -18,8 +18,7 @@ type plan struct {
 	tlsOn  bool // the connection uses TLS (for the plain-to-TLS hint)
 
 	// listen: start a tracking listener. mode is then Auto (fall back to BusOnly if Redis
-	// refuses tracking) or Tracking (a refusal fails New); without listen it is BusOnly, or
-	// Tracking on a caller's client that the caller wired to HandleInvalidations.
+	// refuses tracking) or Tracking (a refusal fails New); without listen it is BusOnly.
 	listen bool
 	mode   InvalidationMode
 
@@ -34,8 +33,11 @@ func makePlan(opts Options) (plan, error) {
 	}
 	p := plan{opts: o, mode: o.Invalidation, offlineOK: o.StartWithoutRedis}
 	if o.Redis != nil {
-		if p.mode == Auto {
+		switch p.mode {
+		case Auto:
 			p.mode = BusOnly
+		case Tracking:
+			return plan{}, fmt.Errorf("%w: Invalidation Tracking with a client of your own (Options.Redis): the cache cannot hear tracking invalidations on a client it did not make; give RedisURL instead (the cache dials its own listener), or use BusOnly", ErrInvalidOptions)
 		}
 		return p, nil
 	}

@@ -26,7 +26,7 @@ func TestMakePlan(t *testing.T) {
 		"RESP2 falls back":          {opts: Options{RedisURL: "redis://h:1/0?protocol=2"}, mode: BusOnly},
 		"RESP2 refuses Tracking":    {opts: Options{RedisURL: "redis://h:1/0?protocol=2", Invalidation: Tracking}, err: "asks for RESP2"},
 		"own client":                {opts: Options{Redis: fakeClient{}}, mode: BusOnly},
-		"own client, Tracking":      {opts: Options{Redis: fakeClient{}, Invalidation: Tracking}, mode: Tracking},
+		"own client, Tracking":      {opts: Options{Redis: fakeClient{}, Invalidation: Tracking}, err: "cannot hear tracking invalidations"},
 		"start offline":             {opts: Options{StartWithoutRedis: true}, listen: true, mode: Auto, offlineOK: true},
 		"start offline, cluster":    {opts: Options{RedisURL: "redis://a:1,b:2/0", StartWithoutRedis: true}, err: "one standalone server"},
 		"start offline, sentinel":   {opts: Options{RedisURL: "redis://a:1/0?master_set=m", StartWithoutRedis: true}, err: "one standalone server"},

@@ -33,11 +33,15 @@ type Stats struct {
 
 	DecodeErrors uint64 `json:"decode_errors"` // values in Redis that were not ours or corrupt
 	TooLarge     uint64 `json:"too_large"`     // values refused with ErrTooLarge
+	// GenerationsLost counts group generation keys found missing after use, or holding
+	// something else: each such group then looks cleared.
+	GenerationsLost uint64 `json:"generations_lost"`
 
 	Invalidations InvalidationStats `json:"invalidations"`
 	Flushes       uint64            `json:"flushes"`        // whole-L1 invalidations (lost connection, FLUSHALL, breaker, Flush)
 	BreakerOpens  uint64            `json:"breaker_opens"`  // times the breaker opened
 	PublishErrors uint64            `json:"publish_errors"` // bus messages that could not be sent
+	Republished   uint64            `json:"republished"`    // bus messages sent again after a failed publish
 	// FailSafeServed counts stale values served because the loader (and perhaps Redis) failed.
 	FailSafeServed uint64 `json:"fail_safe_served"`
 	// LoadLockWaits counts loads avoided because another instance held the load lock.
@@ -111,29 +115,31 @@ func ratio(hits, misses uint64) float64 {
 func (c *Cache) Stats() Stats {
 	hits, misses := c.l1.Stats()
 	return Stats{
-		Mode:           c.mode,
-		Breaker:        BreakerState(c.breaker.State()),
-		L1Hits:         hits,
-		L1Misses:       misses,
-		L2Hits:         c.st.l2Hits.Load(),
-		L2Misses:       c.st.l2Misses.Load(),
-		L2Errors:       c.st.l2Errors.Load(),
-		Loads:          c.st.loads.Load(),
-		LoadErrors:     c.st.loadErrors.Load(),
-		LoadsShared:    c.flight.Joined(),
-		Sets:           c.st.sets.Load(),
-		Deletes:        c.st.deletes.Load(),
-		DecodeErrors:   c.st.decodeErrors.Load(),
-		TooLarge:       c.st.tooLarge.Load(),
-		Invalidations:  InvalidationStats{Local: c.st.invLocal.Load(), Tracking: c.st.invTracking.Load(), Bus: c.st.invBus.Load(), Keyspace: c.st.invKeyspace.Load()},
-		Flushes:        c.st.flushes.Load(),
-		BreakerOpens:   c.breaker.Opens(),
-		PublishErrors:  c.st.publishErrors.Load(),
-		FailSafeServed: c.st.failSafeServed.Load(),
-		LoadLockWaits:  c.st.lockWaits.Load(),
-		Refreshes:      c.st.refreshes.Load(),
-		RefreshErrors:  c.st.refreshErrors.Load(),
-		Bus:            c.busStats(),
+		Mode:            c.mode,
+		Breaker:         BreakerState(c.breaker.State()),
+		L1Hits:          hits,
+		L1Misses:        misses,
+		L2Hits:          c.st.l2Hits.Load(),
+		L2Misses:        c.st.l2Misses.Load(),
+		L2Errors:        c.st.l2Errors.Load(),
+		Loads:           c.st.loads.Load(),
+		LoadErrors:      c.st.loadErrors.Load(),
+		LoadsShared:     c.flight.Joined(),
+		Sets:            c.st.sets.Load(),
+		Deletes:         c.st.deletes.Load(),
+		DecodeErrors:    c.st.decodeErrors.Load(),
+		TooLarge:        c.st.tooLarge.Load(),
+		GenerationsLost: c.st.gensLost.Load(),
+		Invalidations:   InvalidationStats{Local: c.st.invLocal.Load(), Tracking: c.st.invTracking.Load(), Bus: c.st.invBus.Load(), Keyspace: c.st.invKeyspace.Load()},
+		Flushes:         c.st.flushes.Load(),
+		BreakerOpens:    c.breaker.Opens(),
+		PublishErrors:   c.st.publishErrors.Load(),
+		Republished:     c.st.republished.Load(),
+		FailSafeServed:  c.st.failSafeServed.Load(),
+		LoadLockWaits:   c.st.lockWaits.Load(),
+		Refreshes:       c.st.refreshes.Load(),
+		RefreshErrors:   c.st.refreshErrors.Load(),
+		Bus:             c.busStats(),
 	}
 }
 

@@ -26,8 +26,8 @@ import (
 // BCAST PREFIX checks it.
 var aclRules = []string{
 	"~synspirit:*", "&synspirit:*",
-	"+hello", "+auth", "+ping", "+client|setname", "+client|tracking",
-	"+cluster|slots", "+get", "+getrange", "+set", "+del", "+exists", "+incr", "+incrby", "+mget",
+	"+hello", "+auth", "+ping", "+client|setname", "+client|tracking", "+client|trackinginfo",
+	"+cluster|slots", "+get", "+getrange", "+pttl", "+set", "+del", "+exists", "+incr", "+incrby", "+mget",
 	"+evalsha", "+eval", "+publish", "+subscribe", "+spublish", "+ssubscribe",
 }
 

@@ -68,11 +68,26 @@ func parseSeq(v string) (int64, bool) {
 // instance must read exactly what Redis holds, for every key.
 func TestCoherenceTorture(t *testing.T) {
 	for _, mode := range []tiered.InvalidationMode{tiered.Auto, tiered.BusOnly} {
-		t.Run(mode.String(), func(t *testing.T) { torture(t, mode) })
+		t.Run(mode.String(), func(t *testing.T) { torture(t, mode, killOnce) })
 	}
 }
 
-func torture(t *testing.T, mode tiered.InvalidationMode) {
+// TestFaultBusOnlyPubSubKills runs the BusOnly torture with no fault, then with the bus's
+// pub/sub connections killed every 200 ms: messages are lost at each kill, and L1 must be
+// off until the bus is back. RELIABILITY.md compares the two staleness windows.
+func TestFaultBusOnlyPubSubKills(t *testing.T) {
+	t.Run("no-fault", func(t *testing.T) { torture(t, tiered.BusOnly, noFault) })
+	t.Run("pubsub-kills", func(t *testing.T) { torture(t, tiered.BusOnly, pubsubEvery200ms) })
+}
+
+// Faults of a torture run.
+const (
+	killOnce         = iota // every client connection, once, halfway through
+	noFault                 // none
+	pubsubEvery200ms        // the pub/sub connections, every 200 ms
+)
+
+func torture(t *testing.T, mode tiered.InvalidationMode, fault int) {
 	s := redistest.Start(t)
 	// In BusOnly mode nothing reports the foreign writer's changes but expiry of L1
 	// entries: the cap is set short, and the quiescence period is longer than it.
@@ -201,9 +216,20 @@ func torture(t *testing.T, mode tiered.InvalidationMode) {
 		}
 	}()
 
-	time.Sleep(*tortureFor / 2) // the run itself: this is the load, not synchronisation
-	killed := s.KillClients("TYPE", "normal") + s.KillClients("TYPE", "pubsub")
-	time.Sleep(*tortureFor / 2)
+	var killed int64
+	switch fault {
+	case killOnce:
+		time.Sleep(*tortureFor / 2) // the run itself: this is the load, not synchronisation
+		killed = s.KillClients("TYPE", "normal") + s.KillClients("TYPE", "pubsub")
+		time.Sleep(*tortureFor / 2)
+	case noFault:
+		time.Sleep(*tortureFor)
+	case pubsubEvery200ms:
+		for end := time.Now().Add(*tortureFor); time.Now().Before(end); {
+			time.Sleep(200 * time.Millisecond) // the fault's period
+			killed += s.KillClients("TYPE", "pubsub")
+		}
+	}
 	close(stop)
 	wg.Wait()
 	if err, _ := errUnexpected.Load().(error); err != nil {
@@ -237,11 +263,20 @@ func torture(t *testing.T, mode tiered.InvalidationMode) {
 		mode, ops.Load(), instances, reads.Load(), hits, seq.Load(), loads.Load(), foreign.Load(), killed)
 	t.Logf("%s: stale reads during the run: %d; staleness window p50 %v, p99 %v, max %v; stale reads after %v quiescence: %d",
 		mode, staleReads.Load(), pct(0.50), pct(0.99), pct(1), quiescence, stale)
-	reliability(t, "torture-"+mode.String(), map[string]any{"ops": ops.Load(), "instances": instances, "reads": reads.Load(),
+	name := "torture-" + mode.String()
+	switch fault {
+	case noFault:
+		name += "-no-fault"
+	case pubsubEvery200ms:
+		name += "-pubsub-kills"
+	}
+	reliability(t, name, map[string]any{"ops": ops.Load(), "instances": instances, "reads": reads.Load(),
 		"logged_writes": seq.Load(), "loads": loads.Load(), "foreign_writes": foreign.Load(), "connections_killed": killed,
 		"stale_during_run": staleReads.Load(), "window_p50_us": pct(0.50).Microseconds(), "window_p99_us": pct(0.99).Microseconds(),
 		"window_max_us": pct(1).Microseconds(), "quiescence_ms": quiescence.Milliseconds(), "stale_after_quiescence": stale})
-	require.Positive(t, killed)
+	if fault != noFault {
+		require.Positive(t, killed)
+	}
 	require.Zero(t, stale)
 }
 

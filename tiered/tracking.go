@@ -163,7 +163,7 @@ func (t *tracker) onInvalidations(keys []rueidis.RedisMessage) {
 		t.wake()
 	}
 	if c != nil {
-		c.HandleInvalidations(keys)
+		c.handleInvalidations(keys)
 	}
 }
 
@@ -175,6 +175,7 @@ func (t *tracker) keep(c *Cache) {
 	defer timer.Stop()
 	ctx := c.life.Context()
 	pingTimeout := max(c.opts.Timeout, trackingPingMin)
+	var logged uint64 // drops logged so far
 	for {
 		select {
 		case <-ctx.Done():
@@ -185,6 +186,14 @@ func (t *tracker) keep(c *Cache) {
 		t.liveMu.Lock()
 		drops := t.drops
 		t.liveMu.Unlock()
+		if drops > logged {
+			// rueidis reports a drop without its cause: the connection closed (killed, reset,
+			// or no reply to its keepalive). Once per drop, from here rather than from its
+			// reader goroutine.
+			c.log.Warn("tracking connection dropped: L1 flushed and off until the listener is back",
+				zap.Uint64("drops", drops-logged))
+			logged = drops
+		}
 		err := t.check(ctx, pingTimeout)
 		if err == nil && !c.l1.Live() {
 			// Back after a drop: every group prefix on every node before L1 turns on.
@@ -347,10 +356,7 @@ func (t *tracker) want(ns *namespace) {
 	}
 	t.prefixMu.Unlock()
 	if c := t.cache.Load(); toBroad && c != nil {
-		t.liveMu.Lock()
-		t.drops++
-		c.l1.Pause()
-		t.liveMu.Unlock()
+		c.l1.Pause() // the keeper arms the broad prefix before it turns L1 on again
 		c.log.Info("more groups with L1 than tracked prefixes: tracking the whole key prefix", zap.Int("groups", maxTrackedPrefixes+1))
 	}
 	t.wake()
@@ -468,7 +474,7 @@ func (t *tracker) armNodeBroad(ctx context.Context, node rueidis.Client, _ []str
 	if err := t.caller.DoOn(ctx, node, node.B().ClientTracking().Off().Build(), timeout).Error(); err != nil {
 		return err
 	}
-	return t.caller.DoOn(ctx, node, node.B().Arbitrary("CLIENT", "TRACKING", "ON").Args(TrackingOptions(t.keyPrefix)...).Build(), timeout).Error()
+	return t.caller.DoOn(ctx, node, node.B().Arbitrary("CLIENT", "TRACKING", "ON").Args(trackingOptions(t.keyPrefix)...).Build(), timeout).Error()
 }
 
 func trackingCmd(node rueidis.Client, prefixes []string) rueidis.Completed {

@@ -252,6 +252,9 @@ func (l *L1) Pause() (wasLive bool) { return l.live.Swap(false) }
 // Resume trusts fills again. Flush first: what was filled before is not known to be current.
 func (l *L1) Resume() { l.live.Store(true) }
 
+// TTLCap is Config.TTLCap: no entry lives longer.
+func (l *L1) TTLCap() time.Duration { return l.cfg.TTLCap }
+
 // Live reports whether fills are trusted.
 func (l *L1) Live() bool { return l.live.Load() }
 
