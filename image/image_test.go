@@ -61,8 +61,8 @@ func TestRedisKeyIsHashOfURL(t *testing.T) {
 	const u = "https://a.example/x.png"
 	require.NoError(t, e.ic.Set(context.Background(), u, pngBytes(10, 1), "image/png", 0))
 	sum := sha256.Sum256([]byte(u))
-	want := "t:img@0:" + hex.EncodeToString(sum[:])
-	assert.Equal(t, want, redisKey(t, e.ic, u))
+	want := redisKey(t, e.ic, u)
+	assert.Regexp(t, `^t:img@[0-9a-z]{1,13}:`+hex.EncodeToString(sum[:])+`$`, want)
 	n, err := e.s.Do("EXISTS", want).AsInt64()
 	require.NoError(t, err)
 	assert.EqualValues(t, 1, n)
