@@ -34,7 +34,7 @@ func newEnv(t *testing.T) *env {
 
 func newTiered(t *testing.T, s *redistest.Server) *tiered.Cache {
 	t.Helper()
-	tc, err := tiered.New(context.Background(), tiered.Options{RedisURL: s.URL(), KeyPrefix: "t:"})
+	tc, err := tiered.New(context.Background(), tiered.Options{RedisURL: s.URL(), KeyPrefix: "t:", ExactL1Stats: true})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = tc.Close() })
 	return tc

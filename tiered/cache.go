@@ -135,6 +135,7 @@ func New(ctx context.Context, opts Options) (*Cache, error) {
 		MaxStale:     p.opts.FailSafeMaxStale,
 		EagerRefresh: p.opts.EagerRefresh,
 		Live:         c.tracker == nil,
+		ExactHits:    p.opts.ExactL1Stats,
 	})
 	if err != nil {
 		c.closeClients()

@@ -39,10 +39,10 @@ func TestBadOptionsAreErrors(t *testing.T) {
 }
 
 func TestBadURLDoesNotLeakPassword(t *testing.T) {
-	_, err := tiered.New(context.Background(), tiered.Options{RedisURL: "redis://user:s3cret@127.0.0.1:1/x"})
+	_, err := tiered.New(context.Background(), tiered.Options{ExactL1Stats: true, RedisURL: "redis://user:s3cret@127.0.0.1:1/x"})
 	require.Error(t, err)
 	require.NotContains(t, err.Error(), "s3cret")
-	_, err = tiered.New(context.Background(), tiered.Options{RedisURL: "redis://user:s3cret@[::1"})
+	_, err = tiered.New(context.Background(), tiered.Options{ExactL1Stats: true, RedisURL: "redis://user:s3cret@[::1"})
 	require.Error(t, err)
 	require.NotContains(t, err.Error(), "s3cret")
 }
@@ -93,13 +93,13 @@ func TestNewFromEnv(t *testing.T) {
 func TestUnreachableRedisFailsNew(t *testing.T) {
 	port, err := redistest.FreePort()
 	require.NoError(t, err)
-	_, err = tiered.New(context.Background(), tiered.Options{RedisURL: fmt.Sprintf("redis://127.0.0.1:%d", port)})
+	_, err = tiered.New(context.Background(), tiered.Options{ExactL1Stats: true, RedisURL: fmt.Sprintf("redis://127.0.0.1:%d", port)})
 	require.ErrorIs(t, err, tiered.ErrUnavailable)
 }
 
 func TestCloseIsIdempotentAndLaterCallsFail(t *testing.T) {
 	s := redistest.Start(t)
-	c, err := tiered.New(context.Background(), tiered.Options{RedisURL: s.URL()})
+	c, err := tiered.New(context.Background(), tiered.Options{ExactL1Stats: true, RedisURL: s.URL()})
 	require.NoError(t, err)
 	g := tiered.NewGroup[int](c, "g", time.Minute)
 	require.NoError(t, c.Close())
@@ -113,7 +113,7 @@ func TestCloseIsIdempotentAndLaterCallsFail(t *testing.T) {
 
 func TestCloseWithLoadInFlightCancelsAndWaits(t *testing.T) {
 	s := redistest.Start(t)
-	c, err := tiered.New(context.Background(), tiered.Options{RedisURL: s.URL()})
+	c, err := tiered.New(context.Background(), tiered.Options{ExactL1Stats: true, RedisURL: s.URL()})
 	require.NoError(t, err)
 	g := tiered.NewGroup[int](c, "g", time.Minute)
 	started := make(chan struct{})

@@ -20,7 +20,7 @@ const waitFor, tick = time.Second, time.Millisecond
 
 func newCache(t testing.TB, s *redistest.Server, mod ...func(*tiered.Options)) *tiered.Cache {
 	t.Helper()
-	o := tiered.Options{RedisURL: s.URL(), KeyPrefix: "t:", BreakerCooldown: 50 * time.Millisecond}
+	o := tiered.Options{RedisURL: s.URL(), KeyPrefix: "t:", BreakerCooldown: 50 * time.Millisecond, ExactL1Stats: true}
 	for _, f := range mod {
 		f(&o)
 	}

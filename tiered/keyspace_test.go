@@ -43,7 +43,7 @@ func TestKeyspaceNotificationsWithoutConfigRights(t *testing.T) {
 	listenOnly := func(o *tiered.Options) { o.RedisURL = u.String(); o.KeyspaceNotifications = true }
 	newCache(t, s, listenOnly)
 
-	_, err := tiered.New(context.Background(), tiered.Options{RedisURL: u.String(), KeyPrefix: "t:",
+	_, err := tiered.New(context.Background(), tiered.Options{ExactL1Stats: true, RedisURL: u.String(), KeyPrefix: "t:",
 		KeyspaceNotifications: true, ConfigureKeyspaceNotifications: true})
 	require.Error(t, err, "configuring needs CONFIG SET, which this user lacks")
 }

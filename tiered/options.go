@@ -120,6 +120,11 @@ type Options struct {
 	// DisableL1 turns the in-process tier off: every read goes to Redis.
 	DisableL1 bool
 
+	// ExactL1Stats counts every L1 hit in Stats. By default, hits of the hottest keys (those
+	// read lock-free) are sampled, one in 16 counted as 16: an atomic add per hit on a line
+	// that every core writes would cost more than the hit itself. Misses are always exact.
+	ExactL1Stats bool
+
 	// L1TTL caps how long an entry lives in L1; an entry never outlives its L2 entry either
 	// way. Zero means no cap beyond the L2 TTL, or DefaultBusOnlyL1TTL in BusOnly mode.
 	L1TTL time.Duration

@@ -141,7 +141,7 @@ func TestHugeDurationsAreRefused(t *testing.T) {
 // cancellation.
 func TestLoadCancelledByCloseIsErrClosed(t *testing.T) {
 	s := redistest.Start(t)
-	c, err := tiered.New(context.Background(), tiered.Options{RedisURL: s.URL(), KeyPrefix: "t:"})
+	c, err := tiered.New(context.Background(), tiered.Options{ExactL1Stats: true, RedisURL: s.URL(), KeyPrefix: "t:"})
 	require.NoError(t, err)
 	g := tiered.NewGroup[string](c, "g", time.Minute)
 	loading := make(chan struct{})
@@ -223,7 +223,7 @@ func TestErrorTextsReadOnce(t *testing.T) {
 	// New under a context that is already done: the caller's error, not an outage.
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
-	_, err := tiered.New(cancelled, tiered.Options{RedisURL: s.URL()})
+	_, err := tiered.New(cancelled, tiered.Options{ExactL1Stats: true, RedisURL: s.URL()})
 	require.ErrorIs(t, err, context.Canceled)
 	require.NotErrorIs(t, err, tiered.ErrUnavailable)
 }

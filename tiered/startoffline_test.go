@@ -21,7 +21,7 @@ func TestStartWithoutRedis(t *testing.T) {
 	s := redistest.Start(t)
 	s.Stop() // Restart brings it back on the same port
 
-	_, err := tiered.New(context.Background(), tiered.Options{RedisURL: s.URL(), KeyPrefix: "t:"})
+	_, err := tiered.New(context.Background(), tiered.Options{ExactL1Stats: true, RedisURL: s.URL(), KeyPrefix: "t:"})
 	require.ErrorIs(t, err, tiered.ErrUnavailable, "without the option, New needs Redis")
 
 	start := func(o *tiered.Options) { o.StartWithoutRedis = true }
@@ -106,7 +106,7 @@ func TestStartWithoutRedisRefusesWhatItCannotLearnOffline(t *testing.T) {
 func TestStartWithoutRedisStillFailsOnAnswers(t *testing.T) {
 	s := redistest.Start(t)
 	s.SetUser("app", "right", "~*", "&*", "+@all")
-	_, err := tiered.New(context.Background(), tiered.Options{RedisURL: s.UserURL("app", "wrong"), StartWithoutRedis: true})
+	_, err := tiered.New(context.Background(), tiered.Options{ExactL1Stats: true, RedisURL: s.UserURL("app", "wrong"), StartWithoutRedis: true})
 	require.ErrorIs(t, err, tiered.ErrUnavailable)
 	assert.Contains(t, err.Error(), "authentication failed")
 

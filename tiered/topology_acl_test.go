@@ -39,7 +39,7 @@ func TestACLTopology(t *testing.T) {
 	s.SetUser(user, pw, aclRules...)
 	ctx := context.Background()
 	newACLCache := func(mode tiered.InvalidationMode) *tiered.Cache {
-		c, err := tiered.New(ctx, tiered.Options{RedisURL: s.UserURL(user, pw), KeyPrefix: "synspirit:", Invalidation: mode})
+		c, err := tiered.New(ctx, tiered.Options{ExactL1Stats: true, RedisURL: s.UserURL(user, pw), KeyPrefix: "synspirit:", Invalidation: mode})
 		require.NoError(t, err, "ACL LOG: %s", aclLog(s))
 		t.Cleanup(func() { require.NoError(t, c.Close()) })
 		return c
@@ -111,7 +111,7 @@ func TestACLWrongPassword(t *testing.T) {
 	core, logs := observer.New(zapcore.DebugLevel)
 	for _, u := range []string{s.UserURL(user, wrong), s.UserURL(user, wrong, "protocol=2"), s.UserURL("nobody", wrong)} {
 		for _, mode := range []tiered.InvalidationMode{tiered.Auto, tiered.BusOnly} {
-			c, err := tiered.New(context.Background(), tiered.Options{RedisURL: u, KeyPrefix: "synspirit:", Invalidation: mode, Logger: zap.New(core)})
+			c, err := tiered.New(context.Background(), tiered.Options{ExactL1Stats: true, RedisURL: u, KeyPrefix: "synspirit:", Invalidation: mode, Logger: zap.New(core)})
 			if c != nil {
 				_ = c.Close()
 			}

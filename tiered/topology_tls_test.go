@@ -69,7 +69,7 @@ func TestTLSWrongCA(t *testing.T) {
 		cfg := s.ClientTLSConfig()
 		cfg.RootCAs = other.Pool
 		start := time.Now()
-		c, err := tiered.New(context.Background(), tiered.Options{RedisURL: u, TLSConfig: cfg, KeyPrefix: "t:"})
+		c, err := tiered.New(context.Background(), tiered.Options{ExactL1Stats: true, RedisURL: u, TLSConfig: cfg, KeyPrefix: "t:"})
 		if c != nil {
 			_ = c.Close()
 		}
@@ -81,7 +81,7 @@ func TestTLSWrongCA(t *testing.T) {
 		t.Logf("wrong CA, %s: %v (after %v)", u, err, time.Since(start).Round(time.Millisecond))
 	}
 	// No CA at all: the system roots do not know the test CA either.
-	c, err := tiered.New(context.Background(), tiered.Options{RedisURL: s.URL(), KeyPrefix: "t:"})
+	c, err := tiered.New(context.Background(), tiered.Options{ExactL1Stats: true, RedisURL: s.URL(), KeyPrefix: "t:"})
 	if c != nil {
 		_ = c.Close()
 	}
@@ -95,7 +95,7 @@ func TestTLSPlainTextToTLSOnlyServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	start := time.Now()
-	c, err := tiered.New(ctx, tiered.Options{RedisURL: "redis://" + s.Addr() + "/0", KeyPrefix: "t:"})
+	c, err := tiered.New(ctx, tiered.Options{ExactL1Stats: true, RedisURL: "redis://" + s.Addr() + "/0", KeyPrefix: "t:"})
 	if c != nil {
 		_ = c.Close()
 	}
@@ -108,7 +108,7 @@ func TestTLSPlainTextToTLSOnlyServer(t *testing.T) {
 
 func newTLSCache(t *testing.T, url string, cfg *tls.Config) *tiered.Cache {
 	t.Helper()
-	c, err := tiered.New(context.Background(), tiered.Options{RedisURL: url, TLSConfig: cfg, KeyPrefix: "t:"})
+	c, err := tiered.New(context.Background(), tiered.Options{ExactL1Stats: true, RedisURL: url, TLSConfig: cfg, KeyPrefix: "t:"})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, c.Close()) })
 	return c

@@ -46,7 +46,11 @@ const (
 	// also reads ristretto. A key in the front is hot enough that TinyLFU's 4-bit counters
 	// stay saturated with a fraction of its hits.
 	frontPromote = 64
-	frontSample  = 8
+	frontSample  = 32
+	// hitSample: one front hit in hitSample is counted, as hitSample hits (Stats is
+	// statistics, and an atomic add per hit on a line every core writes would cost more
+	// than the hit). Config.ExactHits counts each.
+	hitSample = 16
 
 	// clockTick is the resolution of the L1's clock. Expiry is checked against a clock read
 	// from an atomic that one goroutine advances, not time.Now: a clock read was more than
@@ -102,16 +106,19 @@ const (
 // Snapshot is a key's stripe generation and the epoch, taken before a Redis read or write.
 type Snapshot struct{ gen, epoch uint64 }
 
-// shard holds hot-path counters, padded to its own cache line. A lookup picks its shard at
-// random (math/rand/v2 is per-thread: no lock, a few nanoseconds), not by key hash, so that
-// cores reading one hot key do not all write to one cache line; totals are sums over
-// shards. lookups and done also let Close wait for lookups in flight before it closes
-// ristretto (which panics on a send to its closed buffers otherwise).
+// shard holds counters, padded to its own cache line. A caller picks its shard at random
+// (math/rand/v2 is per-thread: no lock, a few nanoseconds), not by key hash, so that cores
+// reading one hot key do not all write to one cache line; totals are sums over shards.
+// entered and left count the calls into ristretto, so that Close can wait for those in
+// flight before it closes ristretto (which panics on a send to its closed buffers
+// otherwise); front hits never call it.
 type shard struct {
-	lookups atomic.Uint64 // lookups started
-	done    atomic.Uint64 // lookups finished
-	misses  atomic.Uint64
-	_       [40]byte
+	entered   atomic.Uint64 // calls into ristretto started
+	left      atomic.Uint64 // calls into ristretto finished
+	hits      atomic.Uint64 // hits found in ristretto
+	frontHits atomic.Uint64 // hits in the front, sampled (see hitSample)
+	misses    atomic.Uint64
+	_         [24]byte
 }
 
 // Config is every setting of an L1.
@@ -130,6 +137,8 @@ type Config struct {
 	EagerRefresh float64
 	// Live makes fills trusted from the start. Otherwise nothing is filled until Resume.
 	Live bool
+	// ExactHits counts every hit rather than a sample of the front's (for tests).
+	ExactHits bool
 }
 
 // L1 is the in-process tier. It is safe for concurrent use.
@@ -137,26 +146,34 @@ type L1 struct {
 	store *ristretto.Cache[uint64, *entry] // nil when disabled
 	cfg   Config                           // fixed by New
 
-	epoch   atomic.Uint64
+	// Read on every hit, written rarely: a line of their own.
+	_         [64]byte
+	epoch     atomic.Uint64 // bumped by a flush
+	clock     atomic.Int64  // unix nanoseconds, advanced every clockTick
+	closed    atomic.Bool
+	hitSample uint32 // hitSample, or 1 with Config.ExactHits
+	_         [64]byte
+
 	stripes [numStripes]atomic.Uint64
-	_       [64]byte                          // the front is read on every hit, the stripes written on every write
+	_       [64]byte                          // the front is read on every hit, the stripes written on every invalidation
 	front   [frontSlots]atomic.Pointer[entry] // see lookup
 	_       [64]byte                          // keep the written shards off the lines of the read-mostly fields
 	shards  [numShards]shard
 	_       [64]byte
 
-	clock     atomic.Int64  // unix nanoseconds, advanced every clockTick
 	clockStop chan struct{} // closed by Close
 	clockDone chan struct{} // closed when the clock goroutine has returned
 
-	live   atomic.Bool // fills are trusted: invalidations are being heard
-	closed atomic.Bool
+	live   atomic.Bool  // fills are trusted: invalidations are being heard
 	fillMu sync.RWMutex // read-held by fills, write-held by Close
 }
 
 // New returns an L1 with cfg; it starts one goroutine (a coarse clock) that Close stops.
 func New(cfg Config) (*L1, error) {
-	l := &L1{cfg: cfg}
+	l := &L1{cfg: cfg, hitSample: hitSample}
+	if cfg.ExactHits {
+		l.hitSample = 1
+	}
 	l.live.Store(cfg.Live)
 	if cfg.Disabled {
 		return l, nil
@@ -227,11 +244,20 @@ func (l *L1) Invalidate(h uint64) {
 	if e := l.front[h&frontMask].Load(); e != nil && e.h == h {
 		e.state.Store(dead)
 	}
-	if !l.closed.Load() {
-		if e, ok := l.store.Get(h); ok {
-			e.state.Store(dead)
-		}
+	if e, ok := l.storeGet(h); ok {
+		e.state.Store(dead)
 	}
+}
+
+// storeGet is ristretto's Get, counted so that Close can wait for it; after Close it misses.
+func (l *L1) storeGet(h uint64) (*entry, bool) {
+	sh := &l.shards[rand.Uint32()%numShards]
+	sh.entered.Add(1)
+	defer sh.left.Add(1)
+	if l.closed.Load() {
+		return nil, false
+	}
+	return l.store.Get(h)
 }
 
 // Flush makes every entry unservable (one atomic add), and empties the front, whose
@@ -282,33 +308,32 @@ func (l *L1) lookup(h uint64, owner *Owner, key string) (*entry, bool) {
 		return nil, false
 	}
 	r := rand.Uint32()
-	sh := &l.shards[r%numShards] // random: no contention on a hot key
-	sh.lookups.Add(1)
-	if !l.closed.Load() {
-		// r's bits: 0-5 pick the shard, 6-8 the front sample, 9-14 the promotion.
-		slot := &l.front[h&frontMask]
-		if e := slot.Load(); e != nil && e.h == h && l.servable(e, h, owner, key) {
-			if (r>>6)%frontSample == 0 {
-				l.store.Get(h) // feed ristretto's frequency sketch
-			}
-			sh.done.Add(1)
-			return e, true
+	// r's bits: 0-4 the front sample, 5-8 the hit sample, 9-14 the promotion, 16-21 the shard.
+	slot := &l.front[h&frontMask]
+	if e := slot.Load(); e != nil && e.h == h && l.servable(e, h, owner, key) {
+		// The hot path: no lock, no atomic write but sampled ones.
+		if r%frontSample == 0 {
+			l.storeGet(h) // feed ristretto's frequency sketch, which counts a key's heat by its Gets
 		}
-		if e, ok := l.store.Get(h); ok && l.servable(e, h, owner, key) {
-			if e.small && (r>>9)%frontPromote == 0 && slot.Load() != e {
-				slot.Store(e)
-				// A newer fill may have replaced e in ristretto (and run OnExit for it)
-				// between the Get and the Store: then e must not stay in the front.
-				if cur, ok := l.store.Get(h); !ok || cur != e {
-					slot.CompareAndSwap(e, nil)
-				}
-			}
-			sh.done.Add(1)
-			return e, true
+		if (r>>5)%l.hitSample == 0 {
+			l.shards[(r>>16)%numShards].frontHits.Add(uint64(l.hitSample))
 		}
+		return e, true
+	}
+	sh := &l.shards[(r>>16)%numShards]
+	if e, ok := l.storeGet(h); ok && l.servable(e, h, owner, key) {
+		if e.small && (r>>9)%frontPromote == 0 && slot.Load() != e {
+			slot.Store(e)
+			// A newer fill may have replaced e in ristretto (and run OnExit for it)
+			// between the Get and the Store: then e must not stay in the front.
+			if cur, ok := l.storeGet(h); !ok || cur != e {
+				slot.CompareAndSwap(e, nil)
+			}
+		}
+		sh.hits.Add(1)
+		return e, true
 	}
 	sh.misses.Add(1)
-	sh.done.Add(1)
 	return nil, false
 }
 
@@ -347,7 +372,7 @@ func (l *L1) Fill(h uint64, s Snapshot, owner *Owner, key string, value any, cos
 	if l.store == nil || !l.live.Load() || !l.current(h, s) || ttl <= 0 {
 		return
 	}
-	if cur, ok := l.store.Get(h); ok && cur.owner == owner && cur.key == key && cur.epoch == s.epoch &&
+	if cur, ok := l.storeGet(h); ok && cur.owner == owner && cur.key == key && cur.epoch == s.epoch &&
 		cur.state.Load() == confirmed && l.clock.Load() < cur.freshUntil {
 		// The key's entry is confirmed and not dead: no invalidation of the key has come since
 		// its snapshot, so it holds what this fill would, or an older value that the coming
@@ -384,10 +409,7 @@ func (l *L1) GetStale(h uint64, owner *Owner, key string) (any, bool) {
 	if l.store == nil || l.cfg.MaxStale == 0 || l.closed.Load() {
 		return nil, false
 	}
-	sh := &l.shards[rand.Uint32()%numShards] // random: no contention on a hot key
-	sh.lookups.Add(1)
-	defer sh.done.Add(1)
-	e, ok := l.store.Get(h)
+	e, ok := l.storeGet(h)
 	if !ok || e.owner != owner || e.key != key || l.Now() > e.freshUntil+int64(l.cfg.MaxStale) {
 		return nil, false
 	}
@@ -402,16 +424,12 @@ func (l *L1) GetStale(h uint64, owner *Owner, key string) (any, bool) {
 	return e.value, true
 }
 
-// Stats are the lookup counters since New.
+// Stats are the lookup counters since New; hits in the front are sampled (see hitSample).
 func (l *L1) Stats() (hits, misses uint64) {
 	for i := range l.shards {
 		sh := &l.shards[i]
-		m := sh.misses.Load()
-		d := sh.done.Load()
-		misses += m
-		if d > m { // a miss counted before its lookup finished
-			hits += d - m
-		}
+		hits += sh.hits.Load() + sh.frontHits.Load()
+		misses += sh.misses.Load()
 	}
 	return hits, misses
 }
@@ -439,16 +457,16 @@ func (l *L1) Close() {
 	<-l.clockDone
 }
 
-// quiet reports whether no lookup is in flight. Finished counts are read before started
-// counts: a lookup counted as finished was counted as started too, so equality means none
-// is between the two.
+// quiet reports whether no call into ristretto is in flight. Finished counts are read before
+// started counts: a call counted as finished was counted as started too, so equality means
+// none is between the two.
 func (l *L1) quiet() bool {
-	var done, started uint64
+	var left, entered uint64
 	for i := range l.shards {
-		done += l.shards[i].done.Load()
+		left += l.shards[i].left.Load()
 	}
 	for i := range l.shards {
-		started += l.shards[i].lookups.Load()
+		entered += l.shards[i].entered.Load()
 	}
-	return done == started
+	return left == entered
 }

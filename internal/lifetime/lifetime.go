@@ -15,7 +15,8 @@ import (
 type Lifetime struct {
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
-	closed atomic.Bool // set by Close before it cancels ctx
+	closed atomic.Bool // set by Close before it cancels ctx; read on hot paths
+	_      [64]byte    // mu is written by every Go: keep it off closed's cache line
 
 	mu sync.RWMutex   // read-held while adding to wg; write-held by Close before it waits
 	wg sync.WaitGroup // goroutines started by Go
