@@ -56,7 +56,7 @@ func run(fuzzexecs int, torture time.Duration, out string) error {
 	defer os.Remove(figs.Name())
 
 	fmt.Println("running fault and torture tests (-race)...")
-	cmd := exec.Command("go", "test", "-race", "-count=1", "-run", "Torture|Fault|Stampede|TestStartWithoutRedis$", "./tiered/", "-torture", torture.String())
+	cmd := exec.Command("go", "test", "-race", "-count=1", "-run", "Torture|Fault|Stampede|TestStartWithoutRedis$", "./tiered/", "-torture", torture.String(), "-timeout", "20m")
 	cmd.Env = append(os.Environ(), "RELIABILITY_OUT="+figs.Name())
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	testsErr := cmd.Run()
@@ -136,8 +136,16 @@ func run(fuzzexecs int, torture time.Duration, out string) error {
 
 func describe(test string) string {
 	switch {
+	case strings.HasSuffix(test, "-no-fault"):
+		return "3 instances, random Get/GetOrLoad/Set/Delete/Clear on 16 keys, a plain client writing and deleting behind their back, no fault: the baseline of the row below"
+	case strings.HasSuffix(test, "-pubsub-kills"):
+		return "the same, with the bus's pub/sub connections killed every 200 ms (messages lost at each kill; L1 off until the bus is back)"
 	case strings.HasPrefix(test, "torture-"):
 		return "3 instances, random Get/GetOrLoad/Set/Delete/Clear on 16 keys, a plain client writing and deleting behind their back, every client connection killed mid-run"
+	case strings.HasPrefix(test, "gen-eviction-"):
+		return "maxmemory 4mb with " + strings.TrimPrefix(test, "gen-eviction-") + ": 50 groups cleared, then filler writes evict keys (group generations among them) while every group's cleared key is read"
+	case test == "saturated-reader":
+		return "every P busy: 16 goroutines per P spin on L1 hits of one key while another instance writes it every 50 ms; time until the reader sees each write"
 	case test == "kill-restart":
 		return "mixed workload on 3 instances while redis-server is SIGKILLed and restarted"
 	case test == "stampede":
