@@ -31,6 +31,7 @@ type Cache struct {
 	mode      InvalidationMode // Tracking or BusOnly once New returns
 	db        int              // the selected database, for keyspace notification channels
 	genPrefix string           // <KeyPrefix>tiercache:gen:, the group generation keys
+	hash      hasher           // the L1's keys
 	log       *zap.Logger
 
 	life    *lifetime.Lifetime // Close: loads, refreshes, listeners, counters built on the cache
@@ -80,7 +81,7 @@ func New(ctx context.Context, opts Options) (*Cache, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cache{opts: p.opts, mode: p.mode, db: p.client.SelectDB, genPrefix: genKeyPrefix(p.opts.KeyPrefix), log: p.opts.Logger.Named("tiercache"), life: lifetime.New()}
+	c := &Cache{opts: p.opts, mode: p.mode, db: p.client.SelectDB, genPrefix: genKeyPrefix(p.opts.KeyPrefix), hash: newHasher(), log: p.opts.Logger.Named("tiercache"), life: lifetime.New()}
 	c.flight = flight.New[any](c.life)
 	c.breaker = rcall.NewBreaker(rcall.BreakerOptions{
 		Threshold: p.opts.BreakerThreshold, MinSpan: rcall.DefaultMinFailureSpan, Cooldown: p.opts.BreakerCooldown,

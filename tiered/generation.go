@@ -76,7 +76,7 @@ func (g *groupCore) resolve(ctx context.Context) (*groupState, error) {
 			g.c.log.Warn("group generation key lost: a new generation (the group looks cleared)", zap.String("key", g.ns.genKey))
 		}
 	}
-	st := newGroupState(g.c.opts.KeyPrefix, g.name, gen)
+	st := newGroupState(g.c.hash, g.c.opts.KeyPrefix, g.name, gen)
 	g.ns.state.CompareAndSwap(cur, st) // lost to an invalidation: use st once, re-read next time
 	g.ns.lastKnown.Store(st)
 	return st, nil

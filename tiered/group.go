@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cespare/xxhash/v2"
 	"go.uber.org/zap"
 
 	"github.com/synspirit/tiercache/bus"
@@ -43,28 +42,24 @@ type groupCore struct {
 // a marker that the generation must be re-read from Redis; its pointer identity is its
 // version, so a read that raced an invalidation is not stored (compare-and-swap).
 type groupState struct {
-	known  bool
-	gen    string        // see generation.go
-	base   string        // <KeyPrefix><name>@<gen>:
-	digest xxhash.Digest // of base, continued with the key for the L1 hash
+	known bool
+	gen   string // see generation.go
+	base  string // <KeyPrefix><name>@<gen>:
+	hs    hasher
+	bh    uint64 // hs.base(base)
 }
 
 // newGroupState is generation gen of group name: its keys are <keyPrefix><name>@<gen>:<key>.
 // No group name has '@' or starts with "tiercache" (the cache's own keys), so no two (group,
 // key) pairs share a Redis key, and <keyPrefix><name>@, the group's tracking prefix, covers
 // no other group's keys.
-func newGroupState(keyPrefix, name, gen string) *groupState {
-	st := &groupState{known: true, gen: gen, base: keyPrefix + name + "@" + gen + ":"}
-	st.digest.Reset()
-	_, _ = st.digest.WriteString(st.base)
-	return st
+func newGroupState(hs hasher, keyPrefix, name, gen string) *groupState {
+	base := keyPrefix + name + "@" + gen + ":"
+	return &groupState{known: true, gen: gen, base: base, hs: hs, bh: hs.base(base)}
 }
 
-func (st *groupState) hash(key string) uint64 {
-	d := st.digest
-	_, _ = d.WriteString(key)
-	return d.Sum64()
-}
+// hash is the L1 key of key: the hash of its full Redis key, base + key.
+func (st *groupState) hash(key string) uint64 { return st.hs.key(st.bh, key) }
 
 // GroupOption configures a group.
 type GroupOption func(*groupCore)

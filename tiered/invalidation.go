@@ -3,12 +3,12 @@ package tiered
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/cespare/xxhash/v2"
 	"github.com/redis/rueidis"
 	"go.uber.org/zap"
 
@@ -127,13 +127,51 @@ func (c *Cache) onBusMessage(m bus.Message) {
 	c.st.invBus.Add(uint64(len(m.Keys) + len(m.Groups)))
 }
 
-// invalidateRedisKey handles a changed Redis key, whoever reported it.
+// invalidateRedisKey handles a changed Redis key, whoever reported it: a group's value (its
+// L1 entry), or a group's generation. Anything else is no L1 entry's.
 func (c *Cache) invalidateRedisKey(k string) {
-	c.l1.Invalidate(xxhash.Sum64String(k))
 	if name, ok := strings.CutPrefix(k, c.genPrefix); ok {
 		c.invalidateGroupGen(name)
+		return
+	}
+	if base, key, ok := splitRedisKey(c.opts.KeyPrefix, k); ok {
+		c.l1.Invalidate(c.hash.key(c.hash.base(base), key))
 	}
 }
+
+// splitRedisKey splits a group value's Redis key, <keyPrefix><name>@<gen>:<key>, into its
+// base (up to and with the ':') and key. A group name has no '@' and a generation no ':', so
+// the first '@' after the prefix and the first ':' after it end them.
+func splitRedisKey(keyPrefix, k string) (base, key string, ok bool) {
+	rest, ok := strings.CutPrefix(k, keyPrefix)
+	if !ok {
+		return "", "", false
+	}
+	at := strings.IndexByte(rest, '@')
+	if at <= 0 {
+		return "", "", false
+	}
+	colon := strings.IndexByte(rest[at+1:], ':')
+	if colon <= 0 {
+		return "", "", false
+	}
+	end := len(keyPrefix) + at + 1 + colon + 1
+	return k[:end], k[end:], true
+}
+
+// hasher makes the L1's keys: a hash of a value's full Redis key, made of a hash of its
+// group's base (once per generation) and of its key, so that a lookup hashes only the key.
+// Its seed is the cache's own: no one outside can make two keys collide on purpose.
+type hasher struct{ seed maphash.Seed }
+
+func newHasher() hasher { return hasher{seed: maphash.MakeSeed()} }
+
+func (hs hasher) base(base string) uint64 { return maphash.String(hs.seed, base) }
+
+// key is bh ^ the key's hash: the key's hash is uniform, so for one base the result is too,
+// and two (base, key) pairs collide only when the two key hashes differ by exactly the two
+// base hashes' difference (one chance in 2^64; the seed is secret).
+func (hs hasher) key(bh uint64, key string) uint64 { return bh ^ maphash.String(hs.seed, key) }
 
 // invalidateGroupGen makes the group of that name re-read its generation before its next
 // use. Safe on a reader goroutine: no lock, one small allocation.

@@ -7,9 +7,11 @@
 //     left, or when the Lifetime that owns the load is closed;
 //   - a panic in the load reaches every caller as a *PanicError (never re-panicked on a
 //     goroutine of its own, which no caller could recover);
-//   - loads run on goroutines the Lifetime owns; once it is closed, a load runs on its first
-//     caller's goroutine, under that caller's context, and is still shared and still
-//     recovered.
+//   - loads run on goroutines the Lifetime owns, except when the first caller's context can
+//     never end (context.Background): that caller runs the load itself, under the load's
+//     own context, since it could not leave anyway. Once the Lifetime is closed, a load runs
+//     on its first caller's goroutine, under that caller's context, and is still shared and
+//     still recovered.
 package flight
 
 import (
@@ -93,6 +95,15 @@ func (g *Group[V]) Do(ctx context.Context, key string, fn func(context.Context) 
 	c.cancel = cancel
 	g.calls[key] = c
 	g.mu.Unlock()
+	if ctx.Done() == nil && g.life.Enter() {
+		// The first caller can never leave (its context cannot end): it runs the load itself,
+		// saving a goroutine hand-off, under the load's own context (ended by Close, which
+		// waits for it). Others may still join, and leave.
+		defer g.life.Leave()
+		defer stop()
+		g.run(lctx, key, c, fn)
+		return c.val, c.err
+	}
 	if g.life.Go(func() { defer stop(); g.run(lctx, key, c, fn) }) {
 		return g.wait(ctx, key, c)
 	}

@@ -345,12 +345,23 @@ func TestDoAfterCloseRunsOnTheCaller(t *testing.T) {
 }
 
 // A load started before Close runs on a goroutine of the Lifetime: not the caller's.
+// A caller that may leave (a cancellable context) gets its load run on a goroutine of the
+// Lifetime's; one that cannot (context.Background) runs it itself, saving the hand-off.
 func TestLoadRunsOnTheLifetimesGoroutine(t *testing.T) {
 	g, _ := newGroup[string](t)
-	v, err := g.Do(context.Background(), "k", func(context.Context) (string, error) { return stack(), nil })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	v, err := g.Do(ctx, "k", func(context.Context) (string, error) { return stack(), nil })
 	require.NoError(t, err)
 	assert.NotContains(t, v, "TestLoadRunsOnTheLifetimesGoroutine(", "the test function's frame")
 	assert.Contains(t, v, "lifetime.(*Lifetime).Go")
+
+	v, err = g.Do(context.Background(), "k", func(lctx context.Context) (string, error) {
+		require.NotNil(t, lctx.Done(), "the load's context still ends on Close")
+		return stack(), nil
+	})
+	require.NoError(t, err)
+	assert.Contains(t, v, "TestLoadRunsOnTheLifetimesGoroutine(", "run by the caller itself")
 }
 
 func stack() string {

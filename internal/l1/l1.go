@@ -25,7 +25,7 @@ import (
 
 const (
 	stripeBits = 12
-	numStripes = 1 << stripeBits // 4096 counters, 32 KiB
+	numStripes = 1 << stripeBits // 4096 counters, 16 KiB
 	stripeMask = numStripes - 1
 
 	numShards = 64 // stats/guard shards
@@ -74,26 +74,26 @@ type Owner struct{ name string }
 // NewOwner returns a new owner; name is for debugging only.
 func NewOwner(name string) *Owner { return &Owner{name: name} }
 
-// entry is one cached value. Its fields are written before it is stored (in ristretto or
-// the front) and only read afterwards.
+// entry is one cached value: 80 bytes (a size class) beside the value. Its fields are written
+// before it is stored (in ristretto or the front) and only read afterwards, but state.
 type entry struct {
 	owner *Owner // which namespace filled it
+	value any
 	key   string // the group key, checked on every hit (the L1 is keyed by a 64-bit hash)
 	h     uint64 // the L1 key: the hash of the full Redis key
-	gen   uint64 // the key's stripe generation at the snapshot taken before the Redis read
-	epoch uint64
-	small bool // cost at most frontMaxCost: may be served from the front
-	value any
-	// state is fresh until the entry's first lookup, which confirms it (no invalidation of
-	// its stripe since its snapshot) or finds it dead; an invalidation of its key marks it
-	// dead at any time. Written by lookups and invalidations, with compare-and-swap.
-	state atomic.Uint32
 	// freshUntil is when the entry stops being served, on the L1's coarse clock: never later
 	// than its L2 entry's expiry. With fail-safe it can still be served as a last resort
 	// until freshUntil + MaxStale.
 	freshUntil int64 // unix nanoseconds
 	// refreshAt is set only with eager refresh: past it, a lookup says a refresh is due.
-	refreshAt int64 // unix nanoseconds
+	refreshAt int64  // unix nanoseconds
+	gen       uint32 // the key's stripe generation at the snapshot taken before the Redis read
+	epoch     uint32 // the L1's epoch then
+	// state is fresh until the entry's first lookup, which confirms it (no invalidation of
+	// its stripe since its snapshot) or finds it dead; an invalidation of its key marks it
+	// dead at any time. Written by lookups and invalidations, with compare-and-swap.
+	state atomic.Uint32
+	small bool // cost at most frontMaxCost: may be served from the front
 }
 
 // Entry states.
@@ -104,7 +104,9 @@ const (
 )
 
 // Snapshot is a key's stripe generation and the epoch, taken before a Redis read or write.
-type Snapshot struct{ gen, epoch uint64 }
+// Generations are 32-bit: an entry would be served wrongly only if its stripe (or the
+// epoch) moved exactly 2^32 times during its life.
+type Snapshot struct{ gen, epoch uint32 }
 
 // shard holds counters, padded to its own cache line. A caller picks its shard at random
 // (math/rand/v2 is per-thread: no lock, a few nanoseconds), not by key hash, so that cores
@@ -148,13 +150,13 @@ type L1 struct {
 
 	// Read on every hit, written rarely: a line of their own.
 	_         [64]byte
-	epoch     atomic.Uint64 // bumped by a flush
+	epoch     atomic.Uint32 // bumped by a flush
 	clock     atomic.Int64  // unix nanoseconds, advanced every clockTick
 	closed    atomic.Bool
 	hitSample uint32 // hitSample, or 1 with Config.ExactHits
 	_         [64]byte
 
-	stripes [numStripes]atomic.Uint64
+	stripes [numStripes]atomic.Uint32
 	_       [64]byte                          // the front is read on every hit, the stripes written on every invalidation
 	front   [frontSlots]atomic.Pointer[entry] // see lookup
 	_       [64]byte                          // keep the written shards off the lines of the read-mostly fields

@@ -45,6 +45,22 @@ func (l *Lifetime) Go(fn func()) bool {
 	return true
 }
 
+// Enter counts a piece of work done on the caller's own goroutine as one Close waits for,
+// and reports whether it may start (not after Close); each Enter that returns true must be
+// followed by Leave.
+func (l *Lifetime) Enter() bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed.Load() {
+		return false
+	}
+	l.wg.Add(1)
+	return true
+}
+
+// Leave ends the work Enter started.
+func (l *Lifetime) Leave() { l.wg.Done() }
+
 // Context is done once Close has been called.
 func (l *Lifetime) Context() context.Context { return l.ctx }
 

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -130,4 +131,21 @@ func TestNestedGo(t *testing.T) {
 	<-started
 	l.Close()
 	assert.True(t, inner.Load())
+}
+
+// Work entered on the caller's goroutine is waited for by Close, and refused after it.
+func TestEnterLeave(t *testing.T) {
+	l := lifetime.New()
+	require.True(t, l.Enter())
+	closed := make(chan struct{})
+	go func() { l.Close(); close(closed) }()
+	require.Eventually(t, l.Closed, time.Second, time.Millisecond)
+	select {
+	case <-closed:
+		t.Fatal("Close returned while entered work was running")
+	default:
+	}
+	l.Leave()
+	<-closed
+	require.False(t, l.Enter(), "after Close")
 }

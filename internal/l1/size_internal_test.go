@@ -1,0 +1,13 @@
+package l1
+
+import (
+	"testing"
+	"unsafe"
+)
+
+// An entry fits the 80-byte size class.
+func TestEntrySize(t *testing.T) {
+	if s := unsafe.Sizeof(entry{}); s > 80 {
+		t.Fatalf("entry is %d bytes", s)
+	}
+}
