@@ -27,6 +27,9 @@ var (
 	// ErrTooLarge is returned for a value whose encoding is larger than the group's
 	// MaxValueBytes; nothing is sent to Redis.
 	ErrTooLarge = errors.New("tiered: value too large")
+	// ErrLoadTimeout is returned by GetOrLoad when its loader has not answered within the
+	// group's WithHardTimeout and no fail-safe value could stand in.
+	ErrLoadTimeout = errors.New("tiered: loader timed out")
 )
 
 // PanicError is the error every caller of a load gets when the loader panicked

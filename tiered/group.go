@@ -4,14 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"reflect"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/synspirit/tiercache/bus"
+	"github.com/synspirit/tiercache/internal/flight"
 	"github.com/synspirit/tiercache/internal/l1"
 	"github.com/synspirit/tiercache/internal/sentinel"
 )
@@ -35,7 +38,11 @@ type groupCore struct {
 	useL1      bool
 	l1MaxEntry int64 // 0: no limit of its own
 	maxValue   int64 // largest encoded value stored
-	err        error // a bad name or option: every call returns it
+	// notFoundTTL: how long a miss the loader reported is cached (WithNotFoundTTL); 0: not.
+	notFoundTTL time.Duration
+	jitterF     float64         // WithTTLJitter
+	timeouts    flight.Timeouts // WithSoftTimeout, WithHardTimeout
+	err         error           // a bad name or option: every call returns it
 }
 
 // groupState is what a group's keys depend on: its generation. A state without known set is
@@ -99,6 +106,62 @@ func WithMaxValueBytes(n int64) GroupOption {
 			return
 		}
 		g.maxValue = n
+	}
+}
+
+// WithNotFoundTTL caches misses: when a loader returns an error matching ErrNotFound, the
+// miss itself is kept for d, in Redis and L1, coherent like any value (a Set of the key
+// anywhere replaces it at once on every instance). Until then GetOrLoad returns ErrNotFound
+// without calling the loader: a missing ID reaches the database once per d, not on every
+// request. Off by default.
+func WithNotFoundTTL(d time.Duration) GroupOption {
+	return func(g *groupCore) {
+		if d <= 0 || d > MaxTTL {
+			g.err = sentinel.Join(g.err, fmt.Errorf("WithNotFoundTTL(%v): want (0, MaxTTL]", d))
+			return
+		}
+		g.notFoundTTL = d
+	}
+}
+
+// WithTTLJitter spreads every TTL the group stores over [ttl×(1−f), ttl], so that keys
+// stored together (a cold start, a batch) do not all expire at the same moment. f is in
+// [0, 1); 0 (the default) stores TTLs as they are.
+func WithTTLJitter(f float64) GroupOption {
+	return func(g *groupCore) {
+		if !(f >= 0 && f < 1) {
+			g.err = sentinel.Join(g.err, fmt.Errorf("WithTTLJitter(%v): want [0, 1)", f))
+			return
+		}
+		g.jitterF = f
+	}
+}
+
+// WithSoftTimeout lets a GetOrLoad whose loader is slow answer with a fail-safe value: past
+// d, if the group holds a value of the key past its TTL (within Options.FailSafeMaxStale),
+// GetOrLoad returns it, and the load goes on in the background to refresh the entry. Without
+// such a value it keeps waiting. Needs FailSafeMaxStale to have any effect. 0: none.
+func WithSoftTimeout(d time.Duration) GroupOption {
+	return func(g *groupCore) {
+		if d < 0 || d > MaxTTL {
+			g.err = sentinel.Join(g.err, fmt.Errorf("WithSoftTimeout(%v): want [0, MaxTTL]", d))
+			return
+		}
+		g.timeouts.Soft = d
+	}
+}
+
+// WithHardTimeout bounds how long a GetOrLoad waits for its loader: past d it returns a
+// fail-safe value if it has one (see WithSoftTimeout), else an error matching ErrLoadTimeout,
+// and the load is abandoned (its context cancelled) unless another caller still waits for it.
+// 0: none (the caller's context bounds the wait).
+func WithHardTimeout(d time.Duration) GroupOption {
+	return func(g *groupCore) {
+		if d < 0 || d > MaxTTL {
+			g.err = sentinel.Join(g.err, fmt.Errorf("WithHardTimeout(%v): want [0, MaxTTL]", d))
+			return
+		}
+		g.timeouts.Hard = d
 	}
 }
 
@@ -245,7 +308,10 @@ func (g *Group[T]) Get(ctx context.Context, key string) (T, error) {
 	}
 	h := st.hash(key)
 	if v, ok := g.c.l1.Get(h, g.ns.owner, key); ok {
-		return v.(T), nil
+		if t, ok := v.(T); ok && v != negative {
+			return t, nil
+		}
+		return zero, g.fail("get", key, errCachedMiss)
 	}
 	v, err := g.fetch(ctx, st, key, h)
 	if err != nil {
@@ -254,19 +320,26 @@ func (g *Group[T]) Get(ctx context.Context, key string) (T, error) {
 	return v.(T), nil
 }
 
-// fetch reads key from Redis and fills L1. A value that cannot be decoded is a miss.
+// fetch reads key from Redis and fills L1. A value that cannot be decoded is a miss; a
+// cached miss (WithNotFoundTTL) is errCachedMiss, and kept in L1 as such.
 func (g *Group[T]) fetch(ctx context.Context, st *groupState, key string, h uint64) (any, error) {
 	s := g.snapshot(h)
 	raw, redisTTL, err := g.c.l2Get(ctx, st.base+key, g.maxValue)
 	if err != nil {
 		return nil, err
 	}
+	return g.take(s, st, key, h, raw, redisTTL)
+}
+
+// take decodes an envelope read from Redis under snapshot s, and fills L1 with it.
+func (g *Group[T]) take(s snapshot, st *groupState, key string, h uint64, raw []byte, redisTTL time.Duration) (any, error) {
 	env, err := decodeEnvelope(raw)
 	if err == nil && env.codec != g.codecID {
 		err = fmt.Errorf("%w: codec %d, group %q uses %d", errForeignValue, env.codec, g.name, g.codecID)
 	}
+	miss := err == nil && env.flags&flagNegative != 0
 	var v T
-	if err == nil {
+	if err == nil && !miss {
 		err = g.codec.Unmarshal(env.payload, &v)
 	}
 	if err != nil {
@@ -280,7 +353,7 @@ func (g *Group[T]) fetch(ctx context.Context, st *groupState, key string, h uint
 	}
 	if ttl <= 0 {
 		// Past its TTL: a miss. Within the fail-safe bound, with the value as a last resort.
-		if -ttl < g.c.opts.FailSafeMaxStale {
+		if -ttl < g.c.opts.FailSafeMaxStale && !miss {
 			return v, errStale
 		}
 		return nil, errExpired
@@ -288,9 +361,16 @@ func (g *Group[T]) fetch(ctx context.Context, st *groupState, key string, h uint
 	if redisTTL >= 0 && redisTTL < ttl {
 		ttl = redisTTL // shortened by another client: Redis drops it sooner than its envelope says
 	}
+	if miss {
+		g.fillL1(h, s, st, key, negative, 0, ttl, ttl)
+		return nil, errCachedMiss
+	}
 	g.fillL1(h, s, st, key, v, int64(len(env.payload)), ttl, g.ttl)
 	return v, nil
 }
+
+// negative stands in L1 for a cached miss.
+var negative any = &struct{ negative bool }{true}
 
 // snapshot is taken before a read or write whose value may go to L1: the key's L1 snapshot,
 // and whether writes to the group were being reported to this instance by then.
@@ -325,7 +405,8 @@ const maxPublishedKey = bus.MaxBatchBytes - 10
 var (
 	errUndecodable = notFound("undecodable value")
 	errExpired     = notFound("expired")
-	errStale       = notFound("stale") // fetch's answer for a value past its TTL, kept for fail-safe
+	errStale       = notFound("stale")       // fetch's answer for a value past its TTL, kept for fail-safe
+	errCachedMiss  = notFound("cached miss") // the loader said not found, WithNotFoundTTL ago at most
 )
 
 // Set stores v under key in Redis with the group's TTL (or TTL(d) among opts), and makes
@@ -340,7 +421,8 @@ func (g *Group[T]) Set(ctx context.Context, key string, v T, opts ...CallOption)
 	if err != nil {
 		return g.fail("set", key, err)
 	}
-	env, err := g.encode(v, co.ttl)
+	ttl := g.jitter(co.ttl)
+	env, err := g.encode(v, ttl)
 	if err != nil {
 		return g.fail("set", key, err)
 	}
@@ -348,10 +430,15 @@ func (g *Group[T]) Set(ctx context.Context, key string, v T, opts ...CallOption)
 	if err != nil {
 		return g.fail("set", key, err)
 	}
-	if err := g.write(ctx, st, key, env, co.ttl); err != nil {
+	if err := g.write(ctx, st, key, env, ttl); err != nil {
 		return g.fail("set", key, err)
 	}
 	return nil
+}
+
+// encodeMiss makes the envelope of a cached miss for a TTL of ttl.
+func (g *groupCore) encodeMiss(ttl time.Duration) []byte {
+	return appendEnvelope(make([]byte, 0, envelopeHeaderSize), flagNegative, g.codecID, time.Now().Add(ttl).UnixMilli(), nil)
 }
 
 // encode makes the envelope of v for a TTL of ttl, refusing values over the group's limit.
@@ -455,10 +542,13 @@ func (g *Group[T]) GetOrLoad(ctx context.Context, key string, load func(context.
 	if rerr == nil && !g.c.isClosed() {
 		h = st.hash(key)
 		if v, refresh, ok := g.c.l1.GetRefresh(h, g.ns.owner, key); ok {
-			if refresh {
-				g.refreshAhead(st, key, load, opts)
+			if t, ok := v.(T); ok && v != negative {
+				if refresh {
+					g.refreshAhead(st, key, load, opts)
+				}
+				return t, nil
 			}
-			return v.(T), nil
+			return zero, g.fail("get or load", key, errCachedMiss)
 		}
 	}
 	co, err := g.callOptions(opts)
@@ -470,9 +560,14 @@ func (g *Group[T]) GetOrLoad(ctx context.Context, key string, load func(context.
 	case rerr == nil:
 		// Loads share by Redis key: a caller after a Clear (a new generation) or after this
 		// instance's Set or Delete of key (see Forget) never joins a load begun before it.
-		v, err = g.c.flight.Do(ctx, st.base+key, func(lctx context.Context) (any, error) {
+		var fellBack bool
+		v, err, fellBack = g.c.flight.DoWithin(ctx, st.base+key, g.timeouts, func(lctx context.Context) (any, error) {
 			return g.load(lctx, st, key, h, load, co)
 		})
+		if fellBack {
+			g.c.st.failSafeServed.Add(1)
+			g.c.log.Warn("loader slow: serving a stale value (fail-safe) while it goes on", zap.String("group", g.name))
+		}
 	case expiredCtx(ctx, rerr):
 		return zero, g.fail("get or load", key, rerr)
 	default:
@@ -493,10 +588,57 @@ func (g *Group[T]) GetOrLoad(ctx context.Context, key string, load func(context.
 		return zero, g.fail("load", key, le.err)
 	case errors.As(err, &pe):
 		return zero, g.fail("load", key, err)
+	case errors.Is(err, flight.ErrTimeout):
+		return zero, g.fail("load", key, fmt.Errorf("%w: no answer within %v (WithHardTimeout)", ErrLoadTimeout, g.timeouts.Hard))
 	case errors.Is(err, ErrTooLarge) && v != nil:
 		return v.(T), g.fail("get or load", key, err)
 	}
 	return zero, g.fail("get or load", key, err)
+}
+
+// loadControl is what a loader says of the value it returns (CacheFor, DoNotCache).
+type loadControl struct {
+	ttl     atomic.Int64 // > 0: the TTL to store it for
+	noCache atomic.Bool
+}
+
+type loadControlKey struct{}
+
+// CacheFor, called by a loader with the context it was given, stores the value it returns
+// for d instead of the group's TTL (or the call's TTL(d)): for a result the loader knows to
+// be volatile, or long-lived. d <= 0 is ignored; d is at most MaxTTL. In a batch loader
+// (GetOrLoadMany) it applies to every value the call returns.
+func CacheFor(ctx context.Context, d time.Duration) {
+	if c, ok := ctx.Value(loadControlKey{}).(*loadControl); ok && d > 0 {
+		c.ttl.Store(int64(min(d, MaxTTL)))
+	}
+}
+
+// DoNotCache, called by a loader with the context it was given, keeps what it returns out of
+// both tiers: the caller still gets it, the next call loads again.
+func DoNotCache(ctx context.Context) {
+	if c, ok := ctx.Value(loadControlKey{}).(*loadControl); ok {
+		c.noCache.Store(true)
+	}
+}
+
+// ttlFor is the TTL to store a loaded value for: the loader's (CacheFor), else the call's;
+// spread by WithTTLJitter.
+func (g *groupCore) ttlFor(ctl *loadControl, callTTL time.Duration) time.Duration {
+	ttl := callTTL
+	if d := ctl.ttl.Load(); d > 0 {
+		ttl = time.Duration(d)
+	}
+	return g.jitter(ttl)
+}
+
+// jitter spreads ttl over [ttl×(1−f), ttl] with WithTTLJitter(f), so that keys stored
+// together do not all expire together.
+func (g *groupCore) jitter(ttl time.Duration) time.Duration {
+	if g.jitterF == 0 {
+		return ttl
+	}
+	return max(ttl-time.Duration(mrand.Float64()*g.jitterF*float64(ttl)), time.Millisecond)
 }
 
 // expiredCtx tells whether err is ctx's own end.
@@ -514,11 +656,14 @@ func (e *loaderError) Unwrap() error { return e.err }
 // load is one GetOrLoad miss, shared by its concurrent callers: Redis, else the loader.
 func (g *Group[T]) load(ctx context.Context, st *groupState, key string, h uint64, load func(context.Context) (T, error), co callOpts) (any, error) {
 	if v, ok := g.c.l1.Get(h, g.ns.owner, key); ok { // filled by a load that just ended
+		if v == negative {
+			return nil, errCachedMiss
+		}
 		return v, nil
 	}
 	v, err := g.fetch(ctx, st, key, h)
-	if err == nil {
-		return v, nil
+	if err == nil || err == errCachedMiss {
+		return v, err
 	}
 	if !errors.Is(err, ErrNotFound) && ctx.Err() != nil {
 		return nil, err
@@ -526,8 +671,11 @@ func (g *Group[T]) load(ctx context.Context, st *groupState, key string, h uint6
 	var stale any // fail-safe's last resort
 	if err == errStale {
 		stale = v
-	} else if sv, ok := g.c.l1.GetStale(h, g.ns.owner, key); ok {
+	} else if sv, ok := g.c.l1.GetStale(h, g.ns.owner, key); ok && sv != negative {
 		stale = sv
+	}
+	if stale != nil {
+		flight.Offer(ctx, stale) // for callers past a soft or hard timeout
 	}
 	if g.c.opts.LoadLockTTL > 0 && errors.Is(err, ErrNotFound) {
 		v, found, release, err := g.waitOrLock(ctx, st, key, h)
@@ -541,8 +689,12 @@ func (g *Group[T]) load(ctx context.Context, st *groupState, key string, h uint6
 	}
 	s := g.snapshot(h)
 	g.c.st.loads.Add(1)
-	loaded, err := callLoader(ctx, load)
+	loaded, ctl, err := callLoader(ctx, load)
 	if err != nil {
+		if g.notFoundTTL > 0 && errors.Is(err, ErrNotFound) && !ctl.noCache.Load() {
+			g.storeMiss(ctx, s, st, key, h, g.ttlFor(ctl, g.notFoundTTL))
+			return nil, &loaderError{err}
+		}
 		g.c.st.loadErrors.Add(1)
 		if stale != nil {
 			g.c.st.failSafeServed.Add(1)
@@ -551,7 +703,11 @@ func (g *Group[T]) load(ctx context.Context, st *groupState, key string, h uint6
 		}
 		return nil, &loaderError{err}
 	}
-	env, err := g.encode(loaded, co.ttl)
+	if ctl.noCache.Load() {
+		return loaded, nil
+	}
+	ttl := g.ttlFor(ctl, co.ttl)
+	env, err := g.encode(loaded, ttl)
 	if err != nil {
 		if errors.Is(err, ErrTooLarge) {
 			return loaded, err
@@ -559,25 +715,34 @@ func (g *Group[T]) load(ctx context.Context, st *groupState, key string, h uint6
 		g.c.log.Error("loaded value not cached", zap.String("group", g.name), zap.Error(err))
 		return loaded, nil
 	}
-	if err := g.c.l2Set(ctx, st.base+key, env, g.l2TTL(co.ttl)); err != nil {
+	if err := g.c.l2Set(ctx, st.base+key, env, g.l2TTL(ttl)); err != nil {
 		g.c.log.Debug("loaded value not stored in redis", zap.String("key", st.base+key), zap.Error(err))
 		return loaded, nil // not confirmed by Redis: not in L1 either
 	}
-	g.fillL1(h, s, st, key, loaded, int64(len(env)-envelopeHeaderSize), co.ttl, co.ttl)
+	g.fillL1(h, s, st, key, loaded, int64(len(env)-envelopeHeaderSize), ttl, ttl)
 	return loaded, nil
+}
+
+// storeMiss caches that key does not exist, for ttl, in Redis and (once Redis has it) L1.
+func (g *groupCore) storeMiss(ctx context.Context, s snapshot, st *groupState, key string, h uint64, ttl time.Duration) {
+	if err := g.c.l2Set(ctx, st.base+key, g.encodeMiss(ttl), ttl); err != nil {
+		g.c.log.Debug("miss not stored in redis", zap.String("key", st.base+key), zap.Error(err))
+		return
+	}
+	g.fillL1(h, s, st, key, negative, 0, ttl, ttl)
 }
 
 // loadWithoutRedis serves a GetOrLoad miss while Redis cannot be asked (down, breaker open,
 // cache closed): from the loader, else (fail-safe) from the last value this instance held.
 func (g *Group[T]) loadWithoutRedis(ctx context.Context, key string, load func(context.Context) (T, error), cause error) (any, error) {
 	g.c.st.loads.Add(1)
-	v, err := callLoader(ctx, load)
+	v, _, err := callLoader(ctx, load)
 	if err == nil {
 		return v, nil
 	}
 	g.c.st.loadErrors.Add(1)
 	if st := g.ns.lastKnown.Load(); st != nil {
-		if sv, ok := g.c.l1.GetStale(st.hash(key), g.ns.owner, key); ok {
+		if sv, ok := g.c.l1.GetStale(st.hash(key), g.ns.owner, key); ok && sv != negative {
 			g.c.st.failSafeServed.Add(1)
 			g.c.log.Warn("redis and loader failed: serving a stale value (fail-safe)", zap.String("group", g.name),
 				zap.Error(err), zap.NamedError("redis", cause))
@@ -589,14 +754,16 @@ func (g *Group[T]) loadWithoutRedis(ctx context.Context, key string, load func(c
 
 // callLoader runs the caller's loader, turning a panic into a *PanicError: a panicking loader
 // is a failed load (counted, eligible for fail-safe), not a crash.
-func callLoader[T any](ctx context.Context, load func(context.Context) (T, error)) (v T, err error) {
+func callLoader[T any](ctx context.Context, load func(context.Context) (T, error)) (v T, ctl *loadControl, err error) {
+	ctl = &loadControl{}
 	defer func() {
 		if r := recover(); r != nil {
 			var zero T
 			v, err = zero, &PanicError{Value: r, Stack: debug.Stack()}
 		}
 	}()
-	return load(ctx)
+	v, err = load(context.WithValue(ctx, loadControlKey{}, ctl))
+	return v, ctl, err
 }
 
 // refreshAhead starts one background load of key that replaces its value before it
@@ -621,11 +788,12 @@ func (g *Group[T]) refreshAhead(st *groupState, key string, load func(context.Co
 		if err := c.caller.Do(ctx, c.caller.B().Set().Key(lock).Value("1").Nx().PxMilliseconds(window.Milliseconds()).Build()).Error(); err != nil {
 			return // another instance refreshes, or Redis is unreachable
 		}
-		v, err := callLoader(ctx, load)
-		if err == nil {
+		v, ctl, err := callLoader(ctx, load)
+		if err == nil && !ctl.noCache.Load() {
+			ttl := g.ttlFor(ctl, co.ttl)
 			var env []byte
-			if env, err = g.encode(v, co.ttl); err == nil {
-				err = g.write(ctx, st, key, env, co.ttl)
+			if env, err = g.encode(v, ttl); err == nil {
+				err = g.write(ctx, st, key, env, ttl)
 			}
 		}
 		if err != nil {

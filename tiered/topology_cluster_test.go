@@ -41,6 +41,27 @@ func TestClusterTopology(t *testing.T) {
 		}
 	})
 
+	t.Run("batches across masters", func(t *testing.T) {
+		g := tiered.NewGroup[string](a, "data:batch", time.Minute)
+		many := make([]string, 60) // keys in many slots, on every master
+		for i := range many {
+			many[i] = fmt.Sprint("k", i)
+		}
+		got, err := g.GetOrLoadMany(ctx, many, func(_ context.Context, missing []string) (map[string]string, error) {
+			out := map[string]string{}
+			for _, k := range missing {
+				out[k] = "v" + k
+			}
+			return out, nil
+		})
+		require.NoError(t, err)
+		require.Len(t, got, len(many))
+		other := tiered.NewGroup[string](b, "data:batch", time.Minute)
+		all, err := other.GetMany(ctx, many)
+		require.NoError(t, err)
+		require.Equal(t, got, all, "stored on every master, read back from each")
+	})
+
 	t.Run("group clear", func(t *testing.T) {
 		k := keys[0]
 		requireSeen(t, ga, gb, a, k, "before-clear")

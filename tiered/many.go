@@ -1,0 +1,394 @@
+package tiered
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/redis/rueidis"
+	"go.uber.org/zap"
+
+	"github.com/synspirit/tiercache/internal/flight"
+)
+
+// Batches: a page of keys read and loaded in as few round trips as there are Redis nodes.
+//
+// L1 first; the rest in one pipeline per node (GETRANGE and PTTL for each key, as single
+// reads do: a value over the group's limit is never moved whole, and no L1 entry outlives
+// its Redis TTL); one loader call for what is still missing; its values stored in one
+// pipeline, and filled into L1 under the same guard as single reads. Loads share keys with
+// concurrent GetOrLoad calls and batches (internal/flight): no key is loaded twice at once.
+
+// GetMany returns the values of keys that either tier holds: a key that is missing, expired,
+// a cached miss or undecodable is absent from the map. If Redis cannot be read for some
+// keys, the map holds the others and the error matches ErrUnavailable. An empty key is an
+// error matching ErrInvalidOptions, before anything is read.
+func (g *Group[T]) GetMany(ctx context.Context, keys []string) (map[string]T, error) {
+	out := make(map[string]T, len(keys))
+	st, rest, err := g.manyFromL1(ctx, keys, out, "get many")
+	if err != nil || len(rest) == 0 {
+		return out, err
+	}
+	found, _, errs := g.readMany(ctx, st, rest)
+	for k, v := range found {
+		out[k] = v.(T)
+	}
+	return out, g.manyError("get many", errs)
+}
+
+// GetOrLoadMany returns the values of keys, loading what neither tier holds with one call of
+// load, which gets the missing keys and returns the values it has: a key it leaves out is a
+// miss (cached as such with WithNotFoundTTL), absent from the map. Loaded values are stored
+// for the group's TTL (or TTL(d) among opts, or the loader's CacheFor). Keys that a
+// concurrent GetOrLoad or GetOrLoadMany is loading are waited for, not loaded again.
+//
+// Partial failures: keys Redis cannot be read for are loaded too (with Redis down the loader
+// serves everything); values Redis cannot store are returned, not kept in L1. If load fails,
+// the map holds what the tiers had (and fail-safe values, with FailSafeMaxStale), and the
+// error wraps the loader's (a *PanicError for a panic). A loaded value over the group's
+// MaxValueBytes is returned, not cached, and the error matches ErrTooLarge.
+func (g *Group[T]) GetOrLoadMany(ctx context.Context, keys []string, load func(ctx context.Context, missing []string) (map[string]T, error), opts ...CallOption) (map[string]T, error) {
+	out := make(map[string]T, len(keys))
+	if load == nil && g.err == nil {
+		return out, g.fail("get or load many", "", errNilLoader)
+	}
+	co, err := g.callOptions(opts)
+	if err != nil {
+		return out, g.fail("get or load many", "", err)
+	}
+	st, rest, err := g.manyFromL1(ctx, keys, out, "get or load many")
+	if errors.Is(err, ErrClosed) || errors.Is(err, ErrInvalidOptions) || len(rest) == 0 && err == nil {
+		return out, err
+	}
+	var stale map[string]any
+	var missing []string
+	if err != nil { // the generation cannot be read: the loader serves everything
+		if expiredCtx(ctx, err) {
+			return out, err
+		}
+		missing = rest
+		st = nil
+	} else {
+		found, st2, errs := g.readMany(ctx, st, rest)
+		stale = st2
+		for _, k := range rest {
+			if v, ok := found[k]; ok {
+				out[k] = v.(T)
+			} else if e, failed := errs[k]; !failed || !errors.Is(e, errCachedMiss) {
+				missing = append(missing, k)
+			}
+		}
+	}
+	if len(missing) == 0 {
+		return out, nil
+	}
+	loaded, errs, tooBig := g.loadMany(ctx, st, missing, load, co)
+	for k, v := range loaded {
+		out[k] = v.(T)
+	}
+	loadErr := tooBig
+	for _, k := range missing {
+		e, ok := errs[k]
+		if !ok || errors.Is(e, flight.ErrMissing) || errors.Is(e, errCachedMiss) {
+			continue
+		}
+		if sv, ok := stale[k]; ok && !errors.Is(e, ErrTooLarge) {
+			g.c.st.failSafeServed.Add(1)
+			out[k] = sv.(T)
+			continue
+		}
+		if loadErr == nil {
+			loadErr = e
+		}
+	}
+	if loadErr != nil {
+		var le *loaderError
+		if errors.As(loadErr, &le) {
+			return out, g.fail("load many", "", le.err)
+		}
+		return out, g.fail("get or load many", "", loadErr)
+	}
+	return out, nil
+}
+
+// manyFromL1 checks keys, serves what L1 holds into out, and returns the group's state and
+// the keys left to read. A cached miss in L1 is left out of both.
+func (g *Group[T]) manyFromL1(ctx context.Context, keys []string, out map[string]T, op string) (*groupState, []string, error) {
+	if g.err != nil {
+		return nil, nil, g.err
+	}
+	for _, k := range keys {
+		if k == "" {
+			return nil, nil, g.fail(op, "", errEmptyKey)
+		}
+	}
+	if g.c.isClosed() {
+		return nil, nil, ErrClosed
+	}
+	st, err := g.resolve(ctx)
+	if err != nil {
+		return nil, keys, g.fail(op, "", err)
+	}
+	rest := make([]string, 0, len(keys))
+	seen := make(map[string]struct{}, len(keys))
+	for _, k := range keys {
+		if _, dup := seen[k]; dup {
+			continue
+		}
+		seen[k] = struct{}{}
+		if v, ok := g.c.l1.Get(st.hash(k), g.ns.owner, k); ok {
+			if t, ok := v.(T); ok && v != negative {
+				out[k] = t
+			}
+			continue
+		}
+		rest = append(rest, k)
+	}
+	return st, rest, nil
+}
+
+// readMany reads keys from Redis in one pipeline per node, and fills L1. It returns the
+// values found, the stale ones (past their TTL, kept for fail-safe) and, for the others, why
+// not: a miss (matching ErrNotFound), errCachedMiss, or a failure to read.
+func (g *Group[T]) readMany(ctx context.Context, st *groupState, keys []string) (found, stale map[string]any, errs map[string]error) {
+	found = make(map[string]any, len(keys))
+	errs = map[string]error{}
+	snaps := make([]snapshot, len(keys))
+	hashes := make([]uint64, len(keys))
+	full := make([]string, len(keys))
+	for i, k := range keys {
+		hashes[i] = st.hash(k)
+		snaps[i] = g.snapshot(hashes[i])
+		full[i] = st.base + k
+	}
+	raws, ttls, rerrs := g.c.l2GetMany(ctx, full, g.maxValue)
+	for i, k := range keys {
+		if rerrs[i] != nil {
+			errs[k] = rerrs[i]
+			continue
+		}
+		v, err := g.take(snaps[i], st, k, hashes[i], raws[i], ttls[i])
+		switch {
+		case err == nil:
+			found[k] = v
+		case err == errStale:
+			if stale == nil {
+				stale = map[string]any{}
+			}
+			stale[k] = v
+			errs[k] = err
+		default:
+			errs[k] = err
+		}
+	}
+	return found, stale, errs
+}
+
+// loadMany loads missing keys with one loader call, shared with concurrent loads of the same
+// keys, and stores what it returns. st is nil when Redis cannot be asked: then nothing is
+// stored.
+func (g *Group[T]) loadMany(ctx context.Context, st *groupState, missing []string, load func(context.Context, []string) (map[string]T, error), co callOpts) (map[string]any, map[string]error, error) {
+	flightKey := func(k string) string { return "\x00" + g.name + "\x00" + k }
+	if st != nil {
+		flightKey = func(k string) string { return st.base + k }
+	}
+	var tooBig atomic.Pointer[tooLargeError] // written by the batch, which may outlive a caller that left
+	byFlight := make(map[string]string, len(missing))
+	fks := make([]string, len(missing))
+	for i, k := range missing {
+		fks[i] = flightKey(k)
+		byFlight[fks[i]] = k
+	}
+	vals, ferrs := g.c.flight.DoMany(ctx, fks, func(lctx context.Context, led []string) (map[string]any, error) {
+		keys := make([]string, len(led))
+		for i, fk := range led {
+			keys[i] = byFlight[fk]
+		}
+		got, err := g.loadBatch(lctx, st, keys, load, co)
+		if got == nil {
+			return nil, err
+		}
+		var te *tooLargeError
+		if errors.As(err, &te) {
+			tooBig.Store(te) // values over the limit: returned, not cached
+		}
+		res := make(map[string]any, len(got))
+		for k, v := range got {
+			res[flightKey(k)] = v
+		}
+		return res, nil
+	})
+	out := make(map[string]any, len(vals))
+	for fk, v := range vals {
+		if v != negative {
+			out[byFlight[fk]] = v
+		}
+	}
+	errs := make(map[string]error, len(ferrs))
+	for fk, e := range ferrs {
+		errs[byFlight[fk]] = e
+	}
+	for fk, v := range vals {
+		if v == negative {
+			errs[byFlight[fk]] = errCachedMiss
+		}
+	}
+	if te := tooBig.Load(); te != nil {
+		return out, errs, te
+	}
+	return out, errs, nil
+}
+
+// loadBatch calls the loader for keys and stores its values (and, with WithNotFoundTTL, its
+// misses) in one pipeline, then in L1. It returns the values by key (negative for a cached
+// miss); a value over the limit is returned with an ErrTooLarge error.
+func (g *Group[T]) loadBatch(ctx context.Context, st *groupState, keys []string, load func(context.Context, []string) (map[string]T, error), co callOpts) (map[string]any, error) {
+	var snaps []snapshot
+	var hashes []uint64
+	if st != nil {
+		snaps = make([]snapshot, len(keys))
+		hashes = make([]uint64, len(keys))
+		for i, k := range keys {
+			hashes[i] = st.hash(k)
+			snaps[i] = g.snapshot(hashes[i])
+		}
+	}
+	g.c.st.loads.Add(1)
+	got, ctl, err := callLoader(ctx, func(ctx context.Context) (map[string]T, error) { return load(ctx, keys) })
+	if err != nil {
+		g.c.st.loadErrors.Add(1)
+		return nil, &loaderError{err}
+	}
+	out := make(map[string]any, len(got))
+	for _, k := range keys {
+		if v, ok := got[k]; ok {
+			out[k] = v
+		}
+	}
+	if st == nil || ctl.noCache.Load() {
+		return out, nil
+	}
+	ttl := g.ttlFor(ctl, co.ttl)
+	var (
+		full    []string
+		envs    [][]byte
+		ttls    []time.Duration
+		at      []int // index in keys
+		tooBig  error
+		missTTL time.Duration
+	)
+	if g.notFoundTTL > 0 {
+		missTTL = g.ttlFor(ctl, g.notFoundTTL)
+	}
+	for i, k := range keys {
+		v, ok := got[k]
+		switch {
+		case ok:
+			env, err := g.encode(v, ttl)
+			if err != nil {
+				if errors.Is(err, ErrTooLarge) && tooBig == nil {
+					tooBig = err
+				}
+				continue
+			}
+			full, envs, ttls, at = append(full, st.base+k), append(envs, env), append(ttls, g.l2TTL(ttl)), append(at, i)
+		case missTTL > 0:
+			full, envs, ttls, at = append(full, st.base+k), append(envs, g.encodeMiss(missTTL)), append(ttls, missTTL), append(at, i)
+			out[k] = negative
+		}
+	}
+	for j, err := range g.c.l2SetMany(ctx, full, envs, ttls) {
+		i := at[j]
+		k := keys[i]
+		if err != nil {
+			g.c.log.Debug("loaded value not stored in redis", zap.String("key", full[j]), zap.Error(err))
+			if out[k] == negative {
+				delete(out, k)
+			}
+			continue // not confirmed by Redis: not in L1 either
+		}
+		if out[k] == negative {
+			g.fillL1(hashes[i], snaps[i], st, k, negative, 0, missTTL, missTTL)
+			continue
+		}
+		g.fillL1(hashes[i], snaps[i], st, k, out[k], int64(len(envs[j])-envelopeHeaderSize), ttl, ttl)
+	}
+	return out, tooBig
+}
+
+// manyError sums up the read failures of a batch: nil when every key was read (misses are
+// not failures).
+func (g *Group[T]) manyError(op string, errs map[string]error) error {
+	var failed []error
+	for _, e := range errs {
+		if !errors.Is(e, ErrNotFound) {
+			failed = append(failed, e)
+		}
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	return g.fail(op, "", fmt.Errorf("%d of %d keys not read: %w", len(failed), len(errs), failed[0]))
+}
+
+// l2GetMany reads many envelopes, one pipeline per node (see l2Get). For each key: its bytes
+// (a view of the reply's memory), its Redis TTL, or the reason it has none.
+func (c *Cache) l2GetMany(ctx context.Context, keys []string, maxSize int64) (raws [][]byte, ttls []time.Duration, errs []error) {
+	limit := envelopeHeaderSize + maxSize
+	b := c.caller.B()
+	cmds := make(rueidis.Commands, 0, 2*len(keys))
+	for _, k := range keys {
+		cmds = append(cmds, b.Getrange().Key(k).Start(0).End(limit).Build(), b.Pttl().Key(k).Build())
+	}
+	res := c.caller.DoMultiMoving(ctx, int64(len(keys))*maxSize, cmds...)
+	raws, ttls, errs = make([][]byte, len(keys)), make([]time.Duration, len(keys)), make([]error, len(keys))
+	for i := range keys {
+		s, err := res[2*i].ToString()
+		var ms int64
+		if err == nil {
+			ms, err = res[2*i+1].AsInt64()
+		}
+		switch {
+		case err != nil:
+			c.st.l2Errors.Add(1)
+			errs[i] = err
+		case s == "" || ms == -2:
+			c.st.l2Misses.Add(1)
+			errs[i] = ErrNotFound
+		case int64(len(s)) > limit:
+			c.st.l2Misses.Add(1)
+			c.st.tooLarge.Add(1)
+			errs[i] = errOversize
+		default:
+			c.st.l2Hits.Add(1)
+			raws[i] = unsafe.Slice(unsafe.StringData(s), len(s))
+			ttls[i] = time.Duration(ms) * time.Millisecond
+		}
+	}
+	return raws, ttls, errs
+}
+
+// l2SetMany stores many envelopes in one pipeline per node.
+func (c *Cache) l2SetMany(ctx context.Context, keys []string, values [][]byte, ttls []time.Duration) []error {
+	if len(keys) == 0 {
+		return nil
+	}
+	b := c.caller.B()
+	cmds := make(rueidis.Commands, len(keys))
+	var size int64
+	for i, k := range keys {
+		cmds[i] = b.Set().Key(k).Value(rueidis.BinaryString(values[i])).PxMilliseconds(max(ttls[i].Milliseconds(), 1)).Build()
+		size += int64(len(values[i]))
+	}
+	errs := make([]error, len(keys))
+	for i, r := range c.caller.DoMultiMoving(ctx, size, cmds...) {
+		if err := r.Error(); err != nil {
+			c.st.l2Errors.Add(1)
+			errs[i] = err
+		}
+	}
+	return errs
+}
