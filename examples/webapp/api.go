@@ -19,19 +19,23 @@ import (
 
 // The cache use of the original site, group by group (names and TTLs from its design):
 //
-//	data:articles:list  5 min   a page of the article list, key Key(page, perPage)
-//	data:article        5 min   one article, key Key(id)
-//	user:profile        10 min  one user's public profile, key Key(id)
+//	data:articles:page  5 min   the IDs of a page of the article list, key Key(page, perPage)
+//	data:article        5 min   one article, key Key(id); a missing ID is cached as a miss (1 min)
+//	user:profile        10 min  one user's public profile, key Key(id); misses cached too
 //	count:article:<id>:likes    the like counter, in Redis only, mirroring the likes table (1 min)
 //
-// Reads go through GetOrLoad: L1, then Redis, then the database. Writes go to the database
-// first, then invalidate what they changed on every instance. When Redis is down, GetOrLoad
-// answers from the database and counter errors fall back to counting in the database.
+// A page of the list is its IDs, then its articles and their authors in one GetOrLoadMany
+// each: a cold page costs three queries, whatever its length, and a warm one none. Caching the
+// IDs rather than the articles means an edit invalidates one entry, not every page that shows
+// it. Reads go through the cache: L1, then Redis, then the database. Writes go to the database
+// first, then invalidate what they changed on every instance. When Redis is down, the loaders
+// answer from the database and counter errors fall back to counting in the database.
 
 const (
 	listTTL        = 5 * time.Minute
 	articleTTL     = 5 * time.Minute
 	profileTTL     = 10 * time.Minute
+	notFoundTTL    = time.Minute
 	maxPerPage     = 100
 	maxBodyBytes   = 1 << 20
 	defaultPerPage = 20
@@ -41,7 +45,7 @@ const (
 type api struct {
 	log      *zap.Logger
 	db       *store
-	lists    *tiered.Group[[]Article]
+	pages    *tiered.Group[[]int64]
 	articles *tiered.Group[Article]
 	profiles *tiered.Group[User]
 	likes    *counter.Counters
@@ -51,9 +55,9 @@ func newAPI(c *tiered.Cache, db *store, opts tiered.Options, log *zap.Logger) *a
 	return &api{
 		log:      log,
 		db:       db,
-		lists:    tiered.NewGroup[[]Article](c, "data:articles:list", listTTL),
-		articles: tiered.NewGroup[Article](c, "data:article", articleTTL),
-		profiles: tiered.NewGroup[User](c, "user:profile", profileTTL),
+		pages:    tiered.NewGroup[[]int64](c, "data:articles:page", listTTL),
+		articles: tiered.NewGroup[Article](c, "data:article", articleTTL, tiered.WithNotFoundTTL(notFoundTTL)),
+		profiles: tiered.NewGroup[User](c, "user:profile", profileTTL, tiered.WithNotFoundTTL(notFoundTTL)),
 		// Cache mode: the likes table is the truth, the counter expires and is reseeded.
 		likes: counter.FromCache(c, counter.Options{TTL: counter.DefaultCacheTTL}),
 	}
@@ -69,6 +73,12 @@ func (a *api) register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /debug/db-queries", a.dbQueries)
 }
 
+// listItem is an article of a list page, with its author.
+type listItem struct {
+	Article
+	Author User `json:"author"`
+}
+
 // GET /api/articles?page=&per_page=
 func (a *api) listArticles(w http.ResponseWriter, r *http.Request) {
 	page, err := intParam(r, "page", 1, 1, 1<<20)
@@ -81,14 +91,72 @@ func (a *api) listArticles(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	list, err := a.lists.GetOrLoad(r.Context(), a.lists.Key(page, perPage), func(ctx context.Context) ([]Article, error) {
-		return a.db.listArticles(ctx, page, perPage)
+	ctx := r.Context()
+	ids, err := a.pages.GetOrLoad(ctx, a.pages.Key(page, perPage), func(ctx context.Context) ([]int64, error) {
+		return a.db.pageIDs(ctx, page, perPage)
 	})
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
+	arts, err := loadByID(ctx, a.articles, ids, a.db.articles)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	authorIDs := make([]int64, 0, len(arts))
+	for _, id := range ids {
+		if art, ok := arts[id]; ok {
+			authorIDs = append(authorIDs, art.AuthorID)
+		}
+	}
+	authors, err := loadByID(ctx, a.profiles, authorIDs, a.db.users)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	list := make([]listItem, 0, len(ids))
+	for _, id := range ids {
+		if art, ok := arts[id]; ok { // an ID without its row: the article is gone, the page entry not yet
+			list = append(list, listItem{Article: art, Author: authors[art.AuthorID]})
+		}
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"page": page, "per_page": perPage, "articles": list})
+}
+
+// loadByID reads the rows of ids through g in one batch: what neither cache tier holds is
+// loaded by one call of query, which returns the rows it found. IDs it does not return are
+// cached as misses.
+func loadByID[T any](ctx context.Context, g *tiered.Group[T], ids []int64, query func(context.Context, []int64) (map[int64]T, error)) (map[int64]T, error) {
+	keys := make([]string, len(ids))
+	idOf := make(map[string]int64, len(ids))
+	for i, id := range ids {
+		keys[i] = g.Key(id)
+		idOf[keys[i]] = id
+	}
+	byKey, err := g.GetOrLoadMany(ctx, keys, func(ctx context.Context, missing []string) (map[string]T, error) {
+		want := make([]int64, len(missing))
+		for i, k := range missing {
+			want[i] = idOf[k]
+		}
+		rows, err := query(ctx, want)
+		if err != nil {
+			return nil, err
+		}
+		out := make(map[string]T, len(rows))
+		for id, row := range rows {
+			out[g.Key(id)] = row
+		}
+		return out, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[int64]T, len(byKey))
+	for k, v := range byKey {
+		byID[idOf[k]] = v
+	}
+	return byID, nil
 }
 
 // articleView is an article with its like count, as GET /api/articles/{id} returns it.
@@ -104,7 +172,7 @@ func (a *api) getArticle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	art, err := a.articles.GetOrLoad(r.Context(), a.articles.Key(id), func(ctx context.Context) (Article, error) {
-		return a.db.article(ctx, id)
+		return notFound(a.db.article(ctx, id))
 	})
 	if err != nil {
 		a.fail(w, r, err)
@@ -137,8 +205,10 @@ func (a *api) createArticle(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	// Every page of the list may have changed: drop them all, on every instance, in O(1).
-	a.invalidate(r.Context(), "clear article list", a.lists.Clear(r.Context()))
+	// Every page of the list may have changed: drop them all, on every instance, in O(1). And
+	// someone may have asked for this ID before it existed: its cached miss goes.
+	a.invalidate(r.Context(), "clear article pages", a.pages.Clear(r.Context()))
+	a.invalidate(r.Context(), "delete article", a.articles.Delete(r.Context(), a.articles.Key(art.ID)))
 	w.Header().Set("Location", fmt.Sprintf("/api/articles/%d", art.ID))
 	writeJSON(w, http.StatusCreated, art)
 }
@@ -167,9 +237,8 @@ func (a *api) updateArticle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The database first, then the cache: a reader that loads between the two gets the
-	// new row.
+	// new row. The pages hold IDs, and an edit moves no article: they stay.
 	a.invalidate(r.Context(), "delete article", a.articles.Delete(r.Context(), a.articles.Key(id)))
-	a.invalidate(r.Context(), "clear article list", a.lists.Clear(r.Context()))
 	writeJSON(w, http.StatusOK, art)
 }
 
@@ -228,7 +297,7 @@ func (a *api) getUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u, err := a.profiles.GetOrLoad(r.Context(), a.profiles.Key(id), func(ctx context.Context) (User, error) {
-		return a.db.user(ctx, id)
+		return notFound(a.db.user(ctx, id))
 	})
 	if err != nil {
 		a.fail(w, r, err)
@@ -253,7 +322,7 @@ func (a *api) invalidate(ctx context.Context, what string, err error) {
 // fail answers an error: 404 and 400 for what the client asked, 500 (logged) for the rest.
 func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
-	case errors.Is(err, errNotFound):
+	case errors.Is(err, errNotFound), errors.Is(err, tiered.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not found")
 	case errors.Is(err, errBadAuthor), errors.Is(err, errBadUser):
 		writeError(w, http.StatusBadRequest, err.Error())
@@ -263,6 +332,15 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 		a.log.Error("request failed", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
 		writeError(w, http.StatusInternalServerError, "internal error")
 	}
+}
+
+// notFound turns the database's errNotFound into tiered.ErrNotFound, which the cache keeps
+// as a miss (WithNotFoundTTL): the next request for the ID does not reach the database.
+func notFound[T any](v T, err error) (T, error) {
+	if errors.Is(err, errNotFound) {
+		return v, tiered.ErrNotFound
+	}
+	return v, err
 }
 
 func pathID(w http.ResponseWriter, r *http.Request) (int64, bool) {

@@ -53,16 +53,65 @@ func TestWebappEndToEnd(t *testing.T) {
 	a.waitReady(t)
 	b.waitReady(t)
 
-	t.Run("ListReadTwiceHitsTheDatabaseOnce", func(t *testing.T) {
+	t.Run("ListPageColdThenWarm", func(t *testing.T) {
 		before := a.dbQueries(t) + b.dbQueries(t)
 		var first, second, third articlePage
 		a.getJSON(t, "/api/articles?page=2&per_page=7", http.StatusOK, &first)
+		cold := a.dbQueries(t) + b.dbQueries(t) - before
 		b.getJSON(t, "/api/articles?page=2&per_page=7", http.StatusOK, &second)
 		a.getJSON(t, "/api/articles?page=2&per_page=7", http.StatusOK, &third)
 		require.Len(t, first.Articles, 7)
+		for _, art := range first.Articles {
+			require.NotZero(t, art.ID)
+			require.Equal(t, art.AuthorID, art.Author.ID, "article %d comes with its author", art.ID)
+			require.NotEmpty(t, art.Author.Name)
+		}
 		assert.Equal(t, first, second, "B serves what A loaded")
 		assert.Equal(t, first, third)
-		assert.Equal(t, int64(1), a.dbQueries(t)+b.dbQueries(t)-before, "three reads on two instances, one query")
+		assert.Equal(t, int64(3), cold, "a cold page: its IDs, its 7 articles and their authors, one query each")
+		assert.Equal(t, int64(3), a.dbQueries(t)+b.dbQueries(t)-before, "the warm page on either instance: no query")
+
+		// A page that overlaps the first: only the articles and authors not yet cached are loaded.
+		before = a.dbQueries(t) + b.dbQueries(t)
+		var overlap articlePage
+		b.getJSON(t, "/api/articles?page=1&per_page=14", http.StatusOK, &overlap)
+		require.Len(t, overlap.Articles, 14)
+		assert.Equal(t, first.Articles, overlap.Articles[7:], "page 2 of 7 is the second half of page 1 of 14")
+		assert.LessOrEqual(t, a.dbQueries(t)+b.dbQueries(t)-before, int64(3))
+	})
+
+	t.Run("MissingArticleIsACachedMiss", func(t *testing.T) {
+		before := a.dbQueries(t) + b.dbQueries(t)
+		for i := range 100 {
+			in := []*webapp{a, b}[i%2]
+			status, body := in.do(t, http.MethodGet, "/api/articles/999999", "")
+			require.Equal(t, http.StatusNotFound, status, "request %d through %s: %s", i, in.name, body)
+		}
+		assert.Equal(t, int64(1), a.dbQueries(t)+b.dbQueries(t)-before, "100 requests of a missing article on two instances, one query")
+	})
+
+	t.Run("CreatedArticleReplacesTheCachedMissOfItsID", func(t *testing.T) {
+		var newest articlePage
+		a.getJSON(t, "/api/articles?page=1&per_page=1", http.StatusOK, &newest)
+		require.Len(t, newest.Articles, 1)
+		next := newest.Articles[0].ID + 1 // SQLite gives the next row this ID
+		for _, in := range []*webapp{a, b} {
+			status, body := in.do(t, http.MethodGet, "/api/articles/"+strconv.FormatInt(next, 10), "")
+			require.Equal(t, http.StatusNotFound, status, "%s", body)
+		}
+		var created Article
+		a.doJSON(t, http.MethodPost, "/api/articles", `{"title":"Fresh","body":"New.","author_id":2}`, http.StatusCreated, &created)
+		require.Equal(t, next, created.ID)
+		for _, in := range []*webapp{a, b} {
+			require.Eventually(t, func() bool {
+				status, _ := in.do(t, http.MethodGet, "/api/articles/"+strconv.FormatInt(next, 10), "")
+				return status == http.StatusOK
+			}, time.Second, 5*time.Millisecond, "%s still answers 404 for the created article", in.name)
+			var p articlePage
+			in.getJSON(t, "/api/articles?page=1&per_page=1", http.StatusOK, &p)
+			require.Len(t, p.Articles, 1)
+			assert.Equal(t, next, p.Articles[0].ID, "%s lists the created article first", in.name)
+		}
 	})
 
 	t.Run("UpdateThroughAIsVisibleThroughBWithinOneSecond", func(t *testing.T) {
@@ -211,10 +260,10 @@ func TestWebappEndToEnd(t *testing.T) {
 			return s.Breaker == "closed" && s.RedisError == ""
 		}, 10*time.Second, 20*time.Millisecond, "A's breaker never closed after Redis came back")
 		require.Eventually(t, func() bool {
-			before := a.dbQueries(t) + b.dbQueries(t)
 			a.getJSON(t, "/api/articles?page=4&per_page=5", http.StatusOK, &articlePage{})
+			before := b.dbQueries(t)
 			b.getJSON(t, "/api/articles?page=4&per_page=5", http.StatusOK, &articlePage{})
-			return a.dbQueries(t)+b.dbQueries(t)-before <= 1
+			return b.dbQueries(t) == before
 		}, 10*time.Second, 20*time.Millisecond, "reads never shared the cache again after Redis came back")
 	})
 }
@@ -223,7 +272,7 @@ func TestWebappEndToEnd(t *testing.T) {
 type articlePage struct {
 	Page     int       `json:"page"`
 	PerPage  int       `json:"per_page"`
-	Articles []Article `json:"articles"`
+	Articles []listItem `json:"articles"`
 }
 
 // cacheStats is the part of GET /api/cache-stats the test reads.

@@ -18,10 +18,10 @@
 //
 // Endpoints:
 //
-//	GET  /api/articles?page=&per_page=   a page of articles (group data:articles:list, 5 min)
-//	POST /api/articles                   {"title","body","author_id"}: create; clears the list group
+//	GET  /api/articles?page=&per_page=   a page of articles with their authors (IDs in data:articles:page, 5 min)
+//	POST /api/articles                   {"title","body","author_id"}: create; clears the page group
 //	GET  /api/articles/{id}              an article (group data:article, 5 min) and its like count
-//	PUT  /api/articles/{id}              {"title"?,"body"?}: update; deletes the article, clears the list
+//	PUT  /api/articles/{id}              {"title"?,"body"?}: update; deletes the article
 //	POST /api/articles/{id}/like         [{"user_id"}]: a like; counter count:article:<id>:likes
 //	GET  /api/users/{id}                 a user's profile (group user:profile, 10 min)
 //	GET  /proxy/image?url=               the image proxy, for hosts listed in -image-hosts

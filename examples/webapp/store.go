@@ -166,24 +166,64 @@ func scanArticle(row scanner) (Article, error) {
 	return a, nil
 }
 
-// listArticles returns one page of articles, newest first.
-func (s *store) listArticles(ctx context.Context, page, perPage int) ([]Article, error) {
+// pageIDs returns the IDs of one page of articles, newest first.
+func (s *store) pageIDs(ctx context.Context, page, perPage int) ([]int64, error) {
 	s.queries.Add(1)
-	rows, err := s.db.QueryContext(ctx, `SELECT `+articleColumns+` FROM articles ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?`,
+	rows, err := s.db.QueryContext(ctx, `SELECT id FROM articles ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?`,
 		perPage, (page-1)*perPage)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	list := make([]Article, 0, perPage)
+	ids := make([]int64, 0, perPage)
 	for rows.Next() {
-		a, err := scanArticle(rows)
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// articles returns the articles of ids that exist, in one statement.
+func (s *store) articles(ctx context.Context, ids []int64) (map[int64]Article, error) {
+	return queryByID(ctx, s, `SELECT `+articleColumns+` FROM articles WHERE id IN `, ids, scanArticle, func(a Article) int64 { return a.ID })
+}
+
+// users returns the users of ids that exist, in one statement.
+func (s *store) users(ctx context.Context, ids []int64) (map[int64]User, error) {
+	return queryByID(ctx, s, `SELECT id, name, bio, created_at FROM users WHERE id IN `, ids, scanUser, func(u User) int64 { return u.ID })
+}
+
+// queryByID runs query (ending in "IN ") on the distinct ids and returns the rows by ID.
+func queryByID[T any](ctx context.Context, s *store, query string, ids []int64, scan func(scanner) (T, error), idOf func(T) int64) (map[int64]T, error) {
+	out := make(map[int64]T, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	args := make([]any, 0, len(ids))
+	seen := make(map[int64]bool, len(ids))
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			args = append(args, id)
+		}
+	}
+	s.queries.Add(1)
+	rows, err := s.db.QueryContext(ctx, query+"(?"+strings.Repeat(",?", len(args)-1)+")", args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		v, err := scan(rows)
 		if err != nil {
 			return nil, err
 		}
-		list = append(list, a)
+		out[idOf(v)] = v
 	}
-	return list, rows.Err()
+	return out, rows.Err()
 }
 
 func (s *store) article(ctx context.Context, id int64) (Article, error) {
@@ -197,14 +237,21 @@ func (s *store) article(ctx context.Context, id int64) (Article, error) {
 
 func (s *store) user(ctx context.Context, id int64) (User, error) {
 	s.queries.Add(1)
-	var u User
-	var joined int64
-	err := s.db.QueryRowContext(ctx, `SELECT id, name, bio, created_at FROM users WHERE id = ?`, id).Scan(&u.ID, &u.Name, &u.Bio, &joined)
+	u, err := scanUser(s.db.QueryRowContext(ctx, `SELECT id, name, bio, created_at FROM users WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return User{}, errNotFound
 	}
-	u.JoinedAt = time.UnixMilli(joined).UTC()
 	return u, err
+}
+
+func scanUser(row scanner) (User, error) {
+	var u User
+	var joined int64
+	if err := row.Scan(&u.ID, &u.Name, &u.Bio, &joined); err != nil {
+		return User{}, err
+	}
+	u.JoinedAt = time.UnixMilli(joined).UTC()
+	return u, nil
 }
 
 // articleInput is the body of POST and PUT /api/articles: nil fields are left unchanged by PUT.
