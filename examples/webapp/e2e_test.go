@@ -270,8 +270,8 @@ func TestWebappEndToEnd(t *testing.T) {
 
 // articlePage is the body of GET /api/articles.
 type articlePage struct {
-	Page     int       `json:"page"`
-	PerPage  int       `json:"per_page"`
+	Page     int        `json:"page"`
+	PerPage  int        `json:"per_page"`
 	Articles []listItem `json:"articles"`
 }
 
