@@ -23,7 +23,7 @@ import (
 // page), and the reader is given time to hear of it; the timed read is one page. Contenders:
 //
 //	tiercache-GetOrLoadMany       one call: L1, then one pipeline to Redis, the loader for none
-//	tiercache-GetOrLoad-x100      100 sequential GetOrLoad calls: what a page costs without batches
+//	tiercache-GetOrLoad-x100      100 sequential GetOrLoad calls into a map: a page without batches
 //	rueidis-MGetCache+JSON        rueidis's client-side cache: MGetCache, then encoding/json per key
 //	rueidis-MGet+JSON             the floor by hand: one MGET, encoding/json per key, no local tier
 //
@@ -171,10 +171,16 @@ func openTieredBatch(b *testing.B, s *redistest.Server, batch bool) batchReader 
 	}
 	if !batch {
 		read = func(ctx context.Context) error {
+			m := make(map[string]Article, len(keys)) // the page, as GetOrLoadMany returns it
 			for _, k := range keys {
-				if err := checkArticle(g.GetOrLoad(ctx, k, loadSample)); err != nil {
+				a, err := g.GetOrLoad(ctx, k, loadSample)
+				if err := checkArticle(a, err); err != nil {
 					return err
 				}
+				m[k] = a
+			}
+			if len(m) != len(keys) {
+				return fmt.Errorf("%w: %d of %d values", errWrongValue, len(m), len(keys))
 			}
 			return nil
 		}

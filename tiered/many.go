@@ -132,13 +132,8 @@ func (g *Group[T]) manyFromL1(ctx context.Context, keys []string, out map[string
 	if err != nil {
 		return nil, keys, g.fail(op, "", err)
 	}
-	rest := make([]string, 0, len(keys))
-	seen := make(map[string]struct{}, len(keys))
-	for _, k := range keys {
-		if _, dup := seen[k]; dup {
-			continue
-		}
-		seen[k] = struct{}{}
+	var rest []string
+	for _, k := range keys { // a repeated key served by L1 is served twice, into one entry
 		if v, ok := g.c.l1.Get(st.hash(k), g.ns.owner, k); ok {
 			if t, ok := v.(T); ok && v != negative {
 				out[k] = t
@@ -147,7 +142,25 @@ func (g *Group[T]) manyFromL1(ctx context.Context, keys []string, out map[string
 		}
 		rest = append(rest, k)
 	}
-	return st, rest, nil
+	return st, dedupe(rest), nil
+}
+
+// dedupe drops repeated keys from ks, in place; the first of each stays, in order. Only the
+// keys L1 did not serve get here: a warm page pays for no set.
+func dedupe(ks []string) []string {
+	if len(ks) < 2 {
+		return ks
+	}
+	seen := make(map[string]struct{}, len(ks))
+	n := 0
+	for _, k := range ks {
+		if _, dup := seen[k]; !dup {
+			seen[k] = struct{}{}
+			ks[n] = k
+			n++
+		}
+	}
+	return ks[:n]
 }
 
 // readMany reads keys from Redis in one pipeline per node, and fills L1. It returns the
