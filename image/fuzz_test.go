@@ -45,3 +45,46 @@ func FuzzCheckURL(f *testing.F) {
 		}
 	})
 }
+
+// FuzzAddrGuard checks the address guard on arbitrary addresses, as a pure function: an
+// address it lets through is global unicast by the standard library's predicates and in no
+// refused range (unless it embeds an IPv4 address), and every IPv6 form of an IPv4 address
+// (mapped, NAT64, 6to4) is judged like that address.
+func FuzzAddrGuard(f *testing.F) {
+	for _, s := range []string{"8.8.8.8", "127.0.0.1", "::ffff:0:7f00:1", "64:ff9b::808:808", "2002:a00:1::1",
+		"2001:4860:4860::8888", "fe80::1", "3fff::1", "2001:2::1", "192.88.99.1", "169.254.169.254"} {
+		b := netip.MustParseAddr(s).As16()
+		f.Add(b[:])
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var b [16]byte
+		copy(b[:], raw)
+		a := netip.AddrFrom16(b)
+		if isPublicAddr(a) {
+			u := a.Unmap()
+			if !u.IsGlobalUnicast() || u.IsPrivate() || u.IsLoopback() || u.IsLinkLocalUnicast() || u.IsMulticast() {
+				t.Fatalf("%v let through: not global unicast", a)
+			}
+			if !nat64Prefix.Contains(u) && !sixToFour.Contains(u) {
+				for _, rr := range refusedRanges {
+					if rr.prefix.Contains(u) {
+						t.Fatalf("%v let through: in %v", a, rr.prefix)
+					}
+				}
+			}
+		}
+		v4 := netip.AddrFrom4([4]byte(b[12:16]))
+		want := isPublicAddr(v4)
+		var nat64, six [16]byte
+		copy(nat64[:], nat64Prefix.Addr().AsSlice())
+		copy(nat64[12:], b[12:16])
+		six[0], six[1] = 0x20, 0x02
+		copy(six[2:6], b[12:16])
+		six[15] = 1
+		for _, form := range []netip.Addr{netip.AddrFrom16(v4.As16()), netip.AddrFrom16(nat64), netip.AddrFrom16(six)} {
+			if isPublicAddr(form) != want {
+				t.Fatalf("%v is judged unlike %v (public: %v)", form, v4, want)
+			}
+		}
+	})
+}

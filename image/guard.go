@@ -34,60 +34,6 @@ type badURLError struct{ reason string }
 func (e *badURLError) Error() string        { return "image proxy: " + e.reason }
 func (e *badURLError) Is(target error) bool { return target == errBadURL }
 
-// nonPublicPrefixes are ranges, beyond those netip.Addr's predicates name, that a proxy must
-// not reach. IPv4-mapped addresses are unmapped before the check.
-var nonPublicPrefixes = [...]netip.Prefix{
-	netip.MustParsePrefix("0.0.0.0/8"),       // "this network"
-	netip.MustParsePrefix("100.64.0.0/10"),   // CGNAT (also Alibaba's metadata 100.100.100.200)
-	netip.MustParsePrefix("192.0.0.0/24"),    // IETF protocol assignments (Oracle metadata 192.0.0.192)
-	netip.MustParsePrefix("192.0.2.0/24"),    // TEST-NET-1
-	netip.MustParsePrefix("198.18.0.0/15"),   // benchmarking
-	netip.MustParsePrefix("198.51.100.0/24"), // TEST-NET-2
-	netip.MustParsePrefix("203.0.113.0/24"),  // TEST-NET-3
-	netip.MustParsePrefix("240.0.0.0/4"),     // reserved, and the broadcast address
-	netip.MustParsePrefix("::/96"),           // unspecified, loopback, IPv4-compatible
-	netip.MustParsePrefix("64:ff9b:1::/48"),  // local-use NAT64
-	netip.MustParsePrefix("100::/64"),        // discard-only
-	netip.MustParsePrefix("2001::/32"),       // Teredo: an IPv4 address in disguise
-	netip.MustParsePrefix("2001:db8::/32"),   // documentation
-	netip.MustParsePrefix("fec0::/10"),       // site-local (deprecated)
-}
-
-var (
-	nat64Prefix = netip.MustParsePrefix("64:ff9b::/96")
-	sixToFour   = netip.MustParsePrefix("2002::/16")
-)
-
-// isPublicAddr reports whether a is a global unicast address the proxy may connect to. It
-// refuses loopback, private, link-local (incl. cloud metadata 169.254.169.254 and fd00:ec2::254),
-// CGNAT, multicast, unspecified, reserved and documentation addresses, and IPv6 forms that
-// embed a non-public IPv4 address. It never does I/O.
-func isPublicAddr(a netip.Addr) bool {
-	if !a.IsValid() {
-		return false
-	}
-	a = a.WithZone("").Unmap()
-	if !a.IsGlobalUnicast() || a.IsPrivate() || a.IsLoopback() || a.IsLinkLocalUnicast() ||
-		a.IsMulticast() || a.IsUnspecified() {
-		return false
-	}
-	for _, p := range nonPublicPrefixes {
-		if p.Contains(a) {
-			return false
-		}
-	}
-	if a.Is6() {
-		b := a.As16()
-		switch {
-		case nat64Prefix.Contains(a):
-			return isPublicAddr(netip.AddrFrom4([4]byte(b[12:16])))
-		case sixToFour.Contains(a):
-			return isPublicAddr(netip.AddrFrom4([4]byte(b[2:6])))
-		}
-	}
-	return true
-}
-
 // parseLooseIPv4 decodes the IPv4 forms that inet_aton and browsers accept beyond dotted
 // quads: 1 to 4 parts, each decimal, octal (leading 0) or hex (0x), the last part filling
 // the remaining bytes (2130706433, 0x7f000001, 127.1, 0177.0.0.1).

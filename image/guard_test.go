@@ -239,3 +239,94 @@ func TestHostNotAllowed(t *testing.T) {
 	assert.Contains(t, rec.Body.String(), "not allowed")
 	assert.Zero(t, o.conns.Load())
 }
+
+// The guard is a pure function of the address: these cases come from the IANA IPv4 and IPv6
+// Special-Purpose Address Registries (every entry that is not globally reachable), the
+// multicast and IPv6 address-space registries, and forms that embed an IPv4 address. Nothing
+// here is dialled.
+func TestGuardRefusesNonGlobalRanges(t *testing.T) {
+	refused := []string{
+		// IPv4 special-purpose registry
+		"0.0.0.0", "0.255.255.255", // this network, this host
+		"10.0.0.0", "10.255.255.255", // private-use
+		"100.64.0.0", "100.127.255.255", // shared address space
+		"127.0.0.0", "127.255.255.255", // loopback
+		"169.254.0.0", "169.254.169.254", "169.254.255.255", // link-local, cloud metadata
+		"172.16.0.0", "172.31.255.255", // private-use
+		"192.0.0.0", "192.0.0.8", "192.0.0.170", "192.0.0.171", "192.0.0.192", "192.0.0.255", // IETF protocol assignments
+		"192.0.2.0", "192.0.2.255", // TEST-NET-1
+		"192.88.99.0", "192.88.99.1", "192.88.99.255", // deprecated 6to4 relay anycast
+		"192.168.0.0", "192.168.255.255", // private-use
+		"198.18.0.0", "198.19.255.255", // benchmarking
+		"198.51.100.0", "198.51.100.255", // TEST-NET-2
+		"203.0.113.0", "203.0.113.255", // TEST-NET-3
+		"224.0.0.0", "239.255.255.255", // multicast
+		"240.0.0.0", "255.255.255.254", "255.255.255.255", // reserved, limited broadcast
+
+		// IPv6 special-purpose registry and the IETF-reserved ::/8
+		"::", "::1", // unspecified, loopback
+		"::ffff:0:7f00:1", "::ffff:0:a9fe:a9fe", "::ffff:0:808:808", // SIIT ::ffff:0:0/96 (RFC 2765)
+		"::1:7f00:1", "::7f00:1", "::a9fe:a9fe", "::808:808", "0:1::", "ff:ffff::1", // rest of ::/8, IPv4-compatible
+		"64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe", "64:ff9b::a00:1", // NAT64 of non-public IPv4
+		"64:ff9b:1::", "64:ff9b:1::808:808", "64:ff9b:1:ffff:ffff:ffff:ffff:ffff", // local-use NAT64
+		"100::", "100::ffff:ffff:ffff:ffff", // discard-only
+		"100:0:0:1::", "100:0:0:1:ffff:ffff:ffff:ffff", // dummy prefix
+		"2001::", "2001:0:4136:e378:8000:63bf:3fff:fdd2", "2001:1ff:ffff::1", // IETF protocol assignments, Teredo
+		"2001:2::", "2001:2:0:ffff:ffff:ffff:ffff:ffff", // benchmarking
+		"2001:10::1", "2001:1f::1", // deprecated ORCHID
+		"2001:db8::", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", // documentation
+		"2002:7f00:1::", "2002:a00:1::1", "2002:a9fe:a9fe::1", "2002:c0a8:101::1", "2002::", // 6to4 of non-public IPv4
+		"3fff::", "3fff:fff:ffff:ffff:ffff:ffff:ffff:ffff", // documentation (RFC 9637)
+		"5f00::", "5f00:ffff::1", // SRv6 SIDs
+		"fc00::", "fd00:ec2::254", "fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", // unique-local, AWS metadata
+		"fe80::", "fe80::1%eth0", "febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff", // link-local
+		"fec0::1",                      // site-local (deprecated)
+		"ff00::", "ff02::1", "ff0e::1", // multicast
+		"4000::1", "8000::1", "e000::1", "fe00::1", "200::1", "1000::1", // outside 2000::/3: reserved by IETF
+
+		// IPv4-mapped forms of the above
+		"::ffff:127.0.0.1", "::ffff:10.0.0.1", "::ffff:169.254.169.254", "::ffff:192.88.99.1", "::ffff:0.0.0.0",
+	}
+	for _, s := range refused {
+		assert.False(t, isPublicAddr(netip.MustParseAddr(s)), "%s is not globally reachable", s)
+	}
+	allowed := []string{
+		"8.8.8.8", "1.1.1.1", "172.32.0.1", "100.128.0.1", "192.0.3.1", "192.88.98.255", "192.88.100.0",
+		"198.20.0.1", "223.255.255.255", "9.255.255.255", "11.0.0.0", "169.253.255.255",
+		"::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::1",
+		"2001:4860:4860::8888", "2606:4700::1111", "2001:200::1", "3000::1", "3ffe::1", "3fff:1000::1",
+	}
+	for _, s := range allowed {
+		assert.True(t, isPublicAddr(netip.MustParseAddr(s)), "%s is globally reachable", s)
+	}
+}
+
+// Every range of the table is refused from its first address to its last, and the log's
+// reason names the range.
+func TestGuardTableRangesRefusedWhole(t *testing.T) {
+	for _, rr := range refusedRanges {
+		first := rr.prefix.Masked().Addr()
+		last := lastAddr(rr.prefix)
+		for _, a := range []netip.Addr{first, last} {
+			why, refused := refusedRange(a)
+			assert.True(t, refused, "%s in %s", a, rr.prefix)
+			assert.NotEmpty(t, why, "%s", a)
+		}
+	}
+	why, _ := refusedRange(netip.MustParseAddr("::ffff:0:7f00:1"))
+	assert.Contains(t, why, "::/8")
+	why, _ = refusedRange(netip.MustParseAddr("64:ff9b::a9fe:a9fe"))
+	assert.Contains(t, why, "169.254.169.254")
+	assert.Contains(t, why, "link-local")
+	why, _ = refusedRange(netip.MustParseAddr("127.0.0.1"))
+	assert.Equal(t, "127.0.0.0/8, loopback (RFC 1122)", why)
+}
+
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
