@@ -45,7 +45,7 @@ func BenchmarkImageProxyHit(b *testing.B) {
 		if err := ic.Set(context.Background(), imgURL, data, "image/png", 0); err != nil {
 			b.Fatal(err)
 		}
-		p := image.NewProxy(ic, image.ProxyOptions{AllowedHosts: []string{"127.0.0.1"}, AllowPrivateNetworks: true})
+		p := image.NewProxy(ic, image.ProxyOptions{AllowedHosts: []string{"127.0.0.1:1"}, AllowPrivateNetworks: true})
 		b.Cleanup(func() { _ = p.Close() })
 		// Warm up until the hit comes from the wanted tier (ristretto applies fills lazily).
 		deadline := time.Now().Add(5 * time.Second)

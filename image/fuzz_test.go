@@ -9,7 +9,8 @@ import (
 
 // FuzzCheckURL feeds the proxy's URL validation arbitrary URLs. It never dials: checkURL is
 // pure. Whatever it lets through must be http(s), on the allow-list, and not a private or
-// reserved address literal, even though a loopback literal is on the allow-list.
+// reserved address literal, even though a loopback literal is on the allow-list, and on an
+// allowed port: 80 or 443, or 8080 for the one entry that names it.
 func FuzzCheckURL(f *testing.F) {
 	for _, s := range []string{
 		"https://example.com/a.png", "http://127.0.0.1/x", "http://0x7f000001/", "http://2130706433/",
@@ -17,10 +18,12 @@ func FuzzCheckURL(f *testing.F) {
 		"http://169.254.169.254/latest/meta-data", "http://user@example.com/", "ftp://example.com/",
 		"http://0177.0.0.1/", "http://example.com:8080/", "http://EXAMPLE.com./", "http://[fe80::1%25eth0]/",
 		"http://sub.example.com/", "http://10.0.0.1/", "//example.com/", "http:example.com",
+		"http://example.com:6379/", "https://example.com:443/", "http://example.com:08080/", "http://a.example.com:8080/",
+		"http://example.com:65536/", "http://[::ffff:0:7f00:1]/", "http://example.com:/",
 	} {
 		f.Add(s)
 	}
-	hosts, err := newHostList([]string{"example.com", "*.example.com", "127.0.0.1", "[::1]", "localhost"})
+	hosts, err := newHostList([]string{"example.com", "*.example.com", "127.0.0.1", "[::1]", "localhost", "example.com:8080"})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -42,6 +45,11 @@ func FuzzCheckURL(f *testing.F) {
 		}
 		if host != "example.com" && !strings.HasSuffix(host, ".example.com") {
 			t.Fatalf("%q: host %q let through", raw, host)
+		}
+		switch port := u.Port(); {
+		case port == "", port == "80", port == "443", port == "8080" && host == "example.com":
+		default:
+			t.Fatalf("%q: port %q of %q let through (now %q)", raw, port, host, u.Host)
 		}
 	})
 }

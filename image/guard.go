@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -109,54 +110,137 @@ func normalizeHost(host string) string {
 	return strings.TrimSuffix(strings.ToLower(host), ".")
 }
 
+// defaultPorts are the ports an AllowedHosts entry without a port allows.
+var defaultPorts = [...]uint16{80, 443}
+
 // hostList is a parsed ProxyOptions.AllowedHosts.
 type hostList struct {
-	exact    map[string]bool
-	suffixes []string // ".example.com" for "*.example.com"
+	exact    map[string][]uint16 // host: its ports; 0 stands for defaultPorts
+	suffixes []hostSuffix        // for "*.example.com" entries
+}
+
+type hostSuffix struct {
+	suffix string // ".example.com"
+	port   uint16 // 0: defaultPorts
 }
 
 func newHostList(hosts []string) (hostList, error) {
-	l := hostList{exact: make(map[string]bool, len(hosts))}
-	for _, h := range hosts {
-		h = normalizeHost(strings.TrimSpace(h))
-		h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
-		switch {
-		case h == "" || h == "*" || h == "*.":
-			return l, fmt.Errorf("AllowedHosts entry %q: want a host name, an IP address or *.domain", h)
-		case strings.HasPrefix(h, "*."):
-			l.suffixes = append(l.suffixes, h[1:])
-		case strings.ContainsAny(h, "*/@ "):
-			return l, fmt.Errorf("AllowedHosts entry %q: want a host name, an IP address or *.domain", h)
-		case strings.Contains(h, ":"):
-			a, err := netip.ParseAddr(h)
-			if err != nil {
-				return l, fmt.Errorf("AllowedHosts entry %q: want a host without a port", h)
-			}
-			l.exact[a.String()] = true
-		default:
-			l.exact[h] = true
+	l := hostList{exact: make(map[string][]uint16, len(hosts))}
+	for _, entry := range hosts {
+		host, port, err := parseHostEntry(entry)
+		if err != nil {
+			return l, fmt.Errorf("ProxyOptions.AllowedHosts entry %q: %w", entry, err)
+		}
+		if strings.HasPrefix(host, "*.") {
+			l.suffixes = append(l.suffixes, hostSuffix{host[1:], port})
+		} else {
+			l.exact[host] = append(l.exact[host], port)
 		}
 	}
 	return l, nil
 }
 
-func (l hostList) allows(host string) bool {
-	if l.exact[host] {
+var errHostEntry = errors.New("want host, host:port, *.domain or *.domain:port, where host is a name or an IP address")
+
+// parseHostEntry splits an AllowedHosts entry into its normalized host (an IP address in
+// canonical form) and its port, 0 when it has none.
+func parseHostEntry(entry string) (host string, port uint16, err error) {
+	h := strings.TrimSpace(entry)
+	var portText string
+	switch {
+	case strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]"):
+		h = h[1 : len(h)-1]
+	case strings.HasPrefix(h, "["):
+		if h, portText, err = net.SplitHostPort(h); err != nil {
+			return "", 0, errHostEntry
+		}
+	case strings.Count(h, ":") == 1:
+		h, portText, _ = strings.Cut(h, ":")
+	}
+	if portText != "" || strings.HasSuffix(entry, ":") {
+		n, err := strconv.ParseUint(portText, 10, 16)
+		if err != nil || n == 0 || strings.HasPrefix(portText, "+") {
+			return "", 0, fmt.Errorf("port %q is not a number from 1 to 65535", portText)
+		}
+		port = uint16(n)
+	}
+	h = normalizeHost(h)
+	switch {
+	case h == "" || h == "*" || h == "*.":
+		return "", 0, errHostEntry
+	case strings.HasPrefix(h, "*."):
+		if strings.ContainsAny(h[2:], "*/@ :[]%?#\\") {
+			return "", 0, errHostEntry
+		}
+		return h, port, nil
+	}
+	if a, err := netip.ParseAddr(h); err == nil {
+		return a.WithZone("").String(), port, nil
+	}
+	if strings.ContainsAny(h, "*/@ :[]%?#\\") {
+		return "", 0, errHostEntry
+	}
+	return h, port, nil
+}
+
+// allowsHost reports whether host is on the list, on any port.
+func (l hostList) allowsHost(host string) bool {
+	if _, ok := l.exact[host]; ok {
 		return true
 	}
 	for _, s := range l.suffixes {
-		if strings.HasSuffix(host, s) {
+		if strings.HasSuffix(host, s.suffix) {
 			return true
 		}
 	}
 	return false
 }
 
+// allows reports whether host:port is on the list.
+func (l hostList) allows(host string, port uint16) bool {
+	for _, p := range l.exact[host] {
+		if portMatches(p, port) {
+			return true
+		}
+	}
+	for _, s := range l.suffixes {
+		if strings.HasSuffix(host, s.suffix) && portMatches(s.port, port) {
+			return true
+		}
+	}
+	return false
+}
+
+func portMatches(entry, port uint16) bool {
+	if entry == 0 {
+		return slices.Contains(defaultPorts[:], port)
+	}
+	return entry == port
+}
+
 func (l hostList) empty() bool { return len(l.exact) == 0 && len(l.suffixes) == 0 }
 
-// checkURL applies the URL-level checks (scheme, user info, allow-list, literal and
-// localhost addresses) to the request's URL and to every redirect. It rewrites a numeric
-// host to its canonical IP form, so that the transport never hands it to a resolver.
+// urlPort is u's port, or its scheme's default.
+func urlPort(u *url.URL) (uint16, error) {
+	ps := u.Port()
+	if ps == "" {
+		if u.Scheme == "https" {
+			return 443, nil
+		}
+		return 80, nil
+	}
+	n, err := strconv.ParseUint(ps, 10, 16)
+	if err != nil || n == 0 {
+		return 0, &badURLError{reason: fmt.Sprintf("port %q is not a number from 1 to 65535", ps)}
+	}
+	return uint16(n), nil
+}
+
+// checkURL applies the URL-level checks (scheme, user info, allow list with ports, literal
+// and localhost addresses) to the request's URL and to every redirect. It rewrites the host
+// to its canonical form (lowercase, no trailing dot, a numeric host as its IP address, the
+// port without leading zeros and without the scheme's default), so that the transport never
+// hands a numeric host to a resolver and dials the port that was checked.
 func (p *Proxy) checkURL(u *url.URL) error {
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return &badURLError{reason: fmt.Sprintf("scheme %q not allowed: only http and https", u.Scheme)}
@@ -174,6 +258,10 @@ func (p *Proxy) checkURL(u *url.URL) error {
 	if p.hosts.empty() {
 		return &blockedError{reason: "no hosts are allowed: ProxyOptions.AllowedHosts is empty"}
 	}
+	port, err := urlPort(u)
+	if err != nil {
+		return err
+	}
 	addr, isIP, err := literalAddr(host)
 	if err != nil {
 		return err
@@ -182,26 +270,38 @@ func (p *Proxy) checkURL(u *url.URL) error {
 	if isIP {
 		canonical = addr.WithZone("").String()
 	}
-	if !p.hosts.allows(host) && !p.hosts.allows(canonical) {
-		return &blockedError{reason: fmt.Sprintf("host %q is not allowed", host)}
-	}
 	switch {
+	case !p.hosts.allowsHost(host) && !p.hosts.allowsHost(canonical):
+		return &blockedError{reason: fmt.Sprintf("host %q is not allowed: it is not on ProxyOptions.AllowedHosts", host)}
+	case !p.hosts.allows(host, port) && !p.hosts.allows(canonical, port):
+		return &blockedError{reason: fmt.Sprintf("port %d of host %q is not allowed: an AllowedHosts entry without a port allows only 80 and 443; add %q to ProxyOptions.AllowedHosts to allow it",
+			port, host, net.JoinHostPort(canonical, strconv.Itoa(int(port))))}
 	case isIP && !p.addrAllowed(addr):
-		return &blockedError{reason: fmt.Sprintf("host %q is a private or reserved address", host)}
+		return &blockedError{reason: fmt.Sprintf("host %q is %s: set ProxyOptions.AllowPrivateNetworks to allow it", host, addrReason(addr))}
 	case !isIP && isLocalhostName(host) && !p.addrAllowed(netip.IPv6Loopback()):
-		return &blockedError{reason: fmt.Sprintf("host %q is a loopback name", host)}
+		return &blockedError{reason: fmt.Sprintf("host %q is a loopback name (RFC 6761): set ProxyOptions.AllowPrivateNetworks to allow it", host)}
 	}
+	h := host
 	if isIP {
-		h := addr.String()
-		if addr.Is6() {
-			h = "[" + h + "]"
-		}
-		if port := u.Port(); port != "" {
-			h += ":" + port
-		}
-		u.Host = h
+		h = addr.String()
 	}
+	if isIP && addr.Is6() {
+		h = "[" + h + "]"
+	}
+	if !(port == 80 && u.Scheme == "http" || port == 443 && u.Scheme == "https") {
+		h += ":" + strconv.Itoa(int(port))
+	}
+	u.Host = h
 	return nil
+}
+
+// addrReason says why a is refused, for the operator.
+func addrReason(a netip.Addr) string {
+	why, refused := refusedRange(a)
+	if !refused {
+		return "not an allowed address"
+	}
+	return "not globally reachable (" + why + ")"
 }
 
 // dialContext is the transport's DialContext: it resolves the host itself, refuses the
@@ -212,22 +312,33 @@ func (p *Proxy) dialContext(ctx context.Context, network, address string) (net.C
 		return nil, err
 	}
 	host = normalizeHost(host)
+	portNum, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return nil, &blockedError{reason: fmt.Sprintf("unexpected dial address %q", address)}
+	}
 	var addrs []netip.Addr
-	if a, isIP, err := literalAddr(host); err != nil {
+	a, isIP, err := literalAddr(host)
+	switch {
+	case err != nil:
 		return nil, err
-	} else if isIP {
+	case isIP:
 		addrs = []netip.Addr{a}
-	} else {
-		if isLocalhostName(host) && !p.addrAllowed(netip.IPv6Loopback()) {
-			return nil, &blockedError{reason: fmt.Sprintf("host %q is a loopback name", host)}
-		}
+		host = a.WithZone("").String()
+	case isLocalhostName(host) && !p.addrAllowed(netip.IPv6Loopback()):
+		return nil, &blockedError{reason: fmt.Sprintf("host %q is a loopback name (RFC 6761): set ProxyOptions.AllowPrivateNetworks to allow it", host)}
+	}
+	// checkURL has checked the port; this is for any path that would bypass it.
+	if !p.hosts.allows(host, uint16(portNum)) {
+		return nil, &blockedError{reason: fmt.Sprintf("%s is not on ProxyOptions.AllowedHosts", net.JoinHostPort(host, port))}
+	}
+	if !isIP {
 		if addrs, err = p.lookup(ctx, host); err != nil {
 			return nil, err
 		}
 	}
 	for _, a := range addrs {
 		if !p.addrAllowed(a) {
-			return nil, &blockedError{reason: fmt.Sprintf("host %q resolves to a private or reserved address", host)}
+			return nil, &blockedError{reason: fmt.Sprintf("host %q resolves to %s, %s: set ProxyOptions.AllowPrivateNetworks to allow it", host, a, addrReason(a))}
 		}
 	}
 	var firstErr error
@@ -256,7 +367,7 @@ func (p *Proxy) control(network, address string, _ syscall.RawConn) error {
 		return &blockedError{reason: fmt.Sprintf("unexpected dial address %q", address)}
 	}
 	if !p.addrAllowed(ap.Addr()) {
-		return &blockedError{reason: fmt.Sprintf("address %s is private or reserved", ap.Addr())}
+		return &blockedError{reason: fmt.Sprintf("address %s is %s: set ProxyOptions.AllowPrivateNetworks to allow it", ap.Addr(), addrReason(ap.Addr()))}
 	}
 	return nil
 }

@@ -9,7 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strconv"
-	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -101,17 +101,30 @@ func TestParseLooseIPv4(t *testing.T) {
 }
 
 func TestHostList(t *testing.T) {
-	l, err := newHostList([]string{"CDN.example.com.", "*.img.example", "10.0.0.1", "[::1]"})
+	l, err := newHostList([]string{"CDN.example.com.", "*.img.example", "10.0.0.1", "[::1]", " ::2 ",
+		"cdn.example.com:8443", "[::1]:8080", "127.0.0.1:9000", "*.port.example:8443", "Other.example:80"})
 	require.NoError(t, err)
-	for h, want := range map[string]bool{
-		"cdn.example.com": true, "a.img.example": true, "a.b.img.example": true, "img.example": false,
-		"example.com": false, "10.0.0.1": true, "::1": true, "evilcdn.example.com": false,
+	for hp, want := range map[string]bool{
+		"cdn.example.com:80": true, "cdn.example.com:443": true, "cdn.example.com:8443": true, "cdn.example.com:8080": false,
+		"a.img.example:443": true, "a.b.img.example:80": true, "a.img.example:8443": false, "img.example:443": false,
+		"example.com:443": false, "10.0.0.1:443": true, "10.0.0.1:6379": false, "evilcdn.example.com:443": false,
+		"[::1]:443": true, "[::1]:8080": true, "[::1]:8081": false, "[::2]:80": true,
+		"127.0.0.1:9000": true, "127.0.0.1:80": false, "127.0.0.1:443": false,
+		"a.port.example:8443": true, "a.port.example:443": false, "port.example:8443": false,
+		"other.example:80": true, "other.example:443": false,
 	} {
-		assert.Equal(t, want, l.allows(h), h)
+		host, portText, err := net.SplitHostPort(hp)
+		require.NoError(t, err)
+		port, err := strconv.Atoi(portText)
+		require.NoError(t, err)
+		assert.Equal(t, want, l.allows(host, uint16(port)), hp)
 	}
-	for _, bad := range []string{"", "*", "a/b", "a:80", "user@host", "a*b"} {
+	for _, bad := range []string{"", "*", "a/b", "user@host", "a*b", "a:0", "a:65536", "a:x", "a:", ":80", "a:+80",
+		"[::1]:", "[::1]x", "*.a:b:c", "a:80:80", "*:80", "a b"} {
 		_, err := newHostList([]string{bad})
-		assert.Error(t, err, bad)
+		if assert.Error(t, err, bad) {
+			assert.Contains(t, err.Error(), "ProxyOptions.AllowedHosts entry", bad)
+		}
 	}
 }
 
@@ -142,7 +155,7 @@ func TestSSRFLiteralsRefusedBeforeConnecting(t *testing.T) {
 		"[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "0.0.0.0", "sub.localhost"}
 	allowed := make([]string, len(hosts))
 	for i, h := range hosts {
-		allowed[i] = strings.Trim(h, "[]")
+		allowed[i] = h + ":" + port
 	}
 	p := newProxy(t, e.ic, ProxyOptions{AllowedHosts: allowed})
 	for _, h := range hosts {
@@ -163,8 +176,9 @@ func TestSSRFRedirectToPrivateAddressRefused(t *testing.T) {
 	fromURL, _ := url.Parse(from.URL)
 
 	for name, allowed := range map[string][]string{
-		"target allowed: the address check refuses":  {"127.0.0.1", "127.0.0.2"},
-		"target not allowed: the allow-list refuses": {"127.0.0.1"},
+		"target allowed: the address check refuses":  {fromURL.Host, tr.Listener.Addr().String()},
+		"target not allowed: the allow-list refuses": {fromURL.Host},
+		"target port not allowed":                    {fromURL.Host, "127.0.0.2"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			p := newProxy(t, e.ic, ProxyOptions{AllowedHosts: allowed})
@@ -186,7 +200,7 @@ func TestSSRFNameResolvingToLoopbackRefused(t *testing.T) {
 	e := newCacheEnv(t, Options{})
 	tr := trap(t, "127.0.0.1:0")
 	port := strconv.Itoa(tr.Listener.Addr().(*net.TCPAddr).Port)
-	p := newProxy(t, e.ic, ProxyOptions{AllowedHosts: []string{"rebind.test"}})
+	p := newProxy(t, e.ic, ProxyOptions{AllowedHosts: []string{"rebind.test:" + port}})
 	var lookups int
 	p.lookup = func(_ context.Context, host string) ([]netip.Addr, error) {
 		lookups++
@@ -329,4 +343,30 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	}
 	a, _ := netip.AddrFromSlice(b)
 	return a
+}
+
+// An allowed host without a port allows only ports 80 and 443: another port of it, such as
+// a Redis on 6379, is refused before any lookup or connection.
+func TestPortNotOnAllowListRefusedWithoutConnecting(t *testing.T) {
+	e := newCacheEnv(t, Options{})
+	tr := trap(t, "127.0.0.1:0")
+	port := strconv.Itoa(tr.Listener.Addr().(*net.TCPAddr).Port)
+	p := newProxy(t, e.ic, ProxyOptions{AllowedHosts: []string{"127.0.0.1", "cdn.test", "*.img.test"}, AllowPrivateNetworks: true})
+	var lookups atomic.Int64
+	p.lookup = func(context.Context, string) ([]netip.Addr, error) {
+		lookups.Add(1)
+		return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+	}
+	for _, u := range []string{
+		"http://127.0.0.1:" + port + "/a.png",
+		"https://127.0.0.1:" + port + "/a.png",
+		"http://cdn.test:" + port + "/a.png",
+		"http://a.img.test:" + port + "/a.png",
+		"http://cdn.test:6379/",
+	} {
+		rec := get(t, p, u)
+		assert.Equal(t, http.StatusForbidden, rec.Code, "%s: %s", u, rec.Body.String())
+	}
+	assert.Zero(t, lookups.Load(), "a refused port was looked up")
+	assert.Zero(t, tr.conns.Load(), "a connection reached the trap")
 }

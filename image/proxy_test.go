@@ -26,11 +26,19 @@ func servePNG(body []byte) http.HandlerFunc {
 	}
 }
 
-func openProxy(t *testing.T, e *env, opts ProxyOptions) *Proxy {
+// openProxy opens a proxy allowing private networks and, unless opts says otherwise, the
+// host:port of each origin (or 127.0.0.1, ports 80 and 443, without origins).
+func openProxy(t *testing.T, e *env, opts ProxyOptions, origins ...*origin) *Proxy {
 	t.Helper()
 	opts.AllowPrivateNetworks = true
 	if opts.AllowedHosts == nil {
 		opts.AllowedHosts = []string{"127.0.0.1"}
+		if len(origins) > 0 {
+			opts.AllowedHosts = nil
+		}
+		for _, o := range origins {
+			opts.AllowedHosts = append(opts.AllowedHosts, o.Listener.Addr().String())
+		}
 	}
 	return newProxy(t, e.ic, opts)
 }
@@ -39,7 +47,7 @@ func TestProxyServesAndCaches(t *testing.T) {
 	e := newCacheEnv(t, Options{})
 	body := pngBytes(5000, 'p')
 	o := newOrigin(t, servePNG(body))
-	p := openProxy(t, e, ProxyOptions{})
+	p := openProxy(t, e, ProxyOptions{}, o)
 	u := o.URL + "/a.png"
 
 	for i := 0; i < 3; i++ {
@@ -67,7 +75,7 @@ func TestProxyServesAndCaches(t *testing.T) {
 func TestProxyConfiguredMaxAgeAndTTL(t *testing.T) {
 	e := newCacheEnv(t, Options{})
 	o := newOrigin(t, servePNG(pngBytes(100, 1)))
-	p := openProxy(t, e, ProxyOptions{MaxAge: time.Minute, TTL: time.Hour})
+	p := openProxy(t, e, ProxyOptions{MaxAge: time.Minute, TTL: time.Hour}, o)
 	rec := get(t, p, o.URL+"/a.png")
 	require.Equal(t, http.StatusOK, rec.Code)
 	assert.Equal(t, "public, max-age=60", rec.Header().Get("Cache-Control"))
@@ -80,7 +88,7 @@ func TestProxyConditionalRangeHead(t *testing.T) {
 	e := newCacheEnv(t, Options{})
 	body := pngBytes(1000, 'r')
 	o := newOrigin(t, servePNG(body))
-	p := openProxy(t, e, ProxyOptions{})
+	p := openProxy(t, e, ProxyOptions{}, o)
 	u := o.URL + "/a.png"
 	require.Equal(t, http.StatusOK, get(t, p, u).Code)
 
@@ -173,7 +181,7 @@ func TestProxyOriginErrors(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			o := newOrigin(t, c.handler)
-			p := openProxy(t, e, ProxyOptions{})
+			p := openProxy(t, e, ProxyOptions{}, o)
 			u := o.URL + "/" + url.PathEscape(c.name)
 			assertPlainError(t, get(t, p, u), c.status, c.contains)
 			_, err := e.ic.Get(context.Background(), u)
@@ -183,7 +191,7 @@ func TestProxyOriginErrors(t *testing.T) {
 	t.Run("unreachable", func(t *testing.T) {
 		o := newOrigin(t, servePNG(pngBytes(10, 1)))
 		o.Close()
-		p := openProxy(t, e, ProxyOptions{})
+		p := openProxy(t, e, ProxyOptions{}, o)
 		assertPlainError(t, get(t, p, o.URL+"/a.png"), 502, "origin failed")
 	})
 	t.Run("timeout", func(t *testing.T) {
@@ -195,7 +203,7 @@ func TestProxyOriginErrors(t *testing.T) {
 			}
 		})
 		defer close(release)
-		p := openProxy(t, e, ProxyOptions{Timeout: 200 * time.Millisecond})
+		p := openProxy(t, e, ProxyOptions{Timeout: 200 * time.Millisecond}, o)
 		assertPlainError(t, get(t, p, o.URL+"/slow.png"), 504, "timed out")
 	})
 	t.Run("slow body", func(t *testing.T) {
@@ -210,7 +218,7 @@ func TestProxyOriginErrors(t *testing.T) {
 			}
 		})
 		defer close(release)
-		p := openProxy(t, e, ProxyOptions{Timeout: 200 * time.Millisecond})
+		p := openProxy(t, e, ProxyOptions{Timeout: 200 * time.Millisecond}, o)
 		assertPlainError(t, get(t, p, o.URL+"/slow.png"), 504, "timed out")
 	})
 }
@@ -227,7 +235,7 @@ func TestProxyErrorsAreNotCached(t *testing.T) {
 		}
 		servePNG(body)(w, r)
 	})
-	p := openProxy(t, e, ProxyOptions{})
+	p := openProxy(t, e, ProxyOptions{}, o)
 	assert.Equal(t, http.StatusBadGateway, get(t, p, o.URL+"/a.png").Code)
 	fail.Store(false)
 	rec := get(t, p, o.URL+"/a.png")
@@ -241,7 +249,7 @@ func TestProxyNoCacheRefreshes(t *testing.T) {
 	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
 		servePNG(pngBytes(100, byte('a'+version.Load())))(w, r)
 	})
-	p := openProxy(t, e, ProxyOptions{})
+	p := openProxy(t, e, ProxyOptions{}, o)
 	u := o.URL + "/a.png"
 	assert.Equal(t, pngBytes(100, 'a'), get(t, p, u).Body.Bytes())
 	version.Store(1)
@@ -259,7 +267,7 @@ func TestProxyConcurrentMissesFetchOnce(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 		servePNG(body)(w, r)
 	})
-	p := openProxy(t, e, ProxyOptions{})
+	p := openProxy(t, e, ProxyOptions{}, o)
 	var wg sync.WaitGroup
 	codes := make([]int, 100)
 	for i := range codes {
@@ -285,12 +293,12 @@ func TestProxyFollowsAllowedRedirect(t *testing.T) {
 	first := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, final.URL+"/final.png", http.StatusMovedPermanently)
 	})
-	p := openProxy(t, e, ProxyOptions{})
+	p := openProxy(t, e, ProxyOptions{}, first, final)
 	rec := get(t, p, first.URL+"/a.png")
 	assert.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 	assert.Equal(t, body, rec.Body.Bytes())
 
-	p = openProxy(t, e, ProxyOptions{MaxRedirects: -1})
+	p = openProxy(t, e, ProxyOptions{MaxRedirects: -1}, first, final)
 	assertPlainError(t, get(t, p, first.URL+"/b.png"), 502, "more than 0 redirects")
 }
 
@@ -298,7 +306,7 @@ func TestProxyWorksWithRedisDown(t *testing.T) {
 	e := newCacheEnv(t, Options{})
 	body := pngBytes(100, 'e')
 	o := newOrigin(t, servePNG(body))
-	p := openProxy(t, e, ProxyOptions{})
+	p := openProxy(t, e, ProxyOptions{}, o)
 	e.s.Stop()
 	for i := 0; i < 3; i++ {
 		rec := get(t, p, o.URL+"/a.png")
@@ -313,7 +321,7 @@ func TestProxyServesSetImagesAndChecksAllowList(t *testing.T) {
 	e := newCacheEnv(t, Options{})
 	body := pngBytes(100, 'f')
 	require.NoError(t, e.ic.Set(context.Background(), "http://127.0.0.1:1/set.png", body, "image/png", 0))
-	p := openProxy(t, e, ProxyOptions{})
+	p := openProxy(t, e, ProxyOptions{AllowedHosts: []string{"127.0.0.1:1"}})
 	rec := get(t, p, "http://127.0.0.1:1/set.png")
 	assert.Equal(t, http.StatusOK, rec.Code)
 	assert.Equal(t, body, rec.Body.Bytes())
@@ -333,7 +341,7 @@ func TestProxyBadOptionsAndClose(t *testing.T) {
 	assertPlainError(t, get(t, newProxy(t, nil, ProxyOptions{AllowedHosts: []string{"a"}}), "http://a/x.png"), 500, "misconfigured")
 
 	o := newOrigin(t, servePNG(pngBytes(10, 1)))
-	p := openProxy(t, e, ProxyOptions{})
+	p := openProxy(t, e, ProxyOptions{}, o)
 	require.NoError(t, p.Close())
 	require.NoError(t, p.Close())
 	assertPlainError(t, get(t, p, o.URL+"/a.png"), 503, "shutting down")
@@ -346,7 +354,7 @@ func TestProxyCloseEndsFetchInFlight(t *testing.T) {
 		close(started)
 		<-r.Context().Done()
 	})
-	p := openProxy(t, e, ProxyOptions{})
+	p := openProxy(t, e, ProxyOptions{}, o)
 	done := make(chan int)
 	go func() { done <- get(t, p, o.URL+"/a.png").Code }()
 	<-started
