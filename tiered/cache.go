@@ -48,6 +48,7 @@ type Cache struct {
 	startedOffline atomic.Bool // StartWithoutRedis, and Redis did not answer at New
 
 	groups     registry
+	tags       *tagTable
 	flight     *flight.Group[any]
 	republish  republisher
 	busSeq     map[string]uint64 // last sequence number heard from each sender; the bus's receive goroutine only
@@ -70,6 +71,7 @@ type counters struct {
 	refreshes, refreshErrors   atomic.Uint64
 	tooLarge, gensLost         atomic.Uint64
 	republished                atomic.Uint64
+	tagsInvalidated, tagStale  atomic.Uint64
 }
 
 // New connects to Redis and returns a Cache. It fails on bad Options (ErrInvalidOptions),
@@ -83,6 +85,7 @@ func New(ctx context.Context, opts Options) (*Cache, error) {
 	}
 	c := &Cache{opts: p.opts, mode: p.mode, db: p.client.SelectDB, genPrefix: genKeyPrefix(p.opts.KeyPrefix), hash: newHasher(), log: p.opts.Logger.Named("tiercache"), life: lifetime.New()}
 	c.flight = flight.New[any](c.life)
+	c.tags = newTagTable(p.opts.KeyPrefix)
 	c.breaker = rcall.NewBreaker(rcall.BreakerOptions{
 		Threshold: p.opts.BreakerThreshold, MinSpan: rcall.DefaultMinFailureSpan, Cooldown: p.opts.BreakerCooldown,
 		OnOpen: c.onBreakerOpen, OnClose: c.onBreakerClose,
@@ -350,5 +353,6 @@ func (c *Cache) handleInvalidations(keys []rueidis.RedisMessage) {
 func (c *Cache) flushL1() {
 	c.l1.Flush()
 	c.groups.forgetAllGens()
+	c.tags.forgetAll()
 	c.st.flushes.Add(1)
 }

@@ -9,7 +9,7 @@ import (
 
 // EnvelopeForTest encodes payload the way the cache stores a JSON value in Redis.
 func EnvelopeForTest(payload []byte, expiryMs int64) []byte {
-	return appendEnvelope(nil, 0, codecJSON, expiryMs, payload)
+	return appendEnvelope(nil, 0, codecJSON, expiryMs, nil, payload)
 }
 
 // SetTrackerPingForTest replaces the tracking keeper's health check with f (nil restores

@@ -12,8 +12,9 @@ import (
 func FuzzEnvelope(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte("plain text"))
-	f.Add(appendEnvelope(nil, 0, codecJSON, 1700000000000, []byte(`{"id":1}`)))
-	f.Add(appendEnvelope(nil, flagNegative, codecRaw, 0, nil))
+	f.Add(appendEnvelope(nil, 0, codecJSON, 1700000000000, nil, []byte(`{"id":1}`)))
+	f.Add(appendEnvelope(nil, flagNegative, codecRaw, 0, nil, nil))
+	f.Add(appendEnvelope(nil, 0, codecJSON, 1, []byte{2, 1, 'a', 2, 'v', '1', 1, 'b', 0}, []byte(`1`)))
 	f.Add([]byte{envelopeMagic, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
 	f.Add([]byte{envelopeMagic, envelopeVersion, 0x80, 1, 0, 0, 0, 0, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -24,9 +25,12 @@ func FuzzEnvelope(f *testing.F) {
 		if env.flags&^knownFlags != 0 {
 			t.Fatalf("unknown flags %#x accepted", env.flags)
 		}
-		again := appendEnvelope(nil, env.flags, env.codec, env.expiryMs, env.payload)
+		again := appendEnvelope(nil, env.flags, env.codec, env.expiryMs, env.tags, env.payload)
 		if !bytes.Equal(again, b) {
 			t.Fatalf("round trip: %x became %x", b, again)
+		}
+		if env.tags != nil {
+			eachTag(env.tags, func(_, _ []byte) {})
 		}
 		// Decoding the payload into a typical value must not panic either.
 		var v map[string]any

@@ -26,7 +26,8 @@ import (
 // their own) and from the bus, and read the generation again on the group's next use.
 
 // genScript returns the generation in KEYS[1], first replacing what is there by ARGV[1]
-// unless it is a generation. Its reply is {generation, "ok" | "created" | "replaced"}.
+// unless it is a generation (with a TTL of ARGV[2] ms if given: tag versions). Its reply is
+// {generation, "ok" | "created" | "replaced"}.
 var genScript = rcall.NewScript(`
 local v = redis.pcall('GET', KEYS[1])
 if type(v) == 'string' and #v > 0 and #v <= 13 and not string.find(v, '[^0-9a-z]') then
@@ -39,7 +40,11 @@ if type(v) == 'table' and v.err then
 elseif type(v) == 'string' then
   how = 'replaced'
 end
-redis.call('SET', KEYS[1], ARGV[1])
+if ARGV[2] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
 return {ARGV[1], how}
 `)
 

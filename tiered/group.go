@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -308,10 +309,12 @@ func (g *Group[T]) Get(ctx context.Context, key string) (T, error) {
 	}
 	h := st.hash(key)
 	if v, ok := g.c.l1.Get(h, g.ns.owner, key); ok {
-		if t, ok := v.(T); ok && v != negative {
-			return t, nil
+		if v, ok := g.fromL1(h, v); ok {
+			if t, ok := v.(T); ok && v != negative {
+				return t, nil
+			}
+			return zero, g.fail("get", key, errCachedMiss)
 		}
-		return zero, g.fail("get", key, errCachedMiss)
 	}
 	v, err := g.fetch(ctx, st, key, h)
 	if err != nil {
@@ -328,14 +331,25 @@ func (g *Group[T]) fetch(ctx context.Context, st *groupState, key string, h uint
 	if err != nil {
 		return nil, err
 	}
-	return g.take(s, st, key, h, raw, redisTTL)
+	return g.take(ctx, s, st, key, h, raw, redisTTL)
 }
 
 // take decodes an envelope read from Redis under snapshot s, and fills L1 with it.
-func (g *Group[T]) take(s snapshot, st *groupState, key string, h uint64, raw []byte, redisTTL time.Duration) (any, error) {
+func (g *Group[T]) take(ctx context.Context, s snapshot, st *groupState, key string, h uint64, raw []byte, redisTTL time.Duration) (any, error) {
 	env, err := decodeEnvelope(raw)
 	if err == nil && env.codec != g.codecID {
 		err = fmt.Errorf("%w: codec %d, group %q uses %d", errForeignValue, env.codec, g.name, g.codecID)
+	}
+	var refs []tagRef
+	if err == nil && env.tags != nil {
+		// A tag invalidated since the value was stored makes it a miss, fail-safe included.
+		ok, terr := false, error(nil)
+		if refs, ok, terr = g.c.checkEnvelopeTags(ctx, env); terr != nil {
+			return nil, terr
+		} else if !ok {
+			g.c.st.tagStale.Add(1)
+			return nil, errTagStale
+		}
 	}
 	miss := err == nil && env.flags&flagNegative != 0
 	var v T
@@ -362,10 +376,10 @@ func (g *Group[T]) take(s snapshot, st *groupState, key string, h uint64, raw []
 		ttl = redisTTL // shortened by another client: Redis drops it sooner than its envelope says
 	}
 	if miss {
-		g.fillL1(h, s, st, key, negative, 0, ttl, ttl)
+		g.fillL1(h, s, st, key, withTags(negative, refs), 0, ttl, ttl)
 		return nil, errCachedMiss
 	}
-	g.fillL1(h, s, st, key, v, int64(len(env.payload)), ttl, g.ttl)
+	g.fillL1(h, s, st, key, withTags(v, refs), int64(len(env.payload)), ttl, g.ttl)
 	return v, nil
 }
 
@@ -407,6 +421,7 @@ var (
 	errExpired     = notFound("expired")
 	errStale       = notFound("stale")       // fetch's answer for a value past its TTL, kept for fail-safe
 	errCachedMiss  = notFound("cached miss") // the loader said not found, WithNotFoundTTL ago at most
+	errTagStale    = notFound("tag invalidated")
 )
 
 // Set stores v under key in Redis with the group's TTL (or TTL(d) among opts), and makes
@@ -422,7 +437,11 @@ func (g *Group[T]) Set(ctx context.Context, key string, v T, opts ...CallOption)
 		return g.fail("set", key, err)
 	}
 	ttl := g.jitter(co.ttl)
-	env, err := g.encode(v, ttl)
+	refs, err := g.c.tagRefs(ctx, co.tags, true)
+	if err != nil {
+		return g.fail("set", key, err)
+	}
+	env, err := g.encode(v, ttl, refs)
 	if err != nil {
 		return g.fail("set", key, err)
 	}
@@ -436,13 +455,22 @@ func (g *Group[T]) Set(ctx context.Context, key string, v T, opts ...CallOption)
 	return nil
 }
 
-// encodeMiss makes the envelope of a cached miss for a TTL of ttl.
-func (g *groupCore) encodeMiss(ttl time.Duration) []byte {
-	return appendEnvelope(make([]byte, 0, envelopeHeaderSize), flagNegative, g.codecID, time.Now().Add(ttl).UnixMilli(), nil)
+// encodeMiss makes the envelope of a cached miss for a TTL of ttl, with tags refs.
+func (g *groupCore) encodeMiss(ttl time.Duration, refs []tagRef) []byte {
+	return appendEnvelope(make([]byte, 0, envelopeHeaderSize), flagNegative, g.codecID, time.Now().Add(ttl).UnixMilli(), g.tagSection(refs), nil)
 }
 
-// encode makes the envelope of v for a TTL of ttl, refusing values over the group's limit.
-func (g *groupCore) encode(v any, ttl time.Duration) ([]byte, error) {
+// tagSection is the envelope's tag section for refs; nil without tags.
+func (g *groupCore) tagSection(refs []tagRef) []byte {
+	if len(refs) == 0 {
+		return nil
+	}
+	return appendTagSection(nil, refs, g.c.tagNames(refs))
+}
+
+// encode makes the envelope of v for a TTL of ttl, with tags refs, refusing values over the
+// group's limit.
+func (g *groupCore) encode(v any, ttl time.Duration, refs []tagRef) ([]byte, error) {
 	payload, err := g.codec.Marshal(v)
 	if err != nil {
 		return nil, &opError{op: "encoding", where: "value", err: err, bare: true}
@@ -452,7 +480,8 @@ func (g *groupCore) encode(v any, ttl time.Duration) ([]byte, error) {
 		return nil, &tooLargeError{size: n, limit: g.maxValue}
 	}
 	expiry := time.Now().Add(ttl).UnixMilli()
-	return appendEnvelope(make([]byte, 0, envelopeHeaderSize+len(payload)), 0, g.codecID, expiry, payload), nil
+	tags := g.tagSection(refs)
+	return appendEnvelope(make([]byte, 0, envelopeHeaderSize+len(tags)+len(payload)), 0, g.codecID, expiry, tags, payload), nil
 }
 
 // write stores an encoded value. The key's stripe is bumped before and after the Redis
@@ -542,13 +571,15 @@ func (g *Group[T]) GetOrLoad(ctx context.Context, key string, load func(context.
 	if rerr == nil && !g.c.isClosed() {
 		h = st.hash(key)
 		if v, refresh, ok := g.c.l1.GetRefresh(h, g.ns.owner, key); ok {
-			if t, ok := v.(T); ok && v != negative {
-				if refresh {
-					g.refreshAhead(st, key, load, opts)
+			if v, ok = g.fromL1(h, v); ok {
+				if t, ok := v.(T); ok && v != negative {
+					if refresh {
+						g.refreshAhead(st, key, load, opts)
+					}
+					return t, nil
 				}
-				return t, nil
+				return zero, g.fail("get or load", key, errCachedMiss)
 			}
-			return zero, g.fail("get or load", key, errCachedMiss)
 		}
 	}
 	co, err := g.callOptions(opts)
@@ -600,6 +631,23 @@ func (g *Group[T]) GetOrLoad(ctx context.Context, key string, load func(context.
 type loadControl struct {
 	ttl     atomic.Int64 // > 0: the TTL to store it for
 	noCache atomic.Bool
+	c       *Cache // for AddTags; nil when nothing will be cached
+
+	mu      sync.Mutex          // guards the tags, which a loader may add from several goroutines
+	refs    []tagRef            // AddTags
+	keyRefs map[string][]tagRef // AddTagsFor
+}
+
+// tagRefs are the tags of the value of key ("" outside batches): the call's, the loader's
+// for every value, the loader's for that key.
+func (ctl *loadControl) tagRefs(call []tagRef, key string) []tagRef {
+	ctl.mu.Lock()
+	defer ctl.mu.Unlock()
+	refs := mergeRefs(call, ctl.refs)
+	if key != "" {
+		refs = mergeRefs(refs, ctl.keyRefs[key])
+	}
+	return refs
 }
 
 type loadControlKey struct{}
@@ -656,10 +704,12 @@ func (e *loaderError) Unwrap() error { return e.err }
 // load is one GetOrLoad miss, shared by its concurrent callers: Redis, else the loader.
 func (g *Group[T]) load(ctx context.Context, st *groupState, key string, h uint64, load func(context.Context) (T, error), co callOpts) (any, error) {
 	if v, ok := g.c.l1.Get(h, g.ns.owner, key); ok { // filled by a load that just ended
-		if v == negative {
-			return nil, errCachedMiss
+		if v, ok := g.fromL1(h, v); ok {
+			if v == negative {
+				return nil, errCachedMiss
+			}
+			return v, nil
 		}
-		return v, nil
 	}
 	v, err := g.fetch(ctx, st, key, h)
 	if err == nil || err == errCachedMiss {
@@ -671,8 +721,10 @@ func (g *Group[T]) load(ctx context.Context, st *groupState, key string, h uint6
 	var stale any // fail-safe's last resort
 	if err == errStale {
 		stale = v
-	} else if sv, ok := g.c.l1.GetStale(h, g.ns.owner, key); ok && sv != negative {
-		stale = sv
+	} else if sv, ok := g.c.l1.GetStale(h, g.ns.owner, key); ok {
+		if sv, ok := staleFromL1(sv); ok && sv != negative {
+			stale = sv
+		}
 	}
 	if stale != nil {
 		flight.Offer(ctx, stale) // for callers past a soft or hard timeout
@@ -688,11 +740,18 @@ func (g *Group[T]) load(ctx context.Context, st *groupState, key string, h uint6
 		defer release()
 	}
 	s := g.snapshot(h)
+	// The tags' versions before the loader reads what they stand for.
+	callRefs, tagErr := g.c.tagRefs(ctx, co.tags, true)
 	g.c.st.loads.Add(1)
-	loaded, ctl, err := callLoader(ctx, load)
+	loaded, ctl, err := callLoader(ctx, g.c, load)
+	if tagErr != nil {
+		ctl.noCache.Store(true)
+		g.c.log.Warn("tags not recorded: the loaded value is not cached", zap.String("group", g.name), zap.Error(tagErr))
+	}
+	refs := ctl.tagRefs(callRefs, "")
 	if err != nil {
 		if g.notFoundTTL > 0 && errors.Is(err, ErrNotFound) && !ctl.noCache.Load() {
-			g.storeMiss(ctx, s, st, key, h, g.ttlFor(ctl, g.notFoundTTL))
+			g.storeMiss(ctx, s, st, key, h, g.ttlFor(ctl, g.notFoundTTL), refs)
 			return nil, &loaderError{err}
 		}
 		g.c.st.loadErrors.Add(1)
@@ -707,7 +766,7 @@ func (g *Group[T]) load(ctx context.Context, st *groupState, key string, h uint6
 		return loaded, nil
 	}
 	ttl := g.ttlFor(ctl, co.ttl)
-	env, err := g.encode(loaded, ttl)
+	env, err := g.encode(loaded, ttl, refs)
 	if err != nil {
 		if errors.Is(err, ErrTooLarge) {
 			return loaded, err
@@ -719,30 +778,35 @@ func (g *Group[T]) load(ctx context.Context, st *groupState, key string, h uint6
 		g.c.log.Debug("loaded value not stored in redis", zap.String("key", st.base+key), zap.Error(err))
 		return loaded, nil // not confirmed by Redis: not in L1 either
 	}
-	g.fillL1(h, s, st, key, loaded, int64(len(env)-envelopeHeaderSize), ttl, ttl)
+	g.fillL1(h, s, st, key, withTags(loaded, refs), int64(len(env)-envelopeHeaderSize), ttl, ttl)
 	return loaded, nil
 }
 
-// storeMiss caches that key does not exist, for ttl, in Redis and (once Redis has it) L1.
-func (g *groupCore) storeMiss(ctx context.Context, s snapshot, st *groupState, key string, h uint64, ttl time.Duration) {
-	if err := g.c.l2Set(ctx, st.base+key, g.encodeMiss(ttl), ttl); err != nil {
+// storeMiss caches that key does not exist, for ttl, with tags refs, in Redis and (once
+// Redis has it) L1.
+func (g *groupCore) storeMiss(ctx context.Context, s snapshot, st *groupState, key string, h uint64, ttl time.Duration, refs []tagRef) {
+	if err := g.c.l2Set(ctx, st.base+key, g.encodeMiss(ttl, refs), ttl); err != nil {
 		g.c.log.Debug("miss not stored in redis", zap.String("key", st.base+key), zap.Error(err))
 		return
 	}
-	g.fillL1(h, s, st, key, negative, 0, ttl, ttl)
+	g.fillL1(h, s, st, key, withTags(negative, refs), 0, ttl, ttl)
 }
 
 // loadWithoutRedis serves a GetOrLoad miss while Redis cannot be asked (down, breaker open,
 // cache closed): from the loader, else (fail-safe) from the last value this instance held.
 func (g *Group[T]) loadWithoutRedis(ctx context.Context, key string, load func(context.Context) (T, error), cause error) (any, error) {
 	g.c.st.loads.Add(1)
-	v, _, err := callLoader(ctx, load)
+	v, _, err := callLoader(ctx, nil, load) // no tags to record: nothing is cached
 	if err == nil {
 		return v, nil
 	}
 	g.c.st.loadErrors.Add(1)
 	if st := g.ns.lastKnown.Load(); st != nil {
-		if sv, ok := g.c.l1.GetStale(st.hash(key), g.ns.owner, key); ok && sv != negative {
+		if sv, ok := g.c.l1.GetStale(st.hash(key), g.ns.owner, key); ok {
+			sv, ok = staleFromL1(sv)
+			if !ok || sv == negative {
+				return nil, &loaderError{err}
+			}
 			g.c.st.failSafeServed.Add(1)
 			g.c.log.Warn("redis and loader failed: serving a stale value (fail-safe)", zap.String("group", g.name),
 				zap.Error(err), zap.NamedError("redis", cause))
@@ -754,8 +818,8 @@ func (g *Group[T]) loadWithoutRedis(ctx context.Context, key string, load func(c
 
 // callLoader runs the caller's loader, turning a panic into a *PanicError: a panicking loader
 // is a failed load (counted, eligible for fail-safe), not a crash.
-func callLoader[T any](ctx context.Context, load func(context.Context) (T, error)) (v T, ctl *loadControl, err error) {
-	ctl = &loadControl{}
+func callLoader[T any](ctx context.Context, c *Cache, load func(context.Context) (T, error)) (v T, ctl *loadControl, err error) {
+	ctl = &loadControl{c: c}
 	defer func() {
 		if r := recover(); r != nil {
 			var zero T
@@ -788,11 +852,16 @@ func (g *Group[T]) refreshAhead(st *groupState, key string, load func(context.Co
 		if err := c.caller.Do(ctx, c.caller.B().Set().Key(lock).Value("1").Nx().PxMilliseconds(window.Milliseconds()).Build()).Error(); err != nil {
 			return // another instance refreshes, or Redis is unreachable
 		}
-		v, ctl, err := callLoader(ctx, load)
+		callRefs, err := c.tagRefs(ctx, co.tags, true)
+		if err != nil {
+			c.st.refreshErrors.Add(1)
+			return
+		}
+		v, ctl, err := callLoader(ctx, c, load)
 		if err == nil && !ctl.noCache.Load() {
 			ttl := g.ttlFor(ctl, co.ttl)
 			var env []byte
-			if env, err = g.encode(v, ttl); err == nil {
+			if env, err = g.encode(v, ttl, ctl.tagRefs(callRefs, "")); err == nil {
 				err = g.write(ctx, st, key, env, ttl)
 			}
 		}

@@ -131,6 +131,10 @@ func (c *Cache) onBusMessage(m bus.Message) {
 // L1 entry), or a group's generation. Anything else is no L1 entry's.
 func (c *Cache) invalidateRedisKey(k string) {
 	if name, ok := strings.CutPrefix(k, c.genPrefix); ok {
+		if tag, ok := strings.CutPrefix(name, "@"); ok { // no group name has '@'
+			c.tags.heard(tag)
+			return
+		}
 		c.invalidateGroupGen(name)
 		return
 	}

@@ -134,11 +134,14 @@ func (g *Group[T]) manyFromL1(ctx context.Context, keys []string, out map[string
 	}
 	var rest []string
 	for _, k := range keys { // a repeated key served by L1 is served twice, into one entry
-		if v, ok := g.c.l1.Get(st.hash(k), g.ns.owner, k); ok {
-			if t, ok := v.(T); ok && v != negative {
-				out[k] = t
+		h := st.hash(k)
+		if v, ok := g.c.l1.Get(h, g.ns.owner, k); ok {
+			if v, ok := g.fromL1(h, v); ok {
+				if t, ok := v.(T); ok && v != negative {
+					out[k] = t
+				}
+				continue
 			}
-			continue
 		}
 		rest = append(rest, k)
 	}
@@ -178,12 +181,13 @@ func (g *Group[T]) readMany(ctx context.Context, st *groupState, keys []string) 
 		full[i] = st.base + k
 	}
 	raws, ttls, rerrs := g.c.l2GetMany(ctx, full, g.maxValue)
+	g.c.prefetchTags(ctx, raws)
 	for i, k := range keys {
 		if rerrs[i] != nil {
 			errs[k] = rerrs[i]
 			continue
 		}
-		v, err := g.take(snaps[i], st, k, hashes[i], raws[i], ttls[i])
+		v, err := g.take(ctx, snaps[i], st, k, hashes[i], raws[i], ttls[i])
 		switch {
 		case err == nil:
 			found[k] = v
@@ -269,8 +273,22 @@ func (g *Group[T]) loadBatch(ctx context.Context, st *groupState, keys []string,
 			snaps[i] = g.snapshot(hashes[i])
 		}
 	}
+	var callRefs []tagRef
+	var tagErr error
+	if st != nil {
+		// The tags' versions before the loader reads what they stand for.
+		callRefs, tagErr = g.c.tagRefs(ctx, co.tags, true)
+	}
 	g.c.st.loads.Add(1)
-	got, ctl, err := callLoader(ctx, func(ctx context.Context) (map[string]T, error) { return load(ctx, keys) })
+	lc := g.c
+	if st == nil {
+		lc = nil // Redis cannot be asked: nothing is cached, there are no tags to record
+	}
+	got, ctl, err := callLoader(ctx, lc, func(ctx context.Context) (map[string]T, error) { return load(ctx, keys) })
+	if tagErr != nil {
+		ctl.noCache.Store(true)
+		g.c.log.Warn("tags not recorded: the loaded values are not cached", zap.String("group", g.name), zap.Error(tagErr))
+	}
 	if err != nil {
 		g.c.st.loadErrors.Add(1)
 		return nil, &loaderError{err}
@@ -290,6 +308,7 @@ func (g *Group[T]) loadBatch(ctx context.Context, st *groupState, keys []string,
 		envs    [][]byte
 		ttls    []time.Duration
 		at      []int // index in keys
+		refs    [][]tagRef
 		tooBig  error
 		missTTL time.Duration
 	)
@@ -298,9 +317,10 @@ func (g *Group[T]) loadBatch(ctx context.Context, st *groupState, keys []string,
 	}
 	for i, k := range keys {
 		v, ok := got[k]
+		kr := ctl.tagRefs(callRefs, k)
 		switch {
 		case ok:
-			env, err := g.encode(v, ttl)
+			env, err := g.encode(v, ttl, kr)
 			if err != nil {
 				if errors.Is(err, ErrTooLarge) && tooBig == nil {
 					tooBig = err
@@ -308,8 +328,10 @@ func (g *Group[T]) loadBatch(ctx context.Context, st *groupState, keys []string,
 				continue
 			}
 			full, envs, ttls, at = append(full, st.base+k), append(envs, env), append(ttls, g.l2TTL(ttl)), append(at, i)
+			refs = append(refs, kr)
 		case missTTL > 0:
-			full, envs, ttls, at = append(full, st.base+k), append(envs, g.encodeMiss(missTTL)), append(ttls, missTTL), append(at, i)
+			full, envs, ttls, at = append(full, st.base+k), append(envs, g.encodeMiss(missTTL, kr)), append(ttls, missTTL), append(at, i)
+			refs = append(refs, kr)
 			out[k] = negative
 		}
 	}
@@ -324,10 +346,10 @@ func (g *Group[T]) loadBatch(ctx context.Context, st *groupState, keys []string,
 			continue // not confirmed by Redis: not in L1 either
 		}
 		if out[k] == negative {
-			g.fillL1(hashes[i], snaps[i], st, k, negative, 0, missTTL, missTTL)
+			g.fillL1(hashes[i], snaps[i], st, k, withTags(negative, refs[j]), 0, missTTL, missTTL)
 			continue
 		}
-		g.fillL1(hashes[i], snaps[i], st, k, out[k], int64(len(envs[j])-envelopeHeaderSize), ttl, ttl)
+		g.fillL1(hashes[i], snaps[i], st, k, withTags(out[k], refs[j]), int64(len(envs[j])-envelopeHeaderSize), ttl, ttl)
 	}
 	return out, tooBig
 }

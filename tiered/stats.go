@@ -36,6 +36,10 @@ type Stats struct {
 	// GenerationsLost counts group generation keys found missing after use, or holding
 	// something else: each such group then looks cleared.
 	GenerationsLost uint64 `json:"generations_lost"`
+	// TagsInvalidated counts the tags this instance invalidated (InvalidateTags); TagStale the
+	// values found carrying a tag invalidated since they were stored (each then a miss).
+	TagsInvalidated uint64 `json:"tags_invalidated"`
+	TagStale        uint64 `json:"tag_stale"`
 
 	Invalidations InvalidationStats `json:"invalidations"`
 	Flushes       uint64            `json:"flushes"`        // whole-L1 invalidations (lost connection, FLUSHALL, breaker, Flush)
@@ -130,6 +134,8 @@ func (c *Cache) Stats() Stats {
 		DecodeErrors:    c.st.decodeErrors.Load(),
 		TooLarge:        c.st.tooLarge.Load(),
 		GenerationsLost: c.st.gensLost.Load(),
+		TagsInvalidated: c.st.tagsInvalidated.Load(),
+		TagStale:        c.st.tagStale.Load(),
 		Invalidations:   InvalidationStats{Local: c.st.invLocal.Load(), Tracking: c.st.invTracking.Load(), Bus: c.st.invBus.Load(), Keyspace: c.st.invKeyspace.Load()},
 		Flushes:         c.st.flushes.Load(),
 		BreakerOpens:    c.breaker.Opens(),
