@@ -149,7 +149,7 @@ func TestLostTagNeverResurrects(t *testing.T) {
 	gb := tiered.NewGroup[string](b, "g", time.Hour)
 	require.NoError(t, ga.Set(ctx, "old", "before", tiered.Tags("t")))
 	require.NoError(t, b.InvalidateTags(ctx, "t"))
-	s.Do("DEL", tagKey("t"))                                         // the new version is lost
+	s.Do("DEL", tagKey("t"))                                          // the new version is lost
 	require.NoError(t, ga.Set(ctx, "new", "after", tiered.Tags("t"))) // and replaced
 	for _, g := range []*tiered.Group[string]{ga, gb} {
 		require.Eventually(t, func() bool {
