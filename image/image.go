@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/synspirit/tiercache/internal/sentinel"
@@ -36,6 +35,9 @@ var (
 	// ErrTooLarge is returned by Set for an image larger than Options.MaxImageBytes. It
 	// matches tiered.ErrTooLarge too.
 	ErrTooLarge error = sentinel.New("image: image too large", tiered.ErrTooLarge)
+	// ErrNotImage is returned by Set for data that is not one of the raster image formats it
+	// accepts, or whose declared content type is not that format's.
+	ErrNotImage = errors.New("image: not a supported raster image")
 	// ErrInvalidOptions wraps every error caused by bad Options or ProxyOptions.
 	ErrInvalidOptions = errors.New("image: invalid options")
 )
@@ -184,10 +186,17 @@ func (ic *Cache) get(ctx context.Context, url string) (*entry, error) {
 }
 
 // Set stores data as the image of url for ttl (0: Options.DefaultTTL), and makes every
-// instance drop what it held for url. An empty contentType is sniffed from data. Set keeps
-// no reference to data. It returns an error matching ErrTooLarge for an image larger than
-// Options.MaxImageBytes, and ErrInvalidOptions for a negative ttl or one longer than
-// tiered.MaxTTL.
+// instance drop what it held for url. Set keeps no reference to data.
+//
+// Set accepts only raster images, recognised by their first bytes: PNG, JPEG, GIF, WebP,
+// AVIF, BMP and ICO. contentType may be empty or application/octet-stream (the bytes
+// decide), or must name the same format as the bytes (aliases such as image/jpg are
+// accepted); the stored Image.ContentType is the format's type as the bytes show it. SVG,
+// HTML, XML, script and anything else are refused with an error matching ErrNotImage: the
+// proxy would serve them under the site's own origin.
+//
+// It returns an error matching ErrTooLarge for an image larger than Options.MaxImageBytes,
+// and ErrInvalidOptions for a negative ttl or one longer than tiered.MaxTTL.
 func (ic *Cache) Set(ctx context.Context, url string, data []byte, contentType string, ttl time.Duration) error {
 	_, err := ic.set(ctx, url, data, contentType, ttl)
 	return err
@@ -211,8 +220,9 @@ func (ic *Cache) set(ctx context.Context, url string, data []byte, contentType s
 	case ttl == 0:
 		ttl = ic.opts.DefaultTTL
 	}
-	if contentType == "" {
-		contentType = http.DetectContentType(data)
+	contentType, err := acceptedType(data, contentType)
+	if err != nil {
+		return nil, err
 	}
 	now := time.Now()
 	e := &entry{

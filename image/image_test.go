@@ -281,5 +281,5 @@ func TestRedisDownIsUnavailable(t *testing.T) {
 	e.s.Stop()
 	_, err := e.ic.Get(context.Background(), "u")
 	assert.ErrorIs(t, err, tiered.ErrUnavailable)
-	assert.ErrorIs(t, e.ic.Set(context.Background(), "u", []byte("x"), "", 0), tiered.ErrUnavailable)
+	assert.ErrorIs(t, e.ic.Set(context.Background(), "u", pngBytes(10, 1), "", 0), tiered.ErrUnavailable)
 }

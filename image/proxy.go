@@ -228,20 +228,29 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	p.serve(w, r, e)
+	contentType, ok := sniffRaster(e.data)
+	if !ok {
+		// Set refuses such entries; an older version or another program wrote this one.
+		p.log.Warn("cached entry is not a raster image: refusing to serve it", zap.String("url", key),
+			zap.String("stored_content_type", e.contentType))
+		fail(w, http.StatusUnsupportedMediaType, msgNotImage)
+		return
+	}
+	p.serve(w, r, e, contentType)
 }
 
-// serve writes e. It never copies e.data: entries are immutable.
-func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, e *entry) {
+// serve writes e as contentType, the type its bytes show. It never copies e.data: entries
+// are immutable.
+func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, e *entry, contentType string) {
 	maxAge := p.opts.MaxAge
 	if maxAge == 0 {
 		maxAge = max(time.Until(time.UnixMilli(e.expiresAt)), 0)
 	}
 	h := w.Header()
-	h["Content-Type"] = []string{e.contentType}
+	h["Content-Type"] = []string{contentType}
 	h["Etag"] = []string{e.etag}
 	h["Cache-Control"] = []string{"public, max-age=" + strconv.FormatInt(int64(maxAge/time.Second), 10)}
-	h["X-Content-Type-Options"] = []string{"nosniff"}
+	setSafeHeaders(h)
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(e.data))
 }
 
@@ -307,9 +316,9 @@ func (p *Proxy) fetch(ctx context.Context, u *url.URL, key string) (*entry, erro
 		return nil, tooLarge(limit)
 	}
 	data := buf.Bytes()
-	sniffed := http.DetectContentType(data)
-	if err := acceptableType(sniffed, "content (sniffed)"); err != nil {
-		return nil, err
+	sniffed, ok := sniffRaster(data)
+	if !ok {
+		return nil, &statusError{http.StatusUnsupportedMediaType, msgNotImage}
 	}
 	e, err := p.c.set(context.WithoutCancel(ctx), key, data, sniffed, p.opts.TTL)
 	if err != nil {
@@ -323,18 +332,22 @@ func (p *Proxy) fetch(ctx context.Context, u *url.URL, key string) (*entry, erro
 	return e, nil
 }
 
-// acceptableType accepts image/* media types except SVG, which can carry script.
+// msgNotImage answers content that is not an accepted raster image.
+const msgNotImage = "image proxy: unsupported media type: only " + rasterFormats + " images are served"
+
+// acceptableType accepts the origin's image/* media types except SVG, which can carry
+// script: the first filter, before the body is read and sniffed.
 func acceptableType(mediaType, what string) error {
 	mt, _, _ := strings.Cut(mediaType, ";")
 	mt = strings.TrimSpace(strings.ToLower(mt))
 	switch {
 	case mt == "image/svg+xml":
-		return &statusError{http.StatusUnsupportedMediaType, "image proxy: SVG images are refused (they can carry script)"}
+		return &statusError{http.StatusUnsupportedMediaType, "image proxy: unsupported media type: SVG images are refused (they can carry script)"}
 	case !strings.HasPrefix(mt, "image/"):
 		if mt == "" {
 			mt = "none"
 		}
-		return &statusError{http.StatusUnsupportedMediaType, fmt.Sprintf("image proxy: not an image: %s is %s", what, mt)}
+		return &statusError{http.StatusUnsupportedMediaType, fmt.Sprintf("image proxy: unsupported media type: not an image: %s is %s", what, mt)}
 	}
 	return nil
 }
@@ -396,6 +409,15 @@ func originReason(err error) string {
 
 // fail writes a plain-text error that no one caches.
 func fail(w http.ResponseWriter, status int, msg string) {
-	w.Header().Set("Cache-Control", "no-store")
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	setSafeHeaders(h)
 	http.Error(w, msg, status)
+}
+
+// setSafeHeaders marks an answer as inert: the browser must not sniff another type from
+// it, and a document made of it (opened directly) may load nothing and run nothing.
+func setSafeHeaders(h http.Header) {
+	h["Content-Security-Policy"] = []string{"default-src 'none'; sandbox"}
+	h["X-Content-Type-Options"] = []string{"nosniff"}
 }

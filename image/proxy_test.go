@@ -161,7 +161,7 @@ func TestProxyOriginErrors(t *testing.T) {
 		{"html claiming png", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "image/png")
 			_, _ = w.Write([]byte("<html><script>alert(1)</script></html>"))
-		}, 415, "sniffed"},
+		}, 415, "unsupported media type"},
 		{"svg", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "image/svg+xml")
 			_, _ = w.Write([]byte(`<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>`))
