@@ -339,7 +339,12 @@ func prefixedKeys(prefix string, n int) []string {
 // number), untimed, and fails b on the first error.
 func forEachConcurrently(b *testing.B, n int, f func(w, i int) error) {
 	b.Helper()
-	const workers = 32
+	forEachFrom(b, 32, n, f)
+}
+
+// forEachFrom is forEachConcurrently from the given number of goroutines.
+func forEachFrom(b *testing.B, workers, n int, f func(w, i int) error) {
+	b.Helper()
 	var next atomic.Int64
 	var failed atomic.Value
 	var wg sync.WaitGroup

@@ -5,10 +5,13 @@
 // One benchmark per scenario, one sub-benchmark per contender, most of them in a Serial and
 // a Parallel variant: BenchmarkDataL1Hit, BenchmarkDataL2Hit, BenchmarkDataMissLoad,
 // BenchmarkDataSet, BenchmarkDataDeleteReread, BenchmarkDataZipf, BenchmarkDataZipfBusy,
-// BenchmarkDataScale, BenchmarkDataInvalidation (the data path), BenchmarkCounter* and
-// BenchmarkImageProxyHit. The contenders are go-redis/cache v9, go-redis v9's own client-side
-// cache, rueidis by hand and with DoCache, and in-process floors. Every benchmark starts its
-// own redis-server (internal/redistest) and works with any -benchtime, 100x included.
+// BenchmarkDataScale, BenchmarkDataInvalidation (the data path), BenchmarkL1Size (what
+// holding 10k, 100k and 1M entries costs in heap, GC CPU and hit latency), BenchmarkCounter*
+// and BenchmarkImageProxyHit. The contenders are go-redis/cache v9, go-redis v9's own
+// client-side cache, rueidis by hand and with DoCache, and in-process floors (ristretto and
+// sync.Map, each holding the value and, in -pointer rows, a pointer to it). Every benchmark
+// starts its own redis-server (internal/redistest) and works with any -benchtime, 100x
+// included.
 //
 // Run once:
 //

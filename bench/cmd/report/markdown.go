@@ -13,7 +13,13 @@ var scenarioNotes = map[string]string{
 		"go-redis v9's own client-side cache (RESP3, CLIENT TRACKING on every pooled connection), which " +
 		"holds the raw GET reply: a hit is a GET through go-redis's command path answered from memory, " +
 		"plus encoding/json; ristretto and " +
-		"sync.Map hold the decoded struct under its full Redis key (floors: no coherence at all).",
+		"sync.Map hold the decoded struct under its full Redis key (floors: no coherence at all). " +
+		"Value or pointer: tiercache-Get is a Group[Article], whose hit returns the ~300-byte struct by " +
+		"value (a 112-byte copy on every read), like the floors ristretto-Get-value, ristretto-GetTTL and " +
+		"sync.Map-Load-value, which hold the struct itself; tiercache-Get-pointer is a Group[*Article], " +
+		"whose hit returns the pointer, like ristretto-Get-pointer and sync.Map-Load-pointer, which hold a " +
+		"*Article. × tiercache compares the -pointer rows with tiercache-Get-pointer and every other row " +
+		"with tiercache-Get.",
 	"DataL2Hit": "The same struct read from Redis and decoded, no in-process tier (tiercache with " +
 		"DisableL1, go-redis/cache without LocalCache). rueidis-DoCache+json-localhit is *not* an L2 " +
 		"read: after its first call rueidis serves it from its own client-side cache; it is listed " +
@@ -77,6 +83,27 @@ var scenarioNotes = map[string]string{
 		"write timeouts (3 s by default), set on the socket.",
 	"CounterGetMany50": "One page of 50 counters.",
 	"ImageProxyHit":    "A 50 KiB image served through the image proxy, from L1 and from Redis; floor: http.ServeContent from memory.",
+	"L1Size": "10k, 100k and 1M entries of a small struct (an int and a 19-byte string, every value distinct) held " +
+		"in process memory: tiercache (Group[*Small], L1 large enough for all; values put in with Set and read once " +
+		"each into L1, every key proven an L1 hit by Stats before measuring), a raw ristretto Cache[string, *Small], " +
+		"go-redis-csc (go-redis v9's client-side cache: the raw GET reply of each value's JSON, decoded on every hit) " +
+		"and go-redis-cache (go-redis/cache's TinyLFU(n, 1 h) holding msgpack, decoded on every hit). Each is measured " +
+		"once per run. heap-B/entry: live heap (runtime.GC twice, MemStats.HeapAlloc) holding the n entries minus " +
+		"the live heap of the same contender set up and empty (made, connected, every connection its fill uses " +
+		"opened), ÷ n; the fill gives each contender fresh copies of the keys, so a contender that keeps a key pays " +
+		"for it. value-B/entry: what a value needs by itself in the form the contender keeps it (*Small: the " +
+		"24-byte struct's size class + its string's, 24 + 24; JSON and msgpack: their length's size class). " +
+		"beyond-value-B/entry = heap − value: the key copy, entry, index and admission structures. setup-B/entry: " +
+		"what the contender allocated before holding anything (connection buffers for tiercache and go-redis-csc; " +
+		"admission counters sized by capacity for tiercache's L1 and ristretto; TinyLFU's map made for n entries), " +
+		"÷ n. gc-cpu-fraction: under a steady load of 256 MiB/s of short-lived 8 KiB []byte from one goroutine, the " +
+		"GC's CPU time (runtime/metrics /cpu/classes/gc/total, idle-priority marking included: this process is " +
+		"otherwise idle, and the GC marks on idle CPUs what a busy service would mark on its own) ÷ the CPU " +
+		"available (GOMAXPROCS × wall time), over whole GC cycles (from the end of a forced GC to the end of the " +
+		"last cycle in a window of ≥ 1 s and ≥ 3 cycles, ≤ 10 s; gc-cycles). hit-p99-ns: under the same load, " +
+		"200,000 hits of random held keys timed in batches of 64, the 99th percentile of the batch means. ns/op and " +
+		"allocs/op: one hit of a random held key, without the load. At a -benchtime given as a count (CI's 100x), " +
+		"the 1M size skips tiercache and go-redis-csc, which are filled through Redis.",
 }
 
 func markdown(env environment, rs *results) string {
@@ -104,18 +131,64 @@ func markdown(env environment, rs *results) string {
 		"(`benchstat results.txt`).\n\n")
 
 	p("## Headline\n\n%s\n", headline(rs))
-	p("![ns/op per contender](results.svg)\n\n")
+	p("![ns/op per contender, and bytes per entry as the L1 grows](results.svg)\n\n")
 	p("## Targets\n\n| target | measured | verdict |\n|---|---|---|\n")
 	for _, t := range targets(rs) {
 		p("| %s | %s | %s |\n", t.what, t.measured, t.verdict)
 	}
 	p("\n")
 	for _, sc := range rs.scenarios() {
-		p("## %s\n\n", sc)
+		if sc == sizeScenario {
+			p("## Cost as the L1 grows (%s)\n\n", sc)
+		} else {
+			p("## %s\n\n", sc)
+		}
 		if n := scenarioNotes[sc]; n != "" {
 			p("%s\n\n", n)
 		}
+		if sc == sizeScenario {
+			p("%s\n", sizeTable(rs))
+			continue
+		}
 		p("%s\n", scenarioTable(rs, sc))
+	}
+	return b.String()
+}
+
+// sizeScenario is BenchmarkL1Size, whose table is sizeTable.
+const sizeScenario = "L1Size"
+
+// sizeRow splits an L1Size contender, "entries=10k/tiercache", into its size and contender.
+func sizeRow(r *result) (entries, contender string) {
+	e, c, _ := strings.Cut(r.contender, "/")
+	return strings.TrimPrefix(e, "entries="), c
+}
+
+// sizeTable is the table "Cost as the L1 grows": per size and contender, the medians of
+// BenchmarkL1Size's metrics, and beyond-value bytes as a multiple of raw ristretto's at the
+// same size.
+func sizeTable(rs *results) string {
+	var b strings.Builder
+	b.WriteString("| entries | contender | heap-B/entry | beyond-value-B/entry | beyond-value × ristretto | value-B/entry | " +
+		"setup-B/entry | gc-cpu-fraction | gc-cycles | hit-p99-ns (under load) | hit ns/op (no load) | allocs/op |\n" +
+		"|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rs.of(sizeScenario) {
+		entries, c := sizeRow(r)
+		ratio := "–"
+		if rr := rs.get(sizeScenario, "entries="+entries+"/ristretto", ""); rr != nil {
+			v, ok1 := r.median("beyond-value-B/entry")
+			rv, ok2 := rr.median("beyond-value-B/entry")
+			if ok1 && ok2 && rv > 0 {
+				ratio = fmtRatio(v / rv)
+			}
+		}
+		if strings.HasPrefix(c, "tiercache") {
+			c = "**" + c + "**"
+		}
+		cells := []string{entries, c, cell(r, "heap-B/entry"), cell(r, "beyond-value-B/entry"), ratio, cell(r, "value-B/entry"),
+			cell(r, "setup-B/entry"), cell(r, "gc-cpu-fraction"), cell(r, "gc-cycles"), cell(r, "hit-p99-ns"), cell(r, "ns/op"),
+			cell(r, "allocs/op")}
+		b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
 	}
 	return b.String()
 }
@@ -199,6 +272,10 @@ func fmtValue(unit string, v float64) string {
 		return fmtNs(v)
 	case strings.HasSuffix(unit, "-ratio"):
 		return fmt.Sprintf("%.3f", v)
+	case strings.HasSuffix(unit, "-fraction"):
+		return fmt.Sprintf("%.2f%%", 100*v)
+	case strings.HasSuffix(unit, "B/entry"):
+		return fmt.Sprintf("%.0f", v) // bytes: a fraction of one says nothing
 	case unit == "MB/s":
 		return fmt.Sprintf("%.1f", v)
 	case strings.HasSuffix(unit, "/write") || strings.HasSuffix(unit, "-write"):
@@ -242,26 +319,35 @@ func contains(list []string, s string) bool {
 }
 
 // headlineRow is one line of the README table: tiercache, go-redis/cache, go-redis's
-// client-side cache and the best alternative a user could write, in one scenario and mode.
+// client-side cache and the best alternatives a user could write, in one scenario and mode.
 type headlineRow struct {
 	label, scenario, mode   string
 	tiercache, goRedis, csc string
-	baseline                string // contender name; shown with the value
-	extra                   string // a metric shown beside ns/op
+	baselines               []string // contender names; each shown with its value
+	extra                   string   // a metric shown beside ns/op
 }
 
+// The L1 hit rows compare pointers with pointers: tiercache-Get-pointer (a Group[*Article])
+// with the floors holding a *Article (headlineNotes).
 var headlineRows = []headlineRow{
-	{"L1 hit (serial)", "DataL1Hit", "Serial", "tiercache-Get", "go-redis-cache-Get", "go-redis-csc", "ristretto-Get", ""},
-	{"L1 hit (parallel)", "DataL1Hit", "Parallel", "tiercache-Get", "go-redis-cache-Get", "go-redis-csc", "ristretto-Get", ""},
+	{"L1 hit (serial)", "DataL1Hit", "Serial", "tiercache-Get-pointer", "go-redis-cache-Get", "go-redis-csc", []string{"ristretto-Get-pointer", "sync.Map-Load-pointer"}, ""},
+	{"L1 hit (parallel)", "DataL1Hit", "Parallel", "tiercache-Get-pointer", "go-redis-cache-Get", "go-redis-csc", []string{"ristretto-Get-pointer", "sync.Map-Load-pointer"}, ""},
 	// go-redis-csc has no L2 read of its own: its local miss is the nearest (a GET plus its cache's bookkeeping).
-	{"L2 hit (serial)", "DataL2Hit", "Serial", "tiercache", "go-redis-cache", "go-redis-csc-localmiss", "rueidis-GET+json", ""},
-	{"L2 hit (parallel)", "DataL2Hit", "Parallel", "tiercache", "go-redis-cache", "go-redis-csc-localmiss", "rueidis-GET+json", ""},
-	{"miss + load (serial)", "DataMissLoad", "Serial", "tiercache", "go-redis-cache", "", "rueidis-GET+SET+json", ""},
-	{"Set (serial)", "DataSet", "Serial", "tiercache", "go-redis-cache", "", "rueidis-SET+json", ""},
-	{"Delete + re-read (serial)", "DataDeleteReread", "Serial", "tiercache", "go-redis-cache", "", "rueidis-DEL+GET+SET+json", ""},
-	{"Zipf 95/5, 2 instances (parallel)", "DataZipf", "Parallel", "tiercache", "go-redis-cache", "go-redis-csc", "", "l1-hit-ratio"},
-	{"Zipf 95/5, 2 instances (serial)", "DataZipf", "Serial", "tiercache", "go-redis-cache", "go-redis-csc", "", "l1-hit-ratio"},
+	{"L2 hit (serial)", "DataL2Hit", "Serial", "tiercache", "go-redis-cache", "go-redis-csc-localmiss", []string{"rueidis-GET+json"}, ""},
+	{"L2 hit (parallel)", "DataL2Hit", "Parallel", "tiercache", "go-redis-cache", "go-redis-csc-localmiss", []string{"rueidis-GET+json"}, ""},
+	{"miss + load (serial)", "DataMissLoad", "Serial", "tiercache", "go-redis-cache", "", []string{"rueidis-GET+SET+json"}, ""},
+	{"Set (serial)", "DataSet", "Serial", "tiercache", "go-redis-cache", "", []string{"rueidis-SET+json"}, ""},
+	{"Delete + re-read (serial)", "DataDeleteReread", "Serial", "tiercache", "go-redis-cache", "", []string{"rueidis-DEL+GET+SET+json"}, ""},
+	{"Zipf 95/5, 2 instances (parallel)", "DataZipf", "Parallel", "tiercache", "go-redis-cache", "go-redis-csc", nil, "l1-hit-ratio"},
+	{"Zipf 95/5, 2 instances (serial)", "DataZipf", "Serial", "tiercache", "go-redis-cache", "go-redis-csc", nil, "l1-hit-ratio"},
 }
+
+// headlineNotes follow the headline table when it has L1 hit rows.
+const headlineNotes = "L1 hit rows: tiercache is a `Group[*Article]` (tiercache-Get-pointer), whose hit returns the " +
+	"pointer it holds, and the floors hold a `*Article` too (ristretto-Get-pointer: a raw ristretto " +
+	"`Cache[string, *Article]`; sync.Map-Load-pointer: a `sync.Map` storing the pointer), so that no row pays " +
+	"for copying the struct; go-redis/cache and go-redis-csc decode their bytes on every hit, value or pointer. " +
+	"The by-value rows (a `Group[Article]` and floors holding the struct) are in DataL1Hit below.\n"
 
 // busyHeadlineMode is the mode of the headline's row for DataZipfBusy: Serial, where the
 // background load runs at its rate (see the scenario's note).
@@ -271,7 +357,7 @@ const busyHeadlineMode = "Serial"
 func headline(rs *results) string {
 	var b strings.Builder
 	b.WriteString("| median ns/op (allocs/op) | tiercache | go-redis/cache v9 | go-redis v9 client-side cache | by hand / floor |\n|---|---|---|---|---|\n")
-	n := 0
+	n, l1Rows := 0, false
 	for _, h := range headlineRows {
 		tc := rs.get(h.scenario, h.tiercache, h.mode)
 		if tc == nil {
@@ -295,8 +381,20 @@ func headline(rs *results) string {
 			}
 			return s
 		}
+		var floors []string
+		for _, name := range h.baselines {
+			if rs.get(h.scenario, name, h.mode) != nil {
+				floors = append(floors, cellOf(name, true))
+			}
+		}
+		if len(floors) == 0 {
+			floors = []string{"–"}
+		}
 		fmt.Fprintf(&b, "| %s | **%s** | %s | %s | %s |\n", h.label, cellOf(h.tiercache, false), cellOf(h.goRedis, false),
-			cellOf(h.csc, false), cellOf(h.baseline, true))
+			cellOf(h.csc, false), strings.Join(floors, "; "))
+		if h.scenario == "DataL1Hit" {
+			l1Rows = true
+		}
 	}
 	if rs.get("DataZipfBusy", "tiercache/busy", busyHeadlineMode) != nil {
 		n++
@@ -329,6 +427,9 @@ func headline(rs *results) string {
 	}
 	if n == 0 {
 		return "(no data-path benchmarks in this run)\n"
+	}
+	if l1Rows {
+		b.WriteString("\n" + headlineNotes)
 	}
 	return b.String()
 }
@@ -364,27 +465,30 @@ func targets(rs *results) []target {
 		add("L1 hit ≥ 15× faster than go-redis/cache's local hit ("+mode+")", gr/tc >= 15,
 			fmt.Sprintf("%s vs %s: %s", fmtNs(tc), fmtNs(gr), fmtRatio(gr/tc)), ok1 && ok2)
 	}
-	for _, mode := range []string{"Serial", "Parallel"} {
-		a, ok := med("DataL1Hit", "tiercache-Get", mode, "allocs/op")
-		add("L1 hit 0 allocs/op ("+mode+")", a == 0, fmtValue("allocs/op", a)+" allocs/op", ok)
+	for _, c := range []string{"tiercache-Get", "tiercache-Get-pointer"} {
+		for _, mode := range []string{"Serial", "Parallel"} {
+			a, ok := med("DataL1Hit", c, mode, "allocs/op")
+			add("L1 hit 0 allocs/op ("+c+", "+mode+")", a == 0, fmtValue("allocs/op", a)+" allocs/op", ok)
+		}
+	}
+	// atMost adds "what": tiercache's ns/op at most limit × other's, both of scenario sc in mode.
+	atMost := func(what, sc, tiercache, other, mode string, limit float64) {
+		tc, ok1 := med(sc, tiercache, mode, "ns/op")
+		o, ok2 := med(sc, other, mode, "ns/op")
+		add(what, tc <= limit*o, fmt.Sprintf("%s vs %s: %s", fmtNs(tc), fmtNs(o), fmtRatio(tc/o)), ok1 && ok2)
 	}
 	for _, mode := range []string{"Serial", "Parallel"} {
-		tc, ok1 := med("DataL1Hit", "tiercache-Get", mode, "ns/op")
-		rc, ok2 := med("DataL1Hit", "ristretto-Get", mode, "ns/op")
-		add("L1 hit ≤ 1.5× raw ristretto Get ("+mode+")", tc <= 1.5*rc,
-			fmt.Sprintf("%s vs %s: %s", fmtNs(tc), fmtNs(rc), fmtRatio(tc/rc)), ok1 && ok2)
+		atMost("L1 hit ≤ 1× ristretto-Get-pointer (tiercache-Get-pointer, "+mode+")", "DataL1Hit", "tiercache-Get-pointer", "ristretto-Get-pointer", mode, 1)
 	}
-	{
-		tc, ok1 := med("DataL2Hit", "tiercache", "Serial", "ns/op")
-		ru, ok2 := med("DataL2Hit", "rueidis-GET+json", "Serial", "ns/op")
-		add("L2 hit ≤ 1.1× raw rueidis GET + json (Serial)", tc <= 1.1*ru,
-			fmt.Sprintf("%s vs %s: %s", fmtNs(tc), fmtNs(ru), fmtRatio(tc/ru)), ok1 && ok2)
+	atMost("L1 hit ≤ 2× sync.Map (pointer), Serial", "DataL1Hit", "tiercache-Get-pointer", "sync.Map-Load-pointer", "Serial", 2)
+	atMost("L1 hit ≤ 2.5× sync.Map (pointer), Parallel", "DataL1Hit", "tiercache-Get-pointer", "sync.Map-Load-pointer", "Parallel", 2.5)
+	atMost("L2 hit ≤ 1.1× raw rueidis GET + json (Serial)", "DataL2Hit", "tiercache", "rueidis-GET+json", "Serial", 1.1)
+	atMost("L2 hit ≤ 1.05× raw rueidis GET + json (Parallel)", "DataL2Hit", "tiercache", "rueidis-GET+json", "Parallel", 1.05)
+	for _, mode := range []string{"Serial", "Parallel"} {
+		atMost("miss + load ≤ 1.2× rueidis GET + SET + json by hand ("+mode+")", "DataMissLoad", "tiercache", "rueidis-GET+SET+json", mode, 1.2)
 	}
-	{
-		tc, ok1 := med("DataL2Hit", "tiercache", "Parallel", "ns/op")
-		gr, ok2 := med("DataL2Hit", "go-redis-cache", "Parallel", "ns/op")
-		add("L2 hit parallel throughput ≥ go-redis/cache's", tc <= gr,
-			fmt.Sprintf("%s vs %s per op: %s the throughput", fmtNs(tc), fmtNs(gr), fmtRatio(gr/tc)), ok1 && ok2)
+	for _, mode := range []string{"Serial", "Parallel"} {
+		atMost("Set ≤ 1.05× json + rueidis SET ("+mode+")", "DataSet", "tiercache", "rueidis-SET+json", mode, 1.05)
 	}
 	for _, mode := range []string{"Serial", "Parallel"} {
 		tc, ok1 := med("DataZipf", "tiercache", mode, "l1-hit-ratio")
@@ -407,6 +511,18 @@ func targets(rs *results) []target {
 	for _, mode := range []string{"Serial", "Parallel"} {
 		inv, ok := med("DataZipfBusy", "tiercache/busy", mode, "invalidations/unrelated-write")
 		add("invalidations per unrelated write ≈ 0 (≤ 0.01) ("+mode+")", inv <= 0.01, fmt.Sprintf("%.3f", inv), ok)
+	}
+	{
+		tc, ok1 := med(sizeScenario, "entries=100k/tiercache", "", "beyond-value-B/entry")
+		rr, ok2 := med(sizeScenario, "entries=100k/ristretto", "", "beyond-value-B/entry")
+		add("L1 size: beyond-value bytes per entry ≤ 1.3× raw ristretto's (100k entries)", tc <= 1.3*rr,
+			fmt.Sprintf("%.0f B vs %.0f B: %s", tc, rr, fmtRatio(tc/rr)), ok1 && ok2)
+	}
+	for _, entries := range []string{"100k", "1M"} {
+		tc, ok1 := med(sizeScenario, "entries="+entries+"/tiercache", "", "gc-cpu-fraction")
+		rr, ok2 := med(sizeScenario, "entries="+entries+"/ristretto", "", "gc-cpu-fraction")
+		add("L1 size: GC CPU fraction ≤ raw ristretto's + 10% ("+entries+" entries)", tc <= 1.1*rr,
+			fmt.Sprintf("%s vs %s: %s", fmtValue("gc-cpu-fraction", tc), fmtValue("gc-cpu-fraction", rr), fmtRatio(tc/rr)), ok1 && ok2)
 	}
 	for _, c := range []struct{ name, label string }{{"tiercache-auto", "tracking"}, {"tiercache-bus-only", "bus-only"}} {
 		p99, ok := med("DataInvalidation", c.name, "", "p99-ns")

@@ -177,12 +177,21 @@ func (rs *results) get(scenario, contender, mode string) *result {
 }
 
 // reference is the row others in the scenario are compared with: the first tiercache
-// contender of the same mode.
+// contender of the same mode; for a contender named *-pointer (DataL1Hit's floors holding a
+// pointer), the first tiercache*-pointer contender of the mode if there is one, so that
+// pointers are compared with pointers.
 func (rs *results) reference(r *result) *result {
+	var first *result
 	for _, o := range rs.of(r.scenario) {
-		if o.mode == r.mode && strings.HasPrefix(o.contender, "tiercache") {
+		if o.mode != r.mode || !strings.HasPrefix(o.contender, "tiercache") {
+			continue
+		}
+		if !strings.HasSuffix(r.contender, "-pointer") || strings.HasSuffix(o.contender, "-pointer") {
 			return o
 		}
+		if first == nil {
+			first = o
+		}
 	}
-	return nil
+	return first
 }

@@ -6,15 +6,18 @@ import (
 	"strings"
 )
 
-// chartScenarios are the scenarios drawn in results.svg, with their titles.
-var chartScenarios = []struct{ name, title string }{
-	{"DataL1Hit", "L1 hit: a decoded ~300 B struct from process memory"},
-	{"DataL2Hit", "L2 hit: the struct read from Redis and decoded"},
-	{"DataZipf", "Zipf(1.01) 95% reads / 5% writes, 100k keys, two instances, L1 = 1% of the key space"},
+// chartScenarios are the scenarios drawn in results.svg, with their titles and the metric
+// drawn (ns/op unless unit says otherwise).
+var chartScenarios = []struct{ name, title, unit string }{
+	{"DataL1Hit", "L1 hit: a decoded ~300 B struct from process memory", ""},
+	{"DataL2Hit", "L2 hit: the struct read from Redis and decoded", ""},
+	{"DataZipf", "Zipf(1.01) 95% reads / 5% writes, 100k keys, two instances, L1 = 1% of the key space", ""},
+	{sizeScenario, "L1 size: heap bytes per entry beyond the value (a 48 B *Small), at 10k, 100k and 1M entries", "beyond-value-B/entry"},
 }
 
-// chart draws horizontal bars of median ns/op per contender and mode, one panel per scenario
-// of chartScenarios, each panel on its own linear scale. Plain SVG, no dependency.
+// chart draws horizontal bars of median ns/op per contender and mode (or of a panel's unit,
+// per size and contender), one panel per scenario of chartScenarios, each panel on its own
+// linear scale. Plain SVG, no dependency.
 func chart(rs *results) string {
 	const (
 		width   = 960
@@ -33,9 +36,13 @@ func chart(rs *results) string {
 		if len(rows) == 0 {
 			continue
 		}
+		unit := sc.unit
+		if unit == "" {
+			unit = "ns/op"
+		}
 		peak := 0.0
 		for _, r := range rows {
-			if v, ok := r.median("ns/op"); ok && v > peak {
+			if v, ok := r.median(unit); ok && v > peak {
 				peak = v
 			}
 		}
@@ -45,16 +52,20 @@ func chart(rs *results) string {
 		fmt.Fprintf(&body, `<text x="%d" y="%d" class="title">%s</text>`+"\n", margin, y+18, html.EscapeString(sc.title))
 		y += titleH
 		for _, r := range rows {
-			v, ok := r.median("ns/op")
+			v, ok := r.median(unit)
 			if !ok {
 				continue
 			}
-			label := r.contender
+			label, name, shown := r.contender, r.contender, fmtNs(v)
+			if sc.name == sizeScenario {
+				entries, c := sizeRow(r)
+				label, name, shown = entries+" · "+c, c, fmt.Sprintf("%.0f B", v)
+			}
 			if r.mode != "" {
 				label += " · " + strings.ToLower(r.mode)
 			}
 			class := "peer"
-			if strings.HasPrefix(r.contender, "tiercache") {
+			if strings.HasPrefix(name, "tiercache") {
 				class = "ours"
 			}
 			if r.mode == "Parallel" {
@@ -67,12 +78,12 @@ func chart(rs *results) string {
 			}
 			fmt.Fprintf(&body, `<text x="%d" y="%d" class="label">%s</text>`+"\n", labelW-8, y+barH-2, html.EscapeString(label))
 			fmt.Fprintf(&body, `<rect x="%d" y="%d" width="%.1f" height="%d" class="%s"/>`+"\n", labelW, y, w, barH, class)
-			fmt.Fprintf(&body, `<text x="%.1f" y="%d" class="value">%s%s</text>`+"\n", float64(labelW)+w+6, y+barH-2, html.EscapeString(fmtNs(v)), html.EscapeString(extra))
+			fmt.Fprintf(&body, `<text x="%.1f" y="%d" class="value">%s%s</text>`+"\n", float64(labelW)+w+6, y+barH-2, html.EscapeString(shown), html.EscapeString(extra))
 			y += rowH
 		}
 		y += gap
 	}
-	fmt.Fprintf(&body, `<text x="%d" y="%d" class="note">median ns/op (shorter is faster); each panel has its own scale; darker bars: one goroutine, lighter: 16×GOMAXPROCS goroutines</text>`+"\n", margin, y+4)
+	fmt.Fprintf(&body, `<text x="%d" y="%d" class="note">median ns/op (shorter is faster), B/entry in the L1 size panel (shorter is smaller); each panel has its own scale; darker bars: one goroutine, lighter: 16×GOMAXPROCS goroutines</text>`+"\n", margin, y+4)
 	y += margin + 8
 
 	var b strings.Builder
