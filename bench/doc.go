@@ -5,7 +5,8 @@
 // One benchmark per scenario, one sub-benchmark per contender, most of them in a Serial and
 // a Parallel variant: BenchmarkDataL1Hit, BenchmarkDataL2Hit, BenchmarkDataMissLoad,
 // BenchmarkDataSet, BenchmarkDataDeleteReread, BenchmarkDataZipf, BenchmarkDataZipfBusy,
-// BenchmarkDataScale, BenchmarkDataInvalidation (the data path), BenchmarkL1Size (what
+// BenchmarkDataScale, BenchmarkDataInvalidation, BenchmarkDataBatch (a page of 100 keys),
+// BenchmarkDataL1HitTagged (the data path), BenchmarkL1Size (what
 // holding 10k, 100k and 1M entries costs in heap, GC CPU and hit latency), BenchmarkCounter*
 // and BenchmarkImageProxyHit. The contenders are go-redis/cache v9, go-redis v9's own
 // client-side cache, rueidis by hand and with DoCache, and in-process floors (ristretto and

@@ -33,6 +33,8 @@ import (
 //	BenchmarkDataZipfBusy       (busy_test.go) a Zipf reader while another instance writes keys it never reads
 //	BenchmarkDataScale          (scale_test.go) 1, 4 and 16 instances on one Redis: its CPU, the invalidation fan-out
 //	BenchmarkDataInvalidation   (invalidation_test.go) how soon another instance stops serving an old value
+//	BenchmarkDataBatch          (batch_test.go) a page of 100 keys at 100, 90, 50 and 0% L1 hits
+//	BenchmarkDataL1HitTagged    (tags_test.go) an L1 hit of a value with 0, 1 and 3 tags
 //	BenchmarkL1Size             (size_test.go) heap, GC and hit latency with 10k, 100k and 1M entries held
 //
 // The contenders are what a Go service would use instead: go-redis/cache v9 with and without
