@@ -36,8 +36,12 @@ const (
 // request.
 type ProxyOptions struct {
 	// AllowedHosts are the origins the proxy may fetch from: host names ("cdn.example.com"),
-	// IP addresses, or "*.example.com" for every subdomain (not the domain itself). Matching
-	// ignores case and a trailing dot; any port is allowed. An empty list denies everything.
+	// IP addresses ("192.0.2.7", "2001:db8::7" or "[2001:db8::7]"), or "*.example.com" for
+	// every subdomain (not the domain itself), each with an optional port
+	// ("cdn.example.com:8443", "[2001:db8::7]:8080"). An entry without a port allows ports 80
+	// and 443 only; one with a port allows that port only (list an entry twice for both).
+	// Matching ignores case and a trailing dot. An empty list denies everything, and is an
+	// option error.
 	AllowedHosts []string
 
 	// AllowPrivateNetworks lets the proxy connect to loopback, private, link-local and other
@@ -58,6 +62,20 @@ type ProxyOptions struct {
 	// MaxAge is the Cache-Control max-age sent to clients; 0: the remaining life of the
 	// cached entry.
 	MaxAge time.Duration
+
+	// AllowNoCache reports whether r may force an origin fetch with no_cache=1 (or
+	// no_cache=true), for callers you trust, e.g. by a header only your back office sends.
+	// Nil, the default: no_cache is ignored, as any client could otherwise make every
+	// request an origin fetch. It is called only for requests that carry no_cache.
+	AllowNoCache func(r *http.Request) bool
+
+	// KeepQueryParams are the query parameters of image URLs that select another image
+	// ("w", "h", "v"): only they are kept, sorted by name, in the URL the proxy fetches and
+	// caches; every other parameter is dropped, so that ?utm_source=… or ?x=1, ?x=2 … make
+	// neither another origin fetch nor another entry in Redis. Nil, the default: the query is
+	// dropped. A single "*" keeps the whole query as given (for signed URLs, say); each
+	// distinct query string is then another fetch and another entry.
+	KeepQueryParams []string
 
 	// UserAgent is sent to origins. Default "tiercache-image-proxy".
 	UserAgent string
@@ -87,6 +105,14 @@ func (o ProxyOptions) withDefaults() (ProxyOptions, []error) {
 	if o.MaxAge < 0 || o.MaxAge > tiered.MaxTTL {
 		errs = append(errs, fmt.Errorf("MaxAge %v is negative or longer than tiered.MaxTTL", o.MaxAge))
 	}
+	for _, name := range o.KeepQueryParams {
+		switch {
+		case name == "":
+			errs = append(errs, errors.New("ProxyOptions.KeepQueryParams has an empty name"))
+		case name == "*" && len(o.KeepQueryParams) > 1:
+			errs = append(errs, errors.New(`ProxyOptions.KeepQueryParams: "*" keeps every parameter: list no names beside it`))
+		}
+	}
 	if o.UserAgent == "" {
 		o.UserAgent = "tiercache-image-proxy"
 	}
@@ -104,6 +130,7 @@ type Proxy struct {
 	err   error // bad options: every request is a 500
 	log   *zap.Logger
 	hosts hostList
+	query queryRule
 
 	// addrAllowed decides which addresses may be dialled: isPublicAddr, or everything with
 	// AllowPrivateNetworks.
@@ -132,6 +159,7 @@ func NewProxy(c *Cache, opts ProxyOptions) *Proxy {
 	} else {
 		p.hosts = hosts
 	}
+	p.query = newQueryRule(o.KeepQueryParams)
 	if c == nil {
 		problems = append(problems, errors.New("nil *Cache"))
 	} else if c.err != nil {
@@ -212,11 +240,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, err)
 		return
 	}
-	u.Fragment, u.RawFragment = "", ""
+	if dropped := p.query.apply(u); len(dropped) > 0 {
+		p.log.Debug("query parameters dropped from the image url: list them in ProxyOptions.KeepQueryParams to keep them",
+			zap.String("url", u.String()), zap.Strings("dropped", dropped))
+	}
 	key := u.String()
 
 	var e *entry
-	if noCache := q.Get("no_cache"); noCache != "1" && noCache != "true" {
+	if !p.noCache(r, q.Get("no_cache")) {
 		e, err = p.c.get(r.Context(), key)
 		if err != nil && !errors.Is(err, tiered.ErrNotFound) {
 			p.log.Debug("cache read failed: fetching from the origin", zap.String("url", key), zap.Error(err))
@@ -237,6 +268,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.serve(w, r, e, contentType)
+}
+
+// noCache reports whether r asks to bypass the cache and may.
+func (p *Proxy) noCache(r *http.Request, param string) bool {
+	return (param == "1" || param == "true") && p.opts.AllowNoCache != nil && p.opts.AllowNoCache(r)
 }
 
 // serve writes e as contentType, the type its bytes show. It never copies e.data: entries

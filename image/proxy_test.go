@@ -243,21 +243,98 @@ func TestProxyErrorsAreNotCached(t *testing.T) {
 	assert.Equal(t, body, rec.Body.Bytes())
 }
 
-func TestProxyNoCacheRefreshes(t *testing.T) {
+// no_cache is ignored unless ProxyOptions.AllowNoCache trusts the request: any client could
+// otherwise make every request an origin fetch.
+func TestProxyNoCacheIgnoredByDefault(t *testing.T) {
+	e := newCacheEnv(t, Options{})
+	o := newOrigin(t, servePNG(pngBytes(100, 'a')))
+	p := openProxy(t, e, ProxyOptions{}, o)
+	for i := 0; i < 20; i++ {
+		rec := do(t, p, http.MethodGet, "/img?no_cache=1&url="+url.QueryEscape(o.URL+"/a.png"))
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	}
+	assert.EqualValues(t, 1, o.requests.Load(), "origin fetches for 20 requests with no_cache=1")
+}
+
+func TestProxyNoCacheForTrustedRequests(t *testing.T) {
 	e := newCacheEnv(t, Options{})
 	var version atomic.Int32
 	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
 		servePNG(pngBytes(100, byte('a'+version.Load())))(w, r)
 	})
-	p := openProxy(t, e, ProxyOptions{}, o)
+	p := openProxy(t, e, ProxyOptions{AllowNoCache: func(r *http.Request) bool {
+		return r.Header.Get("X-Admin-Token") == "secret"
+	}}, o)
 	u := o.URL + "/a.png"
+	noCache := "/img?no_cache=1&url=" + url.QueryEscape(u)
 	assert.Equal(t, pngBytes(100, 'a'), get(t, p, u).Body.Bytes())
 	version.Store(1)
 	assert.Equal(t, pngBytes(100, 'a'), get(t, p, u).Body.Bytes(), "served from the cache")
-	rec := do(t, p, http.MethodGet, "/img?no_cache=1&url="+url.QueryEscape(u))
+	assert.Equal(t, pngBytes(100, 'a'), do(t, p, http.MethodGet, noCache).Body.Bytes(), "untrusted no_cache is ignored")
+	assert.Equal(t, pngBytes(100, 'a'), do(t, p, http.MethodGet, noCache, "X-Admin-Token", "wrong").Body.Bytes())
+	assert.EqualValues(t, 1, o.requests.Load())
+	rec := do(t, p, http.MethodGet, noCache, "X-Admin-Token", "secret")
 	assert.Equal(t, pngBytes(100, 'b'), rec.Body.Bytes())
 	assert.Equal(t, pngBytes(100, 'b'), get(t, p, u).Body.Bytes(), "the cache was refreshed")
 	assert.EqualValues(t, 2, o.requests.Load())
+}
+
+// imageKeys counts the images in Redis.
+func imageKeys(t *testing.T, e *env) int {
+	t.Helper()
+	keys, err := e.s.Do("KEYS", "t:img@*").AsStrSlice()
+	require.NoError(t, err)
+	return len(keys)
+}
+
+// Parameters of the proxy request other than url, and parameters of the image URL that the
+// operator did not list, neither make another origin fetch nor another entry in Redis.
+func TestProxyJunkParametersMakeNoEntries(t *testing.T) {
+	e := newCacheEnv(t, Options{})
+	var queries sync.Map // query strings the origin saw
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		queries.Store(r.URL.RawQuery, true)
+		servePNG(pngBytes(100, 'q'))(w, r)
+	})
+	p := openProxy(t, e, ProxyOptions{}, o)
+	for i := 0; i < 10; i++ {
+		rec := do(t, p, http.MethodGet, "/img?url="+url.QueryEscape(o.URL+"/a.png")+"&x="+strconv.Itoa(i))
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		rec = get(t, p, o.URL+"/a.png?x="+strconv.Itoa(i)+"#frag")
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	}
+	assert.EqualValues(t, 1, o.requests.Load(), "origin fetches")
+	assert.Equal(t, 1, imageKeys(t, e), "images in Redis")
+	_, sawQuery := queries.Load("")
+	assert.True(t, sawQuery, "the origin was asked without the query")
+
+	// The operator lists the parameters that select another image: only those count, in
+	// any order.
+	e = newCacheEnv(t, Options{})
+	o.requests.Store(0)
+	queries.Clear()
+	p = openProxy(t, e, ProxyOptions{KeepQueryParams: []string{"w", "h"}}, o)
+	for i, q := range []string{"w=200", "w=200&x=1", "x=2&w=200", "w=200&utm_source=a", "w=200&h=100", "h=100&w=200&x=3", "w=400"} {
+		rec := get(t, p, o.URL+"/a.png?"+q)
+		require.Equal(t, http.StatusOK, rec.Code, "#%d %s: %s", i, q, rec.Body.String())
+	}
+	assert.EqualValues(t, 3, o.requests.Load(), "origin fetches: w=200, h=100&w=200, w=400")
+	assert.Equal(t, 3, imageKeys(t, e), "images in Redis")
+	for _, q := range []string{"w=200", "h=100&w=200", "w=400"} {
+		_, ok := queries.Load(q)
+		assert.True(t, ok, "the origin was asked for ?%s", q)
+	}
+
+	// "*" keeps the whole query, as given.
+	e = newCacheEnv(t, Options{})
+	o.requests.Store(0)
+	p = openProxy(t, e, ProxyOptions{KeepQueryParams: []string{"*"}}, o)
+	for _, q := range []string{"sig=a%2Bb&w=1", "w=1&sig=a%2Bb", "sig=a%2Bb&w=1"} {
+		require.Equal(t, http.StatusOK, get(t, p, o.URL+"/a.png?"+q).Code)
+	}
+	assert.EqualValues(t, 2, o.requests.Load())
+	_, ok := queries.Load("w=1&sig=a%2Bb")
+	assert.True(t, ok, "the query is sent as given")
 }
 
 func TestProxyConcurrentMissesFetchOnce(t *testing.T) {
@@ -335,7 +412,10 @@ func TestProxyBadOptionsAndClose(t *testing.T) {
 		{AllowedHosts: []string{"a/b"}},
 		{AllowedHosts: []string{"a"}, Timeout: -1},
 		{AllowedHosts: []string{"a"}, TTL: -1},
+		{AllowedHosts: []string{"a"}, KeepQueryParams: []string{""}},
+		{AllowedHosts: []string{"a"}, KeepQueryParams: []string{"*", "w"}},
 	} {
+		require.ErrorIs(t, newProxy(t, e.ic, opts).Err(), ErrInvalidOptions, "%+v", opts)
 		assertPlainError(t, get(t, newProxy(t, e.ic, opts), "http://a/x.png"), 500, "misconfigured")
 	}
 	assertPlainError(t, get(t, newProxy(t, nil, ProxyOptions{AllowedHosts: []string{"a"}}), "http://a/x.png"), 500, "misconfigured")
