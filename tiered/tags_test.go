@@ -196,6 +196,7 @@ func TestFailSafeNeverServesAnInvalidatedTag(t *testing.T) {
 	// With Redis down too.
 	v, err = g.GetOrLoad(ctx, "k2", func(context.Context) (string, error) { return "v2", nil }, tiered.Tags("t2"))
 	require.NoError(t, err)
+	require.Equal(t, "v2", v)
 	require.NoError(t, c.InvalidateTags(ctx, "t2"))
 	s.Stop()
 	_, err = g.GetOrLoad(ctx, "k2", failing)
