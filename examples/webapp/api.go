@@ -19,17 +19,23 @@ import (
 
 // The cache use of the original site, group by group (names and TTLs from its design):
 //
-//	data:articles:page  5 min   the IDs of a page of the article list, key Key(page, perPage)
-//	data:article        5 min   one article, key Key(id); a missing ID is cached as a miss (1 min)
+//	data:articles:list  5 min   a page of the article list as served, key Key(page, perPage),
+//	                            tagged article:<id> for each article it shows
+//	data:articles:page  5 min   the IDs of a page of the list, key Key(page, perPage)
+//	data:article        5 min   one article, key Key(id), tagged article:<id>; a missing ID is
+//	                            cached as a miss (1 min)
 //	user:profile        10 min  one user's public profile, key Key(id); misses cached too
 //	count:article:<id>:likes    the like counter, in Redis only, mirroring the likes table (1 min)
 //
-// A page of the list is its IDs, then its articles and their authors in one GetOrLoadMany
-// each: a cold page costs three queries, whatever its length, and a warm one none. Caching the
-// IDs rather than the articles means an edit invalidates one entry, not every page that shows
-// it. Reads go through the cache: L1, then Redis, then the database. Writes go to the database
-// first, then invalidate what they changed on every instance. When Redis is down, the loaders
-// answer from the database and counter errors fall back to counting in the database.
+// A warm page of the list is one entry. A cold one is built from its IDs, then its articles
+// and their authors in one GetOrLoadMany each: three queries at most, whatever its length, and
+// none for what those groups hold. An edit of an article invalidates its tag: the article and
+// every list page that shows it are dropped on every instance, and the pages that do not show
+// it stay; the rebuilt pages find their IDs and the other articles cached, and load only the
+// edited row. Reads go through the cache: L1, then Redis, then the database. Writes go to the
+// database first, then invalidate what they changed on every instance. When Redis is down,
+// the loaders answer from the database and counter errors fall back to counting in the
+// database.
 
 const (
 	listTTL        = 5 * time.Minute
@@ -45,6 +51,8 @@ const (
 type api struct {
 	log      *zap.Logger
 	db       *store
+	c        *tiered.Cache
+	lists    *tiered.Group[[]listItem]
 	pages    *tiered.Group[[]int64]
 	articles *tiered.Group[Article]
 	profiles *tiered.Group[User]
@@ -55,6 +63,8 @@ func newAPI(c *tiered.Cache, db *store, opts tiered.Options, log *zap.Logger) *a
 	return &api{
 		log:      log,
 		db:       db,
+		c:        c,
+		lists:    tiered.NewGroup[[]listItem](c, "data:articles:list", listTTL),
 		pages:    tiered.NewGroup[[]int64](c, "data:articles:page", listTTL),
 		articles: tiered.NewGroup[Article](c, "data:article", articleTTL, tiered.WithNotFoundTTL(notFoundTTL)),
 		profiles: tiered.NewGroup[User](c, "user:profile", profileTTL, tiered.WithNotFoundTTL(notFoundTTL)),
@@ -91,18 +101,34 @@ func (a *api) listArticles(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	ctx := r.Context()
-	ids, err := a.pages.GetOrLoad(ctx, a.pages.Key(page, perPage), func(ctx context.Context) ([]int64, error) {
-		return a.db.pageIDs(ctx, page, perPage)
+	list, err := a.lists.GetOrLoad(r.Context(), a.lists.Key(page, perPage), func(ctx context.Context) ([]listItem, error) {
+		return a.buildPage(ctx, page, perPage)
 	})
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	arts, err := loadByID(ctx, a.articles, ids, a.db.articles)
+	writeJSON(w, http.StatusOK, map[string]any{"page": page, "per_page": perPage, "articles": list})
+}
+
+// buildPage is the loader of a list page: its IDs, then its articles and their authors.
+func (a *api) buildPage(ctx context.Context, page, perPage int) ([]listItem, error) {
+	ids, err := a.pages.GetOrLoad(ctx, a.pages.Key(page, perPage), func(ctx context.Context) ([]int64, error) {
+		return a.db.pageIDs(ctx, page, perPage)
+	})
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
+	}
+	// The page shows these articles: tag it with them before reading them, so that an edit
+	// from now on drops the page, even one made while it is being built.
+	tags := make([]string, len(ids))
+	for i, id := range ids {
+		tags[i] = articleTag(id)
+	}
+	tiered.AddTags(ctx, tags...)
+	arts, err := loadByID(ctx, a.articles, ids, a.db.articles, articleTag)
+	if err != nil {
+		return nil, err
 	}
 	authorIDs := make([]int64, 0, len(arts))
 	for _, id := range ids {
@@ -110,10 +136,9 @@ func (a *api) listArticles(w http.ResponseWriter, r *http.Request) {
 			authorIDs = append(authorIDs, art.AuthorID)
 		}
 	}
-	authors, err := loadByID(ctx, a.profiles, authorIDs, a.db.users)
+	authors, err := loadByID(ctx, a.profiles, authorIDs, a.db.users, nil)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	list := make([]listItem, 0, len(ids))
 	for _, id := range ids {
@@ -121,13 +146,16 @@ func (a *api) listArticles(w http.ResponseWriter, r *http.Request) {
 			list = append(list, listItem{Article: art, Author: authors[art.AuthorID]})
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"page": page, "per_page": perPage, "articles": list})
+	return list, nil
 }
+
+// articleTag is the tag of everything that shows article id: the article and the list pages.
+func articleTag(id int64) string { return "article:" + strconv.FormatInt(id, 10) }
 
 // loadByID reads the rows of ids through g in one batch: what neither cache tier holds is
 // loaded by one call of query, which returns the rows it found. IDs it does not return are
-// cached as misses.
-func loadByID[T any](ctx context.Context, g *tiered.Group[T], ids []int64, query func(context.Context, []int64) (map[int64]T, error)) (map[int64]T, error) {
+// cached as misses. tag, if not nil, gives the tag of each row.
+func loadByID[T any](ctx context.Context, g *tiered.Group[T], ids []int64, query func(context.Context, []int64) (map[int64]T, error), tag func(int64) string) (map[int64]T, error) {
 	keys := make([]string, len(ids))
 	idOf := make(map[string]int64, len(ids))
 	for i, id := range ids {
@@ -138,6 +166,9 @@ func loadByID[T any](ctx context.Context, g *tiered.Group[T], ids []int64, query
 		want := make([]int64, len(missing))
 		for i, k := range missing {
 			want[i] = idOf[k]
+			if tag != nil {
+				tiered.AddTagsFor(ctx, k, tag(want[i])) // before the query, as AddTags asks
+			}
 		}
 		rows, err := query(ctx, want)
 		if err != nil {
@@ -173,7 +204,7 @@ func (a *api) getArticle(w http.ResponseWriter, r *http.Request) {
 	}
 	art, err := a.articles.GetOrLoad(r.Context(), a.articles.Key(id), func(ctx context.Context) (Article, error) {
 		return notFound(a.db.article(ctx, id))
-	})
+	}, tiered.Tags(articleTag(id)))
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -208,6 +239,7 @@ func (a *api) createArticle(w http.ResponseWriter, r *http.Request) {
 	// Every page of the list may have changed: drop them all, on every instance, in O(1). And
 	// someone may have asked for this ID before it existed: its cached miss goes.
 	a.invalidate(r.Context(), "clear article pages", a.pages.Clear(r.Context()))
+	a.invalidate(r.Context(), "clear article lists", a.lists.Clear(r.Context()))
 	a.invalidate(r.Context(), "delete article", a.articles.Delete(r.Context(), a.articles.Key(art.ID)))
 	w.Header().Set("Location", fmt.Sprintf("/api/articles/%d", art.ID))
 	writeJSON(w, http.StatusCreated, art)
@@ -237,8 +269,9 @@ func (a *api) updateArticle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The database first, then the cache: a reader that loads between the two gets the
-	// new row. The pages hold IDs, and an edit moves no article: they stay.
-	a.invalidate(r.Context(), "delete article", a.articles.Delete(r.Context(), a.articles.Key(id)))
+	// new row. The article and the list pages that show it go, on every instance; the other
+	// pages, and the pages' IDs (an edit moves no article), stay.
+	a.invalidate(r.Context(), "invalidate article tag", a.c.InvalidateTags(r.Context(), articleTag(id)))
 	writeJSON(w, http.StatusOK, art)
 }
 

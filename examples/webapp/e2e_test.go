@@ -46,7 +46,7 @@ func TestWebappEndToEnd(t *testing.T) {
 	require.NoError(t, err)
 
 	env := []string{"REDIS_URL=" + redis.URL(), "CACHE_KEY_PREFIX=e2e:", "CACHE_DEFAULT_TIMEOUT=300"}
-	args := []string{"-db", filepath.Join(dir, "site.db"), "-image-hosts", originURL.Hostname(), "-image-allow-private",
+	args := []string{"-db", filepath.Join(dir, "site.db"), "-image-hosts", originURL.Host, "-image-allow-private",
 		"-redis-timeout", "500ms"} // generous (CI runs every package under -race at once), yet each call to a dead Redis costs it
 	a := startWebapp(t, bin, "A", env, args...)
 	b := startWebapp(t, bin, "B", env, args...)
@@ -132,7 +132,7 @@ func TestWebappEndToEnd(t *testing.T) {
 			b.getJSON(t, "/api/articles/5", http.StatusOK, &v)
 			return v.Title == title
 		}, time.Second, 5*time.Millisecond, "B still serves the old title a second after the update")
-		// The update cleared the list on every instance too.
+		// The list pages that show it were dropped on every instance too.
 		require.Eventually(t, func() bool {
 			var p articlePage
 			b.getJSON(t, "/api/articles?page=1&per_page=50", http.StatusOK, &p)
@@ -143,6 +143,38 @@ func TestWebappEndToEnd(t *testing.T) {
 			}
 			return false
 		}, time.Second, 5*time.Millisecond, "B's article list still has the old title a second after the update")
+	})
+
+	t.Run("EditDropsOnlyTheListPagesThatShowIt", func(t *testing.T) {
+		const shows, other = "/api/articles?page=2&per_page=5", "/api/articles?page=3&per_page=5"
+		var old articlePage
+		for _, in := range []*webapp{a, b} {
+			in.getJSON(t, shows, http.StatusOK, &old)
+			in.getJSON(t, other, http.StatusOK, &articlePage{})
+		}
+		require.Len(t, old.Articles, 5)
+		edited := old.Articles[2]
+		title := "Tagged edit at " + time.Now().Format(time.RFC3339Nano)
+		a.doJSON(t, http.MethodPut, "/api/articles/"+strconv.FormatInt(edited.ID, 10), `{"title":`+strconv.Quote(title)+`}`, http.StatusOK, &Article{})
+
+		before := a.dbQueries(t) + b.dbQueries(t)
+		for _, in := range []*webapp{a, b} {
+			require.Eventually(t, func() bool {
+				var p articlePage
+				in.getJSON(t, shows, http.StatusOK, &p)
+				return len(p.Articles) == 5 && p.Articles[2].ID == edited.ID && p.Articles[2].Title == title
+			}, time.Second, 5*time.Millisecond, "%s still serves the list page with the old title a second after the edit", in.name)
+		}
+		assert.Equal(t, int64(1), a.dbQueries(t)+b.dbQueries(t)-before,
+			"the page that shows the article is rebuilt once, for both instances, from its cached IDs and articles and the edited row")
+
+		before = a.dbQueries(t) + b.dbQueries(t)
+		for _, in := range []*webapp{a, b} {
+			var p articlePage
+			in.getJSON(t, other, http.StatusOK, &p)
+			require.Len(t, p.Articles, 5)
+		}
+		assert.Equal(t, before, a.dbQueries(t)+b.dbQueries(t), "the page that does not show the article stays cached on both instances")
 	})
 
 	likesBefore := int64(-1)

@@ -18,10 +18,10 @@
 //
 // Endpoints:
 //
-//	GET  /api/articles?page=&per_page=   a page of articles with their authors (IDs in data:articles:page, 5 min)
-//	POST /api/articles                   {"title","body","author_id"}: create; clears the page group
+//	GET  /api/articles?page=&per_page=   a page of articles with their authors (data:articles:list, 5 min)
+//	POST /api/articles                   {"title","body","author_id"}: create; clears the list groups
 //	GET  /api/articles/{id}              an article (group data:article, 5 min) and its like count
-//	PUT  /api/articles/{id}              {"title"?,"body"?}: update; deletes the article
+//	PUT  /api/articles/{id}              {"title"?,"body"?}: update; invalidates the tag article:<id>
 //	POST /api/articles/{id}/like         [{"user_id"}]: a like; counter count:article:<id>:likes
 //	GET  /api/users/{id}                 a user's profile (group user:profile, 10 min)
 //	GET  /proxy/image?url=               the image proxy, for hosts listed in -image-hosts
@@ -107,7 +107,7 @@ func parseConfig(args []string) (config, error) {
 	keyPrefix := fs.String("key-prefix", "", "prefix of every Redis key (default $CACHE_KEY_PREFIX, else "+defaultKeyPrefix+")")
 	defaultTTL := fs.Duration("default-ttl", 0, "TTL of cache entries without their own (default $CACHE_DEFAULT_TIMEOUT seconds, else 5m)")
 	fs.DurationVar(&cfg.cache.Timeout, "redis-timeout", tiered.DefaultTimeout, "deadline of each Redis call, cache and counters")
-	imageHosts := fs.String("image-hosts", "", "comma-separated hosts the image proxy may fetch from (*.example.com for subdomains); empty denies all")
+	imageHosts := fs.String("image-hosts", "", "comma-separated hosts the image proxy may fetch from, each host or host:port (without a port: 80 and 443; *.example.com for subdomains); empty denies all")
 	fs.BoolVar(&cfg.imageAllowPrivate, "image-allow-private", false, "let the image proxy connect to loopback and private addresses (origins on your own network, tests)")
 	fs.BoolVar(&cfg.dev, "dev", false, "human-readable debug logs instead of JSON")
 	startWithoutRedis := fs.Bool("start-without-redis", false, "start even if Redis (standalone) does not answer yet; the cache connects when it does")

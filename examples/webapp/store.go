@@ -107,8 +107,25 @@ var (
 
 // migrate creates the tables, and seeds them when they are empty. It runs in one immediate
 // transaction: of several instances starting on one file, the first seeds and the others
-// find the rows.
+// find the rows. SQLite answers SQLITE_BUSY without waiting where waiting could deadlock (a
+// new file's first connections switching it to WAL at once): migrate then tries again, until
+// ctx ends.
 func (s *store) migrate(ctx context.Context) (seeded bool, err error) {
+	for {
+		seeded, err = s.migrateOnce(ctx)
+		var se *sqlite.Error
+		if !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY {
+			return seeded, err
+		}
+		select {
+		case <-ctx.Done():
+			return false, fmt.Errorf("%w (gave up: %w)", err, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (s *store) migrateOnce(ctx context.Context) (seeded bool, err error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return false, err
