@@ -19,19 +19,25 @@
 // returns a fresh copy, so neither side can change what the cache holds.
 //
 // Every image may have its own TTL (Set's ttl, ProxyOptions.TTL): each is stored with it
-// through tiered's per-call TTL, in the one group "img".
+// through tiered's per-call TTL, in the one group "img". Set accepts only raster images,
+// recognised by their bytes (see [Cache.Set]).
 //
 // # Proxy
 //
-// NewProxy returns an http.Handler for GET and HEAD ?url=<image url>[&no_cache=1] that
-// fetches images from allowed origins, caches them, and serves them with a strong ETag,
-// Cache-Control, Range and conditional-request support.
+// NewProxy returns an http.Handler for GET and HEAD ?url=<image url> that fetches images from
+// allowed origins, caches them, and serves them with a strong ETag, Cache-Control, Range and
+// conditional-request support. Its cache key is the URL as fetched: canonical host and port,
+// no fragment, and only the query parameters ProxyOptions.KeepQueryParams lists (none by
+// default), so that junk parameters make neither origin fetches nor Redis entries. A
+// no_cache=1 parameter forces an origin fetch only for requests ProxyOptions.AllowNoCache
+// trusts, and is ignored otherwise.
 //
 // The proxy refuses server-side request forgery at every step where a URL or an address
 // appears:
 //
-//  1. The request's URL: only http and https, no user info, the host must be on
-//     ProxyOptions.AllowedHosts (an empty list denies everything). Numeric host forms that
+//  1. The request's URL: only http and https, no user info, and the host must be on
+//     ProxyOptions.AllowedHosts with its port: 80 or 443 for an entry without a port, the
+//     entry's own port otherwise (an empty list is an option error). Numeric host forms that
 //     resolvers accept (0x7f000001, 2130706433, 127.1, 0177.0.0.1, [::ffff:127.0.0.1]) are
 //     decoded here, never sent to DNS, and "localhost" names are treated as loopback; a
 //     non-public address is refused before any I/O.
@@ -44,19 +50,33 @@
 //     address.
 //
 // Environment proxies (HTTP_PROXY) are not used: they would make the dialled address the
-// proxy's. "Not public" means loopback, private (RFC 1918, fc00::/7), link-local (including
-// the 169.254.169.254 cloud metadata address), CGNAT 100.64.0.0/10, multicast, unspecified,
-// reserved and documentation ranges, and IPv6 forms that embed an IPv4 address (IPv4-mapped,
-// NAT64, 6to4, Teredo) whose IPv4 address is not public. ProxyOptions.AllowPrivateNetworks
-// turns the address checks off (for origins on your own network, and for tests).
+// proxy's. "Not public" means every entry of the IANA IPv4 and IPv6 Special-Purpose Address
+// Registries that is not globally reachable (loopback, private, link-local with the
+// 169.254.169.254 cloud metadata address, CGNAT 100.64.0.0/10, documentation, benchmarking,
+// the 6to4 relay anycast 192.88.99.0/24, Teredo, …), multicast, reserved space, and all of
+// IPv6 outside 2000::/3, which includes all of ::/8 (the IPv4-compatible and SIIT
+// ::ffff:0:0/96 forms among it). IPv4-mapped addresses are judged as IPv4, and NAT64
+// (64:ff9b::/96) and 6to4 (2002::/16) addresses by the IPv4 address they embed. ranges.go
+// lists each range with its registry entry. ProxyOptions.AllowPrivateNetworks turns the
+// address checks off (for origins on your own network, and for tests).
 //
-// The origin's response must be 200 with an image/* Content-Type, confirmed by
-// http.DetectContentType on its first bytes; the sniffed type is what the proxy serves. SVG
-// is refused (415): it can carry script, and the proxy serves images under the site's own
-// origin. A body larger than the cache's MaxImageBytes is a 413. Concurrent misses of one URL
-// share one origin fetch, which ends when every request waiting for it has gone (or at the
-// proxy's Timeout, or on Close). Errors are plain text, never cached, and marked no-store.
-// When Redis is unavailable the proxy keeps serving by fetching from the origin.
+// The proxy serves only raster images it recognises by their first bytes (PNG, JPEG, GIF,
+// WebP, AVIF, BMP and ICO), under the type the bytes show, whatever the origin or a cached
+// entry declares: an origin's answer must be 200 or 203 with an image/* Content-Type other
+// than SVG (which can carry script) and bytes of one of these formats, else it is a 415, and
+// a cached entry that is not one of them is refused as well. Every answer, image or error,
+// carries Content-Security-Policy: default-src 'none'; sandbox and X-Content-Type-Options:
+// nosniff. A body larger than the cache's MaxImageBytes is a 413. Concurrent misses of one
+// URL share one origin fetch, which ends when every request waiting for it has gone (or at
+// the proxy's Timeout, or on Close). When Redis is unavailable the proxy keeps serving by
+// fetching from the origin.
+//
+// Errors are plain text, never cached (no-store), and tell the client only the class of the
+// failure, one fixed text per status ("image proxy: url not allowed", "image proxy: origin
+// failed", "image proxy: origin timed out", "image proxy: image too large", …): no address,
+// DNS or dial error, option name or limit. Only a bad URL's reason (400), which is about what
+// the client sent, is given. The cause goes to ProxyOptions.Logger: the guard's refusals at
+// Info, each naming the option that would allow the request, origin failures at Debug.
 //
 // A Proxy owns an HTTP transport and the fetches in flight: Close it when done.
 package image

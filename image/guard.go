@@ -19,7 +19,8 @@ import (
 // errBlocked marks a refusal by the guard: the proxy answers 403.
 var errBlocked = errors.New("image: blocked")
 
-// blockedError is a refusal by the guard, with the reason shown to the client.
+// blockedError is a refusal by the guard. Its reason, for the operator's log, names the
+// option that would allow the request; the client is told only msgNotAllowed.
 type blockedError struct{ reason string }
 
 func (e *blockedError) Error() string { return "image proxy: " + e.reason }
@@ -30,6 +31,8 @@ func (e *blockedError) Is(target error) bool {
 // errBadURL marks a URL that cannot be fetched at all: the proxy answers 400.
 var errBadURL = errors.New("image: bad url")
 
+// badURLError is a URL that is bad as written. Its reason, about the URL only, is the
+// client's answer when the client sent it, and an origin failure after a redirect.
 type badURLError struct{ reason string }
 
 func (e *badURLError) Error() string        { return "image proxy: " + e.reason }

@@ -80,8 +80,20 @@ type ProxyOptions struct {
 	// UserAgent is sent to origins. Default "tiercache-image-proxy".
 	UserAgent string
 
-	// Logger receives what is not returned to the client: Redis failures (debug, the proxy
-	// then works without its cache) and origin errors (debug). Default: no logging.
+	// Logger receives what the proxy does not tell clients. A client gets a short text per
+	// status ("image proxy: url not allowed", "image proxy: origin failed", …) and never an
+	// address, a DNS or dial error, an option name or a limit; the logger gets the why, with
+	// the image URL (its password redacted) as the field "url":
+	//   - Info: the guard's refusals (403), each naming the option that would allow the
+	//     request: AllowedHosts (with the entry to add, for a port) or AllowPrivateNetworks.
+	//   - Debug: origin failures (502, 504, and 413 or 415 for what the origin sent: its
+	//     status, the DNS or dial error, the size or the type), bad image URLs (400, whose
+	//     reason the client is told too), Redis failures (the proxy then works without its
+	//     cache) and query parameters dropped by KeepQueryParams.
+	//   - Warn: a cached entry that is not a raster image, refused with 415.
+	//   - Error: a panic in an origin fetch (500), and requests refused for bad options.
+	//
+	// Default: no logging.
 	Logger *zap.Logger
 }
 
@@ -208,9 +220,15 @@ func (p *Proxy) Close() error {
 
 func (p *Proxy) checkRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) > p.opts.MaxRedirects {
-		return &originError{reason: fmt.Sprintf("more than %d redirects", p.opts.MaxRedirects)}
+		return &originError{reason: fmt.Sprintf("more than %d redirects: raise ProxyOptions.MaxRedirects to follow more", p.opts.MaxRedirects)}
 	}
-	return p.checkURL(req.URL)
+	err := p.checkURL(req.URL)
+	var ue *badURLError
+	if errors.As(err, &ue) {
+		// The origin's Location is bad, not the client's URL: an origin failure.
+		return &originError{reason: "redirect to a bad url: " + ue.reason}
+	}
+	return err
 }
 
 // ServeHTTP implements http.Handler.
@@ -220,13 +238,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusMethodNotAllowed, "image proxy: method "+r.Method+" not allowed: use GET or HEAD")
 		return
 	}
-	if p.err != nil {
-		p.log.Error("misconfigured proxy: refusing the request", zap.Error(p.err))
-		fail(w, http.StatusInternalServerError, "image proxy: misconfigured (see Proxy.Err)")
-		return
-	}
 	q := r.URL.Query()
 	raw := q.Get("url")
+	if p.err != nil {
+		p.log.Error("misconfigured proxy: refusing the request (see Proxy.Err)", zap.String("url", raw), zap.Error(p.err))
+		fail(w, http.StatusInternalServerError, msgMisconfigured)
+		return
+	}
 	if raw == "" {
 		fail(w, http.StatusBadRequest, "image proxy: missing url parameter")
 		return
@@ -237,7 +255,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := p.checkURL(u); err != nil {
-		p.fail(w, r, err)
+		p.fail(w, r, u, err)
 		return
 	}
 	if dropped := p.query.apply(u); len(dropped) > 0 {
@@ -255,7 +273,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if e == nil {
 		if e, err = p.fetchShared(r.Context(), u, key); err != nil {
-			p.fail(w, r, err)
+			p.fail(w, r, u, err)
 			return
 		}
 	}
@@ -302,18 +320,31 @@ func (p *Proxy) fetchShared(ctx context.Context, u *url.URL, key string) (*entry
 
 var errProxyClosed = errors.New("image: proxy closed")
 
-// originError is a failed origin fetch: 502.
+// What clients are told: one short text per status, the same whatever the cause. The cause
+// goes to the logger (see ProxyOptions.Logger).
+const (
+	msgNotAllowed    = "image proxy: url not allowed"
+	msgOriginFailed  = "image proxy: origin failed"
+	msgTimedOut      = "image proxy: origin timed out"
+	msgTooLarge      = "image proxy: image too large"
+	msgMisconfigured = "image proxy: misconfigured"
+	// msgNotImage answers content that is not an accepted raster image.
+	msgNotImage = "image proxy: unsupported media type: only " + rasterFormats + " images are served"
+)
+
+// originError is a failed origin fetch: 502. reason is for the log.
 type originError struct{ reason string }
 
 func (e *originError) Error() string { return "image proxy: origin failed: " + e.reason }
 
-// statusError carries its own status: 413 and 415.
+// statusError is a refusal of what the origin sent, with its own status: 413 or 415.
 type statusError struct {
 	status int
-	msg    string
+	msg    string // the client's text: msgTooLarge or msgNotImage
+	detail string // the log's
 }
 
-func (e *statusError) Error() string { return e.msg }
+func (e *statusError) Error() string { return e.msg + ": " + e.detail }
 
 // fetch gets u from the origin, checks that it is an image, and stores it.
 func (p *Proxy) fetch(ctx context.Context, u *url.URL, key string) (*entry, error) {
@@ -331,10 +362,10 @@ func (p *Proxy) fetch(ctx context.Context, u *url.URL, key string) (*entry, erro
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNonAuthoritativeInfo {
-		return nil, &originError{reason: "status " + resp.Status}
+		return nil, &originError{reason: "the origin answered " + resp.Status}
 	}
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	if err := acceptableType(mt, "origin Content-Type"); err != nil {
+	if err := acceptableType(mt); err != nil {
 		return nil, err
 	}
 	limit := p.c.MaxImageBytes()
@@ -354,7 +385,7 @@ func (p *Proxy) fetch(ctx context.Context, u *url.URL, key string) (*entry, erro
 	data := buf.Bytes()
 	sniffed, ok := sniffRaster(data)
 	if !ok {
-		return nil, &statusError{http.StatusUnsupportedMediaType, msgNotImage}
+		return nil, &statusError{http.StatusUnsupportedMediaType, msgNotImage, "the origin's bytes are not " + orList(rasterFormats)}
 	}
 	e, err := p.c.set(context.WithoutCancel(ctx), key, data, sniffed, p.opts.TTL)
 	if err != nil {
@@ -368,62 +399,83 @@ func (p *Proxy) fetch(ctx context.Context, u *url.URL, key string) (*entry, erro
 	return e, nil
 }
 
-// msgNotImage answers content that is not an accepted raster image.
-const msgNotImage = "image proxy: unsupported media type: only " + rasterFormats + " images are served"
-
 // acceptableType accepts the origin's image/* media types except SVG, which can carry
 // script: the first filter, before the body is read and sniffed.
-func acceptableType(mediaType, what string) error {
+func acceptableType(mediaType string) error {
 	mt, _, _ := strings.Cut(mediaType, ";")
 	mt = strings.TrimSpace(strings.ToLower(mt))
 	switch {
 	case mt == "image/svg+xml":
-		return &statusError{http.StatusUnsupportedMediaType, "image proxy: unsupported media type: SVG images are refused (they can carry script)"}
+		return &statusError{http.StatusUnsupportedMediaType, msgNotImage, "the origin's Content-Type is SVG, refused as it can carry script"}
 	case !strings.HasPrefix(mt, "image/"):
 		if mt == "" {
 			mt = "none"
 		}
-		return &statusError{http.StatusUnsupportedMediaType, fmt.Sprintf("image proxy: unsupported media type: not an image: %s is %s", what, mt)}
+		return &statusError{http.StatusUnsupportedMediaType, msgNotImage, "the origin's Content-Type is " + mt + ", not an image"}
 	}
 	return nil
 }
 
 func tooLarge(limit int64) error {
-	return &statusError{http.StatusRequestEntityTooLarge, fmt.Sprintf("image proxy: image larger than %d bytes", limit)}
+	return &statusError{http.StatusRequestEntityTooLarge, msgTooLarge,
+		fmt.Sprintf("the origin's image is larger than %d bytes: raise Options.MaxImageBytes of the image Cache to allow it", limit)}
 }
 
-// fail answers err: the guard's refusals 403, bad URLs 400, timeouts 504, other origin
-// failures 502.
-func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, err error) {
+// fail answers err with its status and the short text of its class, and logs the cause with
+// the image URL u: the guard's refusals (403) at Info, origin failures at Debug, panics at
+// Error. Only a bad URL's reason (400), about what the client sent, reaches the client.
+func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, u *url.URL, err error) {
 	var (
 		se *statusError
 		be *blockedError
 		ue *badURLError
 		oe *originError
 	)
+	at := zap.String("url", u.Redacted())
+	err = redactRedirect(err)
 	switch {
 	case errors.As(err, &be):
-		fail(w, http.StatusForbidden, be.Error())
+		p.log.Info("image url refused", at, zap.Error(err))
+		fail(w, http.StatusForbidden, msgNotAllowed)
 	case errors.As(err, &ue):
+		p.log.Debug("bad image url", at, zap.Error(err))
 		fail(w, http.StatusBadRequest, ue.Error())
 	case errors.As(err, &se):
+		p.log.Debug("origin answer refused", at, zap.Error(err))
 		fail(w, se.status, se.msg)
 	case errors.As(err, &oe):
-		fail(w, http.StatusBadGateway, oe.Error())
+		p.log.Debug("origin fetch failed", at, zap.Error(err))
+		fail(w, http.StatusBadGateway, msgOriginFailed)
 	case errors.Is(err, errProxyClosed):
 		fail(w, http.StatusServiceUnavailable, "image proxy: shutting down")
 	case errors.As(err, new(*tiered.PanicError)):
-		p.log.Error("origin fetch panicked", zap.Error(err))
+		p.log.Error("origin fetch panicked", at, zap.Error(err))
 		fail(w, http.StatusInternalServerError, "image proxy: internal error")
 	case r.Context().Err() != nil:
 		// The client went away: nobody reads the answer.
 		fail(w, http.StatusServiceUnavailable, "image proxy: request cancelled")
 	case isTimeout(err):
-		fail(w, http.StatusGatewayTimeout, "image proxy: origin timed out")
+		p.log.Debug("origin timed out", at, zap.Error(err))
+		fail(w, http.StatusGatewayTimeout, msgTimedOut)
 	default:
-		p.log.Debug("origin fetch failed", zap.Error(err))
-		fail(w, http.StatusBadGateway, "image proxy: origin failed: "+originReason(err))
+		p.log.Debug("origin fetch failed", at, zap.Error(err))
+		fail(w, http.StatusBadGateway, msgOriginFailed)
 	}
+}
+
+// redactRedirect masks the password in the URL of a url.Error: after a redirect it is the
+// origin's Location as sent, not the redacted URL the client puts there otherwise.
+func redactRedirect(err error) error {
+	ue, ok := err.(*url.Error)
+	if !ok {
+		return err
+	}
+	if u, perr := url.Parse(ue.URL); perr == nil && u.User != nil {
+		masked := *ue
+		masked.URL = u.Redacted()
+		return &masked
+	}
+	return err
 }
 
 func isTimeout(err error) bool {
@@ -432,15 +484,6 @@ func isTimeout(err error) bool {
 	}
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// originReason is err without the URL that url.Error repeats.
-func originReason(err error) string {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err.Error()
-	}
-	return err.Error()
 }
 
 // fail writes a plain-text error that no one caches.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap/zapcore"
 )
 
 // Proxying tests run with AllowPrivateNetworks: their origins are on loopback. The guard is
@@ -137,53 +138,78 @@ func TestProxyRequestErrors(t *testing.T) {
 	assertPlainError(t, get(t, p, "/relative.png"), 400, "scheme")
 	assertPlainError(t, get(t, p, "http://user:pw@127.0.0.1/a.png"), 400, "user info")
 	assertPlainError(t, get(t, p, "http://1.2.3.999/a.png"), 400, "neither")
-	assertPlainError(t, get(t, p, "http://cdn.example/a.png"), 403, "not allowed")
+	assertPlainError(t, get(t, p, "http://[::1/a.png"), 400, "does not parse")
+
+	// A refusal by the guard tells the client only that; the log (at info) names the option.
+	log, logs := observedLogger()
+	p = openProxy(t, e, ProxyOptions{Logger: log})
+	assertShortBody(t, get(t, p, "http://cdn.example/a.png"), 403, msgNotAllowed, "cdn.example", "AllowedHosts")
+	assertLogged(t, logs, zapcore.InfoLevel, "http://cdn.example/a.png", "image url refused", `host "cdn.example" is not allowed: it is not on ProxyOptions.AllowedHosts`)
+	// A bad URL's reason is about what the client sent, and is logged at debug; a password
+	// in it is not logged.
+	assertPlainError(t, get(t, p, "http://user:hunter2@127.0.0.1/a.png"), 400, "image proxy: urls with user info are not allowed")
+	text := assertLogged(t, logs, zapcore.DebugLevel, "http://user:xxxxx@127.0.0.1/a.png", "bad image url", "user info")
+	assert.NotContains(t, text, "hunter2")
 }
 
+// Origin failures: the client gets the short text of the status, the log (at debug) the
+// cause, which names the option that would allow the request when there is one.
 func TestProxyOriginErrors(t *testing.T) {
 	e := newCacheEnv(t, Options{MaxImageBytes: 1000})
 	cases := []struct {
-		name     string
-		handler  http.HandlerFunc
-		status   int
-		contains string
+		name    string
+		handler http.HandlerFunc
+		status  int
+		body    string // the client's whole text
+		logged  string // in the debug entry
 	}{
-		{"404", func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) }, 502, "status 404"},
-		{"500", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }, 502, "status 500"},
+		{"404", func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) }, 502, msgOriginFailed, "the origin answered 404 Not Found"},
+		{"500", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }, 502, msgOriginFailed, "the origin answered 500 Internal Server Error"},
 		{"html", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/html")
 			_, _ = w.Write([]byte("<html><script>alert(1)</script></html>"))
-		}, 415, "not an image"},
+		}, 415, msgNotImage, "the origin's Content-Type is text/html, not an image"},
 		{"no content type", func(w http.ResponseWriter, r *http.Request) {
 			w.Header()["Content-Type"] = nil
 			_, _ = w.Write(pngBytes(100, 1))
-		}, 415, "not an image"},
+		}, 415, msgNotImage, "the origin's Content-Type is none, not an image"},
 		{"html claiming png", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "image/png")
 			_, _ = w.Write([]byte("<html><script>alert(1)</script></html>"))
-		}, 415, "unsupported media type"},
+		}, 415, msgNotImage, "the origin's bytes are not PNG, JPEG, GIF, WebP, AVIF, BMP or ICO"},
 		{"svg", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "image/svg+xml")
 			_, _ = w.Write([]byte(`<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>`))
-		}, 415, "SVG"},
-		{"too large by length", servePNG(pngBytes(1001, 1)), 413, "larger than 1000"},
+		}, 415, msgNotImage, "SVG, refused as it can carry script"},
+		{"too large by length", servePNG(pngBytes(1001, 1)), 413, msgTooLarge, "larger than 1000 bytes: raise Options.MaxImageBytes"},
 		{"too large chunked", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "image/png")
 			for i := 0; i < 11; i++ {
 				_, _ = w.Write(pngBytes(100, 1))
 				w.(http.Flusher).Flush()
 			}
-		}, 413, "larger than 1000"},
+		}, 413, msgTooLarge, "larger than 1000 bytes: raise Options.MaxImageBytes"},
 		{"too many redirects", func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "/loop", http.StatusFound)
-		}, 502, "more than 3 redirects"},
+		}, 502, msgOriginFailed, "more than 3 redirects: raise ProxyOptions.MaxRedirects"},
+		// The origin's Location is not the client's URL: a 502, not a 400 telling the client
+		// where the origin pointed.
+		{"redirect to another scheme", func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "gopher://127.0.0.1:70/secret", http.StatusFound)
+		}, 502, msgOriginFailed, `redirect to a bad url: scheme "gopher" not allowed`},
+		{"redirect with user info", func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "http://admin:hunter2@127.0.0.1/x.png", http.StatusFound)
+		}, 502, msgOriginFailed, "redirect to a bad url: urls with user info are not allowed"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			o := newOrigin(t, c.handler)
-			p := openProxy(t, e, ProxyOptions{}, o)
+			log, logs := observedLogger()
+			p := openProxy(t, e, ProxyOptions{Logger: log}, o)
 			u := o.URL + "/" + url.PathEscape(c.name)
-			assertPlainError(t, get(t, p, u), c.status, c.contains)
+			assertShortBody(t, get(t, p, u), c.status, c.body, "127.0.0.1", "1000", "Options", "hunter2")
+			text := assertLogged(t, logs, zapcore.DebugLevel, u, c.logged)
+			assert.NotContains(t, text, "hunter2", "a password in a redirect is not logged")
 			_, err := e.ic.Get(context.Background(), u)
 			assert.Error(t, err, "an error was cached")
 		})
@@ -191,8 +217,10 @@ func TestProxyOriginErrors(t *testing.T) {
 	t.Run("unreachable", func(t *testing.T) {
 		o := newOrigin(t, servePNG(pngBytes(10, 1)))
 		o.Close()
-		p := openProxy(t, e, ProxyOptions{}, o)
-		assertPlainError(t, get(t, p, o.URL+"/a.png"), 502, "origin failed")
+		log, logs := observedLogger()
+		p := openProxy(t, e, ProxyOptions{Logger: log}, o)
+		assertShortBody(t, get(t, p, o.URL+"/a.png"), 502, msgOriginFailed, "refused")
+		assertLogged(t, logs, zapcore.DebugLevel, o.URL+"/a.png", "connection refused")
 	})
 	t.Run("timeout", func(t *testing.T) {
 		release := make(chan struct{})
@@ -203,8 +231,10 @@ func TestProxyOriginErrors(t *testing.T) {
 			}
 		})
 		defer close(release)
-		p := openProxy(t, e, ProxyOptions{Timeout: 200 * time.Millisecond}, o)
-		assertPlainError(t, get(t, p, o.URL+"/slow.png"), 504, "timed out")
+		log, logs := observedLogger()
+		p := openProxy(t, e, ProxyOptions{Timeout: 200 * time.Millisecond, Logger: log}, o)
+		assertShortBody(t, get(t, p, o.URL+"/slow.png"), 504, msgTimedOut, "127.0.0.1", "200ms")
+		assertLogged(t, logs, zapcore.DebugLevel, o.URL+"/slow.png", "origin timed out")
 	})
 	t.Run("slow body", func(t *testing.T) {
 		release := make(chan struct{})
@@ -219,7 +249,7 @@ func TestProxyOriginErrors(t *testing.T) {
 		})
 		defer close(release)
 		p := openProxy(t, e, ProxyOptions{Timeout: 200 * time.Millisecond}, o)
-		assertPlainError(t, get(t, p, o.URL+"/slow.png"), 504, "timed out")
+		assertShortBody(t, get(t, p, o.URL+"/slow.png"), 504, msgTimedOut)
 	})
 }
 
@@ -375,8 +405,10 @@ func TestProxyFollowsAllowedRedirect(t *testing.T) {
 	assert.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 	assert.Equal(t, body, rec.Body.Bytes())
 
-	p = openProxy(t, e, ProxyOptions{MaxRedirects: -1}, first, final)
-	assertPlainError(t, get(t, p, first.URL+"/b.png"), 502, "more than 0 redirects")
+	log, logs := observedLogger()
+	p = openProxy(t, e, ProxyOptions{MaxRedirects: -1, Logger: log}, first, final)
+	assertShortBody(t, get(t, p, first.URL+"/b.png"), 502, msgOriginFailed)
+	assertLogged(t, logs, zapcore.DebugLevel, first.URL+"/b.png", "more than 0 redirects: raise ProxyOptions.MaxRedirects to follow more")
 }
 
 func TestProxyWorksWithRedisDown(t *testing.T) {
