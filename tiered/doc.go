@@ -14,6 +14,11 @@
 // a lost connection flushes L1 rather than guess. When Redis is down, calls fail fast with
 // [ErrUnavailable] behind a circuit breaker and [Group.GetOrLoad] serves from its loader.
 //
+// A page reads many keys at once with [Group.GetMany] and [Group.GetOrLoadMany] (one
+// pipeline per Redis node, one loader call for the misses). Values that depend on one thing
+// carry its tag ([Tags], or [AddTags] in a loader), and [Cache.InvalidateTags] drops them all,
+// in every group and on every instance, with one Redis write per tag.
+//
 // The README has the consistency model in plain words, the failure modes and the measured
 // figures.
 package tiered

@@ -134,3 +134,61 @@ func ExampleErrTooLarge() {
 	fmt.Println(errors.Is(err, tiered.ErrTooLarge))
 	// Output: true
 }
+
+// A list page and the articles it shows carry the tag of each article; an edit of one
+// article drops it and every page that shows it, on every instance, and no other page.
+func ExampleCache_InvalidateTags() {
+	ctx := context.Background()
+	c, err := tiered.New(ctx, tiered.Options{RedisURL: "redis://localhost:6379/0"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	articles := tiered.NewGroup[Article](c, "data:article", 5*time.Minute)
+	pages := tiered.NewGroup[[]Article](c, "data:articles:list", 5*time.Minute)
+
+	a, err := articles.GetOrLoad(ctx, "7", func(ctx context.Context) (Article, error) {
+		return Article{ID: 7, Title: "hello"}, nil
+	}, tiered.Tags("article:7"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	_, _ = pages.GetOrLoad(ctx, pages.Key(1, 20), func(ctx context.Context) ([]Article, error) {
+		// The tags are known once the page's IDs are: add them before reading the articles.
+		tiered.AddTags(ctx, "article:7")
+		return []Article{a}, nil
+	})
+
+	// After the database update of article 7:
+	if err := c.InvalidateTags(ctx, "article:7"); err != nil {
+		fmt.Println(err) // the update stands; the tagged values live until their TTL
+	}
+}
+
+// A page of rows by ID: L1, then one pipeline per Redis node, then one query for the rest.
+func ExampleGroup_GetOrLoadMany() {
+	ctx := context.Background()
+	c, err := tiered.New(ctx, tiered.Options{RedisURL: "redis://localhost:6379/0"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	users := tiered.NewGroup[string](c, "user:name", 10*time.Minute, tiered.WithNotFoundTTL(time.Minute))
+	names, err := users.GetOrLoadMany(ctx, []string{"1", "2", "404"}, func(ctx context.Context, missing []string) (map[string]string, error) {
+		found := map[string]string{}
+		for _, id := range missing {
+			if id != "404" { // SELECT id, name FROM users WHERE id IN (...)
+				found[id] = "user " + id
+			}
+		}
+		return found, nil // "404" is left out: a miss, cached for a minute
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(len(names), "users")
+}
