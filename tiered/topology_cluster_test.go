@@ -72,6 +72,40 @@ func TestClusterTopology(t *testing.T) {
 		}, waitFor, tick)
 	})
 
+	t.Run("tags across masters", func(t *testing.T) {
+		tags := make([]string, 12) // versions on every master: one MGET per slot when unknown
+		for i := range tags {
+			tags[i] = fmt.Sprint("t", i)
+		}
+		g := tiered.NewGroup[string](a, "data:tagged", time.Minute)
+		for _, k := range keys {
+			require.NoError(t, g.Set(ctx, k, "v-"+k, tiered.Tags(tags...)))
+		}
+		require.NoError(t, g.Set(ctx, "untouched", "u", tiered.Tags("other")))
+		fresh := newClusterCache(t, cl.URL(), tiered.Auto) // knows no version yet
+		gf := tiered.NewGroup[string](fresh, "data:tagged", time.Minute)
+		gb := tiered.NewGroup[string](b, "data:tagged", time.Minute)
+		for _, in := range []*tiered.Group[string]{g, gb, gf} {
+			for _, k := range keys {
+				v, err := in.Get(ctx, k)
+				require.NoError(t, err)
+				require.Equal(t, "v-"+k, v)
+			}
+		}
+		require.NoError(t, b.InvalidateTags(ctx, tags[3], tags[7]))
+		for _, in := range []*tiered.Group[string]{g, gb, gf} {
+			for _, k := range keys {
+				require.Eventually(t, func() bool {
+					_, err := in.Get(ctx, k)
+					return errors.Is(err, tiered.ErrNotFound)
+				}, waitFor, tick, "key %s", k)
+			}
+			v, err := in.Get(ctx, "untouched")
+			require.NoError(t, err)
+			require.Equal(t, "u", v)
+		}
+	})
+
 	t.Run("bus only", func(t *testing.T) {
 		x, y := newClusterCache(t, cl.URL(), tiered.BusOnly), newClusterCache(t, cl.URL(), tiered.BusOnly)
 		require.Equal(t, tiered.BusOnly, x.Mode())
