@@ -7,8 +7,11 @@
 //
 // With REDIS_URL unset it starts a throwaway redis-server from PATH on a free 127.0.0.1 port,
 // in its own temporary directory and without persistence, and removes it at exit (Ctrl-C
-// included). Without redis-server it says how to install it and exits with status 2. With
-// REDIS_URL set it uses that server instead, under a key prefix of its own.
+// included). Without redis-server it runs on an in-process Redis-protocol server (miniredis),
+// says so and what that lacks (no server-assisted tracking: the instances stay coherent
+// through the pub/sub bus alone), and still shows the two instances staying coherent;
+// -embedded=false makes it exit with status 2 and the install hint instead. With REDIS_URL
+// set it uses that server, under a key prefix of its own.
 //
 // It prints one line per step, marked ✓ or ✗: the latency of an L1 hit, an L2 hit and a load
 // (median of a few); how long instance B keeps serving a value after instance A overwrote it;
@@ -30,9 +33,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/rueidis"
 	"go.uber.org/zap"
 
 	"github.com/synspirit/tiercache/counter"
+	"github.com/synspirit/tiercache/examples/internal/devredis"
 	"github.com/synspirit/tiercache/tiered"
 )
 
@@ -53,16 +58,18 @@ func main() { os.Exit(run()) }
 
 func run() int {
 	verbose := flag.Bool("v", false, "log the caches' decisions and errors to stderr")
+	embedded := flag.Bool("embedded", true, "without redis-server on PATH, run on an in-process Redis-protocol server")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
 	redisURL, where := os.Getenv("REDIS_URL"), "REDIS_URL"
+	embeddedAddr := ""
 	if redisURL == "" {
-		srv, err := startRedis(ctx)
+		srv, err := devredis.Start(ctx, *embedded)
 		switch {
-		case errors.Is(err, errNoRedisServer):
-			fmt.Fprintln(os.Stderr, installHint)
+		case errors.Is(err, devredis.ErrNoRedisServer):
+			fmt.Fprintln(os.Stderr, err)
 			return 2
 		case ctx.Err() != nil:
 			return interrupted()
@@ -70,8 +77,28 @@ func run() int {
 			fmt.Fprintln(os.Stderr, "demo:", err)
 			return 1
 		}
-		defer srv.stop()
-		redisURL, where = srv.URL(), "a throwaway redis-server on "+srv.addr
+		defer srv.Close()
+		redisURL, where = srv.URL(), srv.String()
+		if srv.Embedded {
+			embeddedAddr = srv.Addr
+			fmt.Println("no redis-server on PATH: running on an in-process Redis-protocol server (miniredis).")
+			fmt.Println("It has no CLIENT TRACKING, so the instances run bus-only: they stay coherent through pub/sub,")
+			fmt.Println("with L1 entries capped at 30 s in case a message is lost. For the real thing, " + devredis.InstallHint + ".")
+			fmt.Println()
+		}
+	}
+
+	var clients [2]rueidis.Client // for the in-process server: see devredis.EmbeddedClient
+	if embeddedAddr != "" {
+		for i := range clients {
+			c, err := devredis.EmbeddedClient(embeddedAddr)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "demo:", err)
+				return 1
+			}
+			defer c.Close()
+			clients[i] = c
+		}
 	}
 
 	logger := zap.NewNop()
@@ -80,7 +107,7 @@ func run() int {
 	}
 	// A prefix of its own: on a shared REDIS_URL the demo touches no one else's keys.
 	prefix := fmt.Sprintf("tiercache-demo:%d:", time.Now().UnixNano())
-	a, err := tiered.New(ctx, tiered.Options{RedisURL: redisURL, KeyPrefix: prefix, Logger: logger.Named("A")})
+	a, err := tiered.New(ctx, tiered.Options{RedisURL: redisURL, Redis: clients[0], KeyPrefix: prefix, Logger: logger.Named("A")})
 	if err != nil {
 		if ctx.Err() != nil {
 			return interrupted()
@@ -89,7 +116,7 @@ func run() int {
 		return 1
 	}
 	defer a.Close()
-	b, err := tiered.New(ctx, tiered.Options{RedisURL: redisURL, KeyPrefix: prefix, Logger: logger.Named("B")})
+	b, err := tiered.New(ctx, tiered.Options{RedisURL: redisURL, Redis: clients[1], KeyPrefix: prefix, Logger: logger.Named("B")})
 	if err != nil {
 		if ctx.Err() != nil {
 			return interrupted()
