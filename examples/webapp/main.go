@@ -11,6 +11,12 @@
 //	curl -s -X POST localhost:8080/api/articles/7/like
 //	curl -s localhost:8080/api/cache-stats
 //
+// Without a Redis, try it on the demo's in-process Redis-protocol server (bus-only, for
+// trying only): the first instance started with -embedded-redis serves it, the others use it.
+//
+//	go run ./examples/webapp -db site.db -embedded-redis 127.0.0.1:6390
+//	go run ./examples/webapp -db site.db -embedded-redis 127.0.0.1:6390 -addr 127.0.0.1:8081
+//
 // Start a second instance on the same -db file and Redis with another -addr to see the two
 // stay coherent: a write through one is seen through the other, likes add up. The tables are
 // created and seeded (50 articles, 10 users, likes) only when empty, so instances sharing a
@@ -55,6 +61,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/synspirit/tiercache/examples/internal/devredis"
 	"github.com/synspirit/tiercache/image"
 	"github.com/synspirit/tiercache/tiered"
 )
@@ -72,10 +79,14 @@ type config struct {
 	imageHosts        []string
 	imageAllowPrivate bool
 	dev               bool
+	embeddedRedis     string // -embedded-redis: the in-process server's address
 }
 
 func main() {
 	cfg, err := parseConfig(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0) // -help: the usage is printed, as asked
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "webapp:", err)
 		os.Exit(2)
@@ -110,6 +121,7 @@ func parseConfig(args []string) (config, error) {
 	imageHosts := fs.String("image-hosts", "", "comma-separated hosts the image proxy may fetch from, each host or host:port (without a port: 80 and 443; *.example.com for subdomains); empty denies all")
 	fs.BoolVar(&cfg.imageAllowPrivate, "image-allow-private", false, "let the image proxy connect to loopback and private addresses (origins on your own network, tests)")
 	fs.BoolVar(&cfg.dev, "dev", false, "human-readable debug logs instead of JSON")
+	fs.StringVar(&cfg.embeddedRedis, "embedded-redis", "", "run on the demo's in-process Redis-protocol server at this loopback host:port, started here unless another instance already serves it (bus-only; no redis-server needed; for trying, not production)")
 	startWithoutRedis := fs.Bool("start-without-redis", false, "start even if Redis (standalone) does not answer yet; the cache connects when it does")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -171,6 +183,21 @@ func run(ctx context.Context, cfg config, log *zap.Logger) error {
 
 	cacheOpts := cfg.cache
 	cacheOpts.Logger = log
+	if cfg.embeddedRedis != "" {
+		srv, err := devredis.Embedded(cfg.embeddedRedis)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		client, err := devredis.EmbeddedClient(srv.Addr)
+		if err != nil {
+			return fmt.Errorf("embedded redis: %w", err)
+		}
+		defer client.Close() // after the cache's Close, deferred below
+		cacheOpts.Redis = client
+		log.Warn("running on the in-process Redis-protocol server: bus-only, no tracking, no persistence; for trying, not production",
+			zap.String("redis", srv.String()), zap.Bool("started_here", srv.Closes()))
+	}
 	cache, err := tiered.New(startCtx, cacheOpts)
 	if err != nil {
 		return fmt.Errorf("cache: %w", err)

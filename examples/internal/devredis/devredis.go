@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -65,10 +66,27 @@ func EmbeddedClient(addr string) (rueidis.Client, error) {
 // Server that only names it, and whose Close does nothing. Either way, connect with
 // EmbeddedClient(s.Addr).
 func Embedded(addr string) (*Server, error) {
-	if redistest.Ping(addr) == nil {
+	if answersPing(addr) {
 		return &Server{Addr: addr, Embedded: true}, nil
 	}
 	return StartEmbedded(addr)
+}
+
+// answersPing reports whether a Redis-protocol server answers PING at addr (as a RESP array:
+// the in-process server reads no inline commands).
+func answersPing(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("*1\r\n$4\r\nPING\r\n")); err != nil {
+		return false
+	}
+	buf := make([]byte, 7)
+	n, _ := io.ReadFull(c, buf)
+	return string(buf[:n]) == "+PONG\r\n"
 }
 
 // String says what the server is, for a log line.
@@ -78,6 +96,9 @@ func (s *Server) String() string {
 	}
 	return "a throwaway redis-server on " + s.Addr
 }
+
+// Closes reports whether Close stops a server (false for one another process started).
+func (s *Server) Closes() bool { return s.mini != nil || s.redis != nil }
 
 // Close stops the server (and removes a redis-server's directory).
 func (s *Server) Close() {
