@@ -68,6 +68,7 @@ type Counters struct {
 	err    error  // a bad Options, returned by every call
 
 	loads *flight.Group[int64] // GetOrLoad loads in flight, by Redis key
+	st    stats                // see Stats
 }
 
 // FromCache returns Counters on c's Redis, with c's KeyPrefix (unless opts sets one) and
@@ -169,9 +170,12 @@ func (c *Counters) add(ctx context.Context, op string, key Key, delta int64) (in
 		}
 		res = c.caller.Exec(ctx, incrementScript, []string{rk}, []string{strconv.FormatInt(delta, 10), create, floor})
 	}
+	c.st.writes.Add(1)
 	n, err := res.AsInt64()
 	if err != nil {
-		return 0, replyError(op, key, res.Error(), err)
+		err = replyError(op, key, res.Error(), err)
+		c.st.failed(err)
+		return 0, err
 	}
 	return n, nil
 }
@@ -193,12 +197,16 @@ func (c *Counters) get(ctx context.Context, key Key) (n int64, found bool, err e
 		return 0, false, err
 	}
 	res := c.caller.Do(ctx, c.caller.B().Get().Key(rk).Build())
+	c.st.reads.Add(1)
 	if rueidis.IsRedisNil(res.Error()) {
+		c.st.misses.Add(1)
 		return 0, false, nil
 	}
 	n, err = res.AsInt64()
 	if err != nil {
-		return 0, false, replyError("get", key, res.Error(), err)
+		err = replyError("get", key, res.Error(), err)
+		c.st.failed(err)
+		return 0, false, err
 	}
 	return n, true, nil
 }
@@ -249,14 +257,18 @@ func (c *Counters) loadAndSeed(ctx context.Context, key Key, rk string, load fun
 	if n, ok, err := c.get(ctx, key); err == nil && ok {
 		return n, nil
 	}
+	c.st.loads.Add(1)
 	loaded, err := load(ctx)
 	if err != nil {
+		c.st.loadErrors.Add(1)
 		return 0, &keyError{op: "load", key: key, detail: err}
 	}
 	res := c.caller.Exec(ctx, seedScript, []string{rk}, []string{strconv.FormatInt(loaded, 10), strconv.FormatInt(c.ttlMs, 10)})
 	n, err := res.AsInt64()
 	if err != nil {
-		return loaded, replyError("seed", key, res.Error(), err)
+		err = replyError("seed", key, res.Error(), err)
+		c.st.failed(err)
+		return loaded, err
 	}
 	return n, nil
 }
@@ -283,8 +295,11 @@ func (c *Counters) Set(ctx context.Context, key Key, value int64, ttl time.Durat
 	} else {
 		cmd = set.Build()
 	}
+	c.st.writes.Add(1)
 	if err := c.caller.Do(ctx, cmd).Error(); err != nil {
-		return classify("set", key, err)
+		err = classify("set", key, err)
+		c.st.failed(err)
+		return err
 	}
 	return nil
 }
@@ -296,8 +311,11 @@ func (c *Counters) Delete(ctx context.Context, keys ...Key) error {
 	if err != nil || len(rks) == 0 {
 		return err
 	}
+	c.st.writes.Add(uint64(len(rks)))
 	if err := c.caller.Del(ctx, rks); err != nil {
-		return classify("delete", keys[0], err)
+		err = classify("delete", keys[0], err)
+		c.st.failed(err)
+		return err
 	}
 	return nil
 }
@@ -316,14 +334,19 @@ func (c *Counters) GetMany(ctx context.Context, keys []Key) (map[Key]int64, erro
 		return out, nil
 	}
 	vals, err := c.caller.MGet(ctx, rks)
+	c.st.reads.Add(uint64(len(rks)))
 	if err != nil {
-		return nil, classify("get many", keys[0], err)
+		err = classify("get many", keys[0], err)
+		c.st.failed(err)
+		return nil, err
 	}
 	for i := range vals {
 		if err := collect(out, keys[i], &vals[i]); err != nil {
+			c.st.failed(err)
 			return nil, err
 		}
 	}
+	c.st.misses.Add(uint64(len(rks) - len(out)))
 	return out, nil
 }
 

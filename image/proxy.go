@@ -155,6 +155,7 @@ type Proxy struct {
 	life      *lifetime.Lifetime    // Close: ends fetches in flight and waits for them
 	fetches   *flight.Group[*entry] // origin fetches in flight, by cache key
 	closeOnce sync.Once
+	st        proxyStats // see Stats
 }
 
 // NewProxy returns a proxy serving images through c. Bad options do not panic:
@@ -233,6 +234,7 @@ func (p *Proxy) checkRedirect(req *http.Request, via []*http.Request) error {
 
 // ServeHTTP implements http.Handler.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p.st.requests.Add(1)
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		fail(w, http.StatusMethodNotAllowed, "image proxy: method "+r.Method+" not allowed: use GET or HEAD")
@@ -269,6 +271,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e, err = p.c.get(r.Context(), key)
 		if err != nil && !errors.Is(err, tiered.ErrNotFound) {
 			p.log.Debug("cache read failed: fetching from the origin", zap.String("url", key), zap.Error(err))
+		}
+		if e != nil {
+			p.st.hits.Add(1)
 		}
 	}
 	if e == nil {
@@ -315,7 +320,14 @@ func (p *Proxy) fetchShared(ctx context.Context, u *url.URL, key string) (*entry
 	if p.life.Closed() {
 		return nil, errProxyClosed
 	}
-	return p.fetches.Do(ctx, key, func(fctx context.Context) (*entry, error) { return p.fetch(fctx, u, key) })
+	return p.fetches.Do(ctx, key, func(fctx context.Context) (*entry, error) {
+		p.st.fetches.Add(1)
+		e, err := p.fetch(fctx, u, key)
+		if err != nil {
+			p.st.fetchErrors.Add(1)
+		}
+		return e, err
+	})
 }
 
 var errProxyClosed = errors.New("image: proxy closed")
@@ -435,6 +447,7 @@ func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, u *url.URL, err err
 	err = redactRedirect(err)
 	switch {
 	case errors.As(err, &be):
+		p.st.refused.Add(1)
 		p.log.Info("image url refused", at, zap.Error(err))
 		fail(w, http.StatusForbidden, msgNotAllowed)
 	case errors.As(err, &ue):

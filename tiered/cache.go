@@ -126,7 +126,7 @@ func New(ctx context.Context, opts Options) (*Cache, error) {
 	}
 	c.caller = rcall.New(c.redis, rcall.Options{
 		Timeout: p.opts.Timeout, Breaker: c.breaker, Life: c.life,
-		Unavailable: ErrUnavailable, Closed: ErrClosed,
+		Unavailable: ErrUnavailable, Closed: ErrClosed, Observe: p.opts.redisObserve(),
 	})
 	c.client = rcall.Wrap(c.redis, c.caller)
 

@@ -204,7 +204,7 @@ func NewGroup[T any](c *Cache, name string, ttl time.Duration, opts ...GroupOpti
 	}
 	if len(errs) == 0 {
 		var err error
-		if g.ns, err = c.groups.join(c.opts.KeyPrefix, name, reflect.TypeFor[T](), g.codec); err != nil {
+		if g.ns, err = c.groups.join(c.l1, c.opts.KeyPrefix, name, reflect.TypeFor[T](), g.codec); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -327,7 +327,7 @@ func (g *Group[T]) Get(ctx context.Context, key string) (T, error) {
 // cached miss (WithNotFoundTTL) is errCachedMiss, and kept in L1 as such.
 func (g *Group[T]) fetch(ctx context.Context, st *groupState, key string, h uint64) (any, error) {
 	s := g.snapshot(h)
-	raw, redisTTL, err := g.c.l2Get(ctx, st.base+key, g.maxValue)
+	raw, redisTTL, err := g.c.l2Get(ctx, &g.ns.st, st.base+key, g.maxValue)
 	if err != nil {
 		return nil, err
 	}
@@ -742,8 +742,8 @@ func (g *Group[T]) load(ctx context.Context, st *groupState, key string, h uint6
 	s := g.snapshot(h)
 	// The tags' versions before the loader reads what they stand for.
 	callRefs, tagErr := g.c.tagRefs(ctx, co.tags, true)
-	g.c.st.loads.Add(1)
-	loaded, ctl, err := callLoader(ctx, g.c, load)
+	g.countLoad()
+	loaded, ctl, err := callLoader(ctx, &g.groupCore, g.c, load)
 	if tagErr != nil {
 		ctl.noCache.Store(true)
 		g.c.log.Warn("tags not recorded: the loaded value is not cached", zap.String("group", g.name), zap.Error(tagErr))
@@ -754,7 +754,7 @@ func (g *Group[T]) load(ctx context.Context, st *groupState, key string, h uint6
 			g.storeMiss(ctx, s, st, key, h, g.ttlFor(ctl, g.notFoundTTL), refs)
 			return nil, &loaderError{err}
 		}
-		g.c.st.loadErrors.Add(1)
+		g.countLoadError()
 		if stale != nil {
 			g.c.st.failSafeServed.Add(1)
 			g.c.log.Warn("loader failed: serving a stale value (fail-safe)", zap.String("group", g.name), zap.Error(err))
@@ -795,12 +795,12 @@ func (g *groupCore) storeMiss(ctx context.Context, s snapshot, st *groupState, k
 // loadWithoutRedis serves a GetOrLoad miss while Redis cannot be asked (down, breaker open,
 // cache closed): from the loader, else (fail-safe) from the last value this instance held.
 func (g *Group[T]) loadWithoutRedis(ctx context.Context, key string, load func(context.Context) (T, error), cause error) (any, error) {
-	g.c.st.loads.Add(1)
-	v, _, err := callLoader(ctx, nil, load) // no tags to record: nothing is cached
+	g.countLoad()
+	v, _, err := callLoader(ctx, &g.groupCore, nil, load) // no tags to record: nothing is cached
 	if err == nil {
 		return v, nil
 	}
-	g.c.st.loadErrors.Add(1)
+	g.countLoadError()
 	if st := g.ns.lastKnown.Load(); st != nil {
 		if sv, ok := g.c.l1.GetStale(st.hash(key), g.ns.owner, key); ok {
 			sv, ok = staleFromL1(sv)
@@ -817,9 +817,14 @@ func (g *Group[T]) loadWithoutRedis(ctx context.Context, key string, load func(c
 }
 
 // callLoader runs the caller's loader, turning a panic into a *PanicError: a panicking loader
-// is a failed load (counted, eligible for fail-safe), not a crash.
-func callLoader[T any](ctx context.Context, c *Cache, load func(context.Context) (T, error)) (v T, ctl *loadControl, err error) {
+// is a failed load (counted, eligible for fail-safe), not a crash. g's cache's Observer, if
+// any, is told how long it took. c is g's cache, or nil when nothing loaded is cached.
+func callLoader[T any](ctx context.Context, g *groupCore, c *Cache, load func(context.Context) (T, error)) (v T, ctl *loadControl, err error) {
 	ctl = &loadControl{c: c}
+	if o := g.c.opts.Observer; o != nil {
+		start := time.Now()
+		defer func() { o.LoadDone(g.name, time.Since(start), err) }() // after the recover below
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			var zero T
@@ -828,6 +833,18 @@ func callLoader[T any](ctx context.Context, c *Cache, load func(context.Context)
 	}()
 	v, err = load(context.WithValue(ctx, loadControlKey{}, ctl))
 	return v, ctl, err
+}
+
+// countLoad and countLoadError count a loader call, and its failure, in the cache's
+// counters and the group's.
+func (g *groupCore) countLoad() {
+	g.c.st.loads.Add(1)
+	g.ns.st.loads.Add(1)
+}
+
+func (g *groupCore) countLoadError() {
+	g.c.st.loadErrors.Add(1)
+	g.ns.st.loadErrors.Add(1)
 }
 
 // refreshAhead starts one background load of key that replaces its value before it
@@ -857,7 +874,7 @@ func (g *Group[T]) refreshAhead(st *groupState, key string, load func(context.Co
 			c.st.refreshErrors.Add(1)
 			return
 		}
-		v, ctl, err := callLoader(ctx, c, load)
+		v, ctl, err := callLoader(ctx, &g.groupCore, c, load)
 		if err == nil && !ctl.noCache.Load() {
 			ttl := g.ttlFor(ctl, co.ttl)
 			var env []byte

@@ -14,11 +14,12 @@ import (
 // l2Get reads the envelope of a value of at most maxSize bytes (the group's limit), and the
 // TTL Redis holds for it, in one round trip. It reads with GETRANGE rather than GET, so that
 // a larger value (written by an instance whose group allows more, or by anything else) is
-// never moved whole: one byte past the limit says it is too large, and it is a miss. A
+// never moved whole: one byte past the limit says it is too large, and it is a miss. Its
+// outcome is counted in the cache's counters and the group's, gc. A
 // missing key reads as "" (no envelope is empty). The TTL is whatever Redis holds now, whoever
 // set it (EXPIRE, PEXPIRE, PERSIST from another client): an L1 entry never outlives it. ttl <
 // 0 means none. The bytes are a view of the reply's memory: decode them, do not keep them.
-func (c *Cache) l2Get(ctx context.Context, key string, maxSize int64) (raw []byte, ttl time.Duration, err error) {
+func (c *Cache) l2Get(ctx context.Context, gc *groupCounters, key string, maxSize int64) (raw []byte, ttl time.Duration, err error) {
 	limit := envelopeHeaderSize + maxSize // the last byte index read is limit: one too many
 	b := c.caller.B()
 	res := c.caller.DoMultiMoving(ctx, maxSize, b.Getrange().Key(key).Start(0).End(limit).Build(), b.Pttl().Key(key).Build())
@@ -35,16 +36,20 @@ func (c *Cache) l2Get(ctx context.Context, key string, maxSize int64) (raw []byt
 	switch {
 	case err != nil:
 		c.st.l2Errors.Add(1)
+		gc.l2Errors.Add(1)
 		return nil, 0, err
 	case s == "":
 		c.st.l2Misses.Add(1)
+		gc.l2Misses.Add(1)
 		return nil, 0, ErrNotFound
 	case int64(len(s)) > limit:
 		c.st.l2Misses.Add(1)
+		gc.l2Misses.Add(1)
 		c.st.tooLarge.Add(1)
 		return nil, 0, errOversize
 	}
 	c.st.l2Hits.Add(1)
+	gc.l2Hits.Add(1)
 	return unsafe.Slice(unsafe.StringData(s), len(s)), ttl, nil
 }
 

@@ -180,7 +180,7 @@ func (g *Group[T]) readMany(ctx context.Context, st *groupState, keys []string) 
 		snaps[i] = g.snapshot(hashes[i])
 		full[i] = st.base + k
 	}
-	raws, ttls, rerrs := g.c.l2GetMany(ctx, full, g.maxValue)
+	raws, ttls, rerrs := g.c.l2GetMany(ctx, &g.ns.st, full, g.maxValue)
 	g.c.prefetchTags(ctx, raws)
 	for i, k := range keys {
 		if rerrs[i] != nil {
@@ -279,18 +279,18 @@ func (g *Group[T]) loadBatch(ctx context.Context, st *groupState, keys []string,
 		// The tags' versions before the loader reads what they stand for.
 		callRefs, tagErr = g.c.tagRefs(ctx, co.tags, true)
 	}
-	g.c.st.loads.Add(1)
+	g.countLoad()
 	lc := g.c
 	if st == nil {
 		lc = nil // Redis cannot be asked: nothing is cached, there are no tags to record
 	}
-	got, ctl, err := callLoader(ctx, lc, func(ctx context.Context) (map[string]T, error) { return load(ctx, keys) })
+	got, ctl, err := callLoader(ctx, &g.groupCore, lc, func(ctx context.Context) (map[string]T, error) { return load(ctx, keys) })
 	if tagErr != nil {
 		ctl.noCache.Store(true)
 		g.c.log.Warn("tags not recorded: the loaded values are not cached", zap.String("group", g.name), zap.Error(tagErr))
 	}
 	if err != nil {
-		g.c.st.loadErrors.Add(1)
+		g.countLoadError()
 		return nil, &loaderError{err}
 	}
 	out := make(map[string]any, len(got))
@@ -370,8 +370,9 @@ func (g *Group[T]) manyError(op string, errs map[string]error) error {
 }
 
 // l2GetMany reads many envelopes, one pipeline per node (see l2Get). For each key: its bytes
-// (a view of the reply's memory), its Redis TTL, or the reason it has none.
-func (c *Cache) l2GetMany(ctx context.Context, keys []string, maxSize int64) (raws [][]byte, ttls []time.Duration, errs []error) {
+// (a view of the reply's memory), its Redis TTL, or the reason it has none. Outcomes are
+// counted in the cache's counters and the group's, gc.
+func (c *Cache) l2GetMany(ctx context.Context, gc *groupCounters, keys []string, maxSize int64) (raws [][]byte, ttls []time.Duration, errs []error) {
 	limit := envelopeHeaderSize + maxSize
 	b := c.caller.B()
 	cmds := make(rueidis.Commands, 0, 2*len(keys))
@@ -389,16 +390,20 @@ func (c *Cache) l2GetMany(ctx context.Context, keys []string, maxSize int64) (ra
 		switch {
 		case err != nil:
 			c.st.l2Errors.Add(1)
+			gc.l2Errors.Add(1)
 			errs[i] = err
 		case s == "" || ms == -2:
 			c.st.l2Misses.Add(1)
+			gc.l2Misses.Add(1)
 			errs[i] = ErrNotFound
 		case int64(len(s)) > limit:
 			c.st.l2Misses.Add(1)
+			gc.l2Misses.Add(1)
 			c.st.tooLarge.Add(1)
 			errs[i] = errOversize
 		default:
 			c.st.l2Hits.Add(1)
+			gc.l2Hits.Add(1)
 			raws[i] = unsafe.Slice(unsafe.StringData(s), len(s))
 			ttls[i] = time.Duration(ms) * time.Millisecond
 		}

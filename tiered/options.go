@@ -214,6 +214,37 @@ type Options struct {
 	// Logger receives start-up decisions and errors that are not returned (a failed
 	// background write, a corrupt value in Redis). Default: no logging.
 	Logger *zap.Logger
+
+	// Observer, if set, is told how long each loader call and each Redis call took, for
+	// latency histograms (package github.com/synspirit/tiercache/otelmetrics makes one for
+	// OpenTelemetry). Counts need none: see Cache.Stats and Cache.GroupStats. Default: none,
+	// and no clock is read for it.
+	Observer Observer
+}
+
+// Observer receives the durations of a Cache's loads and Redis calls (Options.Observer).
+// Its methods run on the goroutine whose call just ended, once per call, concurrently from
+// many goroutines: they must be safe for concurrent use, quick, and must not block.
+type Observer interface {
+	// LoadDone: a loader of group (GetOrLoad, GetOrLoadMany, an eager refresh) returned
+	// after d, with err (nil on success; a *PanicError if it panicked; matching ErrNotFound
+	// for a miss it reported).
+	LoadDone(group string, d time.Duration, err error)
+	// RedisCallDone: a Redis command sent by the cache, or by counters or a bus built on it,
+	// was answered after d. command is its name ("GET", "EVALSHA"), or for a pipeline
+	// "BATCH <name>" when its commands share a name and "BATCH" otherwise. err is nil for an
+	// answer (a Redis nil reply included), a Redis error reply, or an error matching
+	// ErrUnavailable. Calls refused before they were sent (breaker open, cache closed) are
+	// not observed: Stats.L2Errors counts them.
+	RedisCallDone(command string, d time.Duration, err error)
+}
+
+// redisObserve is Observer.RedisCallDone, or nil.
+func (o *Options) redisObserve() func(string, time.Duration, error) {
+	if o.Observer == nil {
+		return nil
+	}
+	return o.Observer.RedisCallDone
 }
 
 // NewFromEnvOptions reads the original design's environment variables into Options:

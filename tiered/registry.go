@@ -25,6 +25,14 @@ type namespace struct {
 	codec     Codec
 	state     atomic.Pointer[groupState] // the current generation, or a stale marker
 	lastKnown atomic.Pointer[groupState] // the last generation read, for fail-safe without Redis
+	st        groupCounters              // see GroupStats; its L1 lookups count in owner
+}
+
+// groupCounters are a namespace's share of the cache's slow-path counters: each is added to
+// beside the cache-wide one.
+type groupCounters struct {
+	l2Hits, l2Misses, l2Errors atomic.Uint64
+	loads, loadErrors          atomic.Uint64
 }
 
 // forgetGen makes the group re-read its generation before its next use. Safe on a reader
@@ -40,7 +48,7 @@ type registry struct {
 
 // join returns the namespace of name, making it on first use. A name in use with another
 // value type or codec is refused: the groups would read each other's values.
-func (r *registry) join(keyPrefix, name string, valueType reflect.Type, codec Codec) (*namespace, error) {
+func (r *registry) join(l *l1.L1, keyPrefix, name string, valueType reflect.Type, codec Codec) (*namespace, error) {
 	if v, ok := r.byName.Load(name); ok {
 		return v.(*namespace).compatible(valueType, codec)
 	}
@@ -53,7 +61,7 @@ func (r *registry) join(keyPrefix, name string, valueType reflect.Type, codec Co
 		name:      name,
 		genKey:    genKeyPrefix(keyPrefix) + name,
 		prefix:    keyPrefix + name + "@",
-		owner:     l1.NewOwner(name),
+		owner:     l.NewOwner(name),
 		valueType: valueType,
 		codec:     codec,
 	}

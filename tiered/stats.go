@@ -149,6 +149,45 @@ func (c *Cache) Stats() Stats {
 	}
 }
 
+// GroupStats is a snapshot of one group's share of the cache's counters since New: the
+// Stats fields of the same names, counted for this group's keys only. Every group of one
+// name in a Cache shares them.
+type GroupStats struct {
+	L1Hits     uint64 `json:"l1_hits"` // sampled like Stats.L1Hits (exact with Options.ExactL1Stats)
+	L1Misses   uint64 `json:"l1_misses"`
+	L2Hits     uint64 `json:"l2_hits"`
+	L2Misses   uint64 `json:"l2_misses"`
+	L2Errors   uint64 `json:"l2_errors"` // reads of the group's values that failed (writes are not counted here)
+	Loads      uint64 `json:"loads"`
+	LoadErrors uint64 `json:"load_errors"`
+}
+
+// L1HitRatio is L1Hits / (L1Hits + L1Misses), 0 without lookups.
+func (s GroupStats) L1HitRatio() float64 { return ratio(s.L1Hits, s.L1Misses) }
+
+// GroupStats returns the counters of every group made on c (see [NewGroup]), by group name,
+// image caches' included. Summed over the groups, each field but L2Errors is the
+// [Cache.Stats] field of the same name; Stats.L2Errors also counts failed writes. It reads
+// atomics only (about 40 per group), never Redis: fit for a metrics collector.
+func (c *Cache) GroupStats() map[string]GroupStats {
+	out := make(map[string]GroupStats)
+	c.groups.byName.Range(func(_, v any) bool {
+		ns := v.(*namespace)
+		hits, misses := ns.owner.Stats()
+		out[ns.name] = GroupStats{
+			L1Hits:     hits,
+			L1Misses:   misses,
+			L2Hits:     ns.st.l2Hits.Load(),
+			L2Misses:   ns.st.l2Misses.Load(),
+			L2Errors:   ns.st.l2Errors.Load(),
+			Loads:      ns.st.loads.Load(),
+			LoadErrors: ns.st.loadErrors.Load(),
+		}
+		return true
+	})
+	return out
+}
+
 func (c *Cache) busStats() *bus.Stats {
 	if c.bus == nil {
 		return nil

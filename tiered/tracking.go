@@ -112,7 +112,7 @@ func dialTracker(ctx context.Context, p plan, log *zap.Logger) (*tracker, error)
 		return nil, err
 	}
 	t.client = client
-	t.caller = rcall.New(client, rcall.Options{Unavailable: ErrUnavailable, Closed: ErrClosed})
+	t.caller = rcall.New(client, rcall.Options{Unavailable: ErrUnavailable, Closed: ErrClosed, Observe: p.opts.redisObserve()})
 	if err == nil {
 		err = t.ping(ctx, opt.Dialer.Timeout) // at start-up, as patient as a dial
 	}

@@ -20,7 +20,7 @@ func BenchmarkFalseInvalidation(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		o := NewOwner("g")
+		o := l.NewOwner("g")
 		r := rand.New(rand.NewPCG(1, 2))
 		keys := make([]uint64, held)
 		for i := range keys {

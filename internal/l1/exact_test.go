@@ -11,7 +11,7 @@ import (
 // served: a confirmed entry is only ever made unservable by its own key).
 func TestInvalidationIsExact(t *testing.T) {
 	l := newTestL1(t, 1<<20)
-	o := NewOwner("g")
+	o := l.NewOwner("g")
 	const a, b = 7, 7 + numStripes // same stripe, different keys
 	l.Fill(a, l.Snapshot(a), o, "a", "A", 10, time.Minute, time.Minute)
 	l.Fill(b, l.Snapshot(b), o, "b", "B", 10, time.Minute, time.Minute)
@@ -32,7 +32,7 @@ func TestInvalidationIsExact(t *testing.T) {
 // invalidation came before the entry was in ristretto (so it could not mark it).
 func TestFillRacingAnInvalidationIsNeverServed(t *testing.T) {
 	l := newTestL1(t, 1<<20)
-	o := NewOwner("g")
+	o := l.NewOwner("g")
 	const h = 42
 	s := l.Snapshot(h) // the read of the old value starts
 	l.Invalidate(h)    // a write lands and is heard: nothing in L1 to mark
@@ -59,7 +59,7 @@ func TestFillRacingAnInvalidationIsNeverServed(t *testing.T) {
 // entry (a false invalidation, confined to entries not yet served); after it, none.
 func TestFalseInvalidationOnlyBeforeTheFirstLookup(t *testing.T) {
 	l := newTestL1(t, 1<<20)
-	o := NewOwner("g")
+	o := l.NewOwner("g")
 	const a, b = 9, 9 + numStripes
 	l.Fill(a, l.Snapshot(a), o, "a", "A", 10, time.Minute, time.Minute)
 	l.Wait()

@@ -68,11 +68,43 @@ const (
 
 // Owner identifies whose entries these are: a group namespace of one cache. An entry is
 // served only to lookups of its owner, so a value of one type never reaches a group of
-// another.
-type Owner struct{ name string }
+// another. The owner holds its lookups' counters: a lookup writes its owner's counters
+// rather than the L1's, so per-group counts cost the hot path nothing more, and the L1's
+// totals are sums over its owners.
+type Owner struct {
+	name   string
+	shards [ownerShards]ownerShard // written by lookups; see shard
+}
 
-// NewOwner returns a new owner; name is for debugging only.
-func NewOwner(name string) *Owner { return &Owner{name: name} }
+// ownerShards: fewer than the L1's shards, as every group has its own (1 KiB each).
+const ownerShards = 16
+
+// ownerShard is one of an owner's counter shards, padded to its own cache line.
+type ownerShard struct {
+	hits   atomic.Uint64 // in ristretto, and in the front sampled (see hitSample)
+	misses atomic.Uint64
+	_      [48]byte
+}
+
+// NewOwner returns a new owner whose counters count in l's Stats; name is for debugging
+// only.
+func (l *L1) NewOwner(name string) *Owner {
+	o := &Owner{name: name}
+	l.ownersMu.Lock()
+	l.owners = append(l.owners, o)
+	l.ownersMu.Unlock()
+	return o
+}
+
+// Stats are the owner's lookup counters since NewOwner; hits in the front are sampled (see
+// hitSample).
+func (o *Owner) Stats() (hits, misses uint64) {
+	for i := range o.shards {
+		hits += o.shards[i].hits.Load()
+		misses += o.shards[i].misses.Load()
+	}
+	return hits, misses
+}
 
 // entry is one cached value: 80 bytes (a size class) beside the value. Its fields are written
 // before it is stored (in ristretto or the front) and only read afterwards, but state.
@@ -110,17 +142,14 @@ type Snapshot struct{ gen, epoch uint32 }
 
 // shard holds counters, padded to its own cache line. A caller picks its shard at random
 // (math/rand/v2 is per-thread: no lock, a few nanoseconds), not by key hash, so that cores
-// reading one hot key do not all write to one cache line; totals are sums over shards.
-// entered and left count the calls into ristretto, so that Close can wait for those in
-// flight before it closes ristretto (which panics on a send to its closed buffers
-// otherwise); front hits never call it.
+// reading one hot key do not all write to one cache line; totals are sums over shards (an
+// Owner's lookup counters are sharded the same way). entered and left count the calls into
+// ristretto, so that Close can wait for those in flight before it closes ristretto (which
+// panics on a send to its closed buffers otherwise); front hits never call it.
 type shard struct {
-	entered   atomic.Uint64 // calls into ristretto started
-	left      atomic.Uint64 // calls into ristretto finished
-	hits      atomic.Uint64 // hits found in ristretto
-	frontHits atomic.Uint64 // hits in the front, sampled (see hitSample)
-	misses    atomic.Uint64
-	_         [24]byte
+	entered atomic.Uint64 // calls into ristretto started
+	left    atomic.Uint64 // calls into ristretto finished
+	_       [48]byte
 }
 
 // Config is every setting of an L1.
@@ -168,6 +197,9 @@ type L1 struct {
 
 	live   atomic.Bool  // fills are trusted: invalidations are being heard
 	fillMu sync.RWMutex // read-held by fills, write-held by Close
+
+	ownersMu sync.Mutex // protects owners
+	owners   []*Owner   // every NewOwner, for Stats
 }
 
 // New returns an L1 with cfg; it starts one goroutine (a coarse clock) that Close stops.
@@ -318,11 +350,11 @@ func (l *L1) lookup(h uint64, owner *Owner, key string) (*entry, bool) {
 			l.storeGet(h) // feed ristretto's frequency sketch, which counts a key's heat by its Gets
 		}
 		if (r>>5)%l.hitSample == 0 {
-			l.shards[(r>>16)%numShards].frontHits.Add(uint64(l.hitSample))
+			owner.shards[(r>>16)%ownerShards].hits.Add(uint64(l.hitSample))
 		}
 		return e, true
 	}
-	sh := &l.shards[(r>>16)%numShards]
+	sh := &owner.shards[(r>>16)%ownerShards]
 	if e, ok := l.storeGet(h); ok && l.servable(e, h, owner, key) {
 		if e.small && (r>>9)%frontPromote == 0 && slot.Load() != e {
 			slot.Store(e)
@@ -426,12 +458,14 @@ func (l *L1) GetStale(h uint64, owner *Owner, key string) (any, bool) {
 	return e.value, true
 }
 
-// Stats are the lookup counters since New; hits in the front are sampled (see hitSample).
+// Stats are the lookup counters since New, the sums of its owners' (see Owner.Stats).
 func (l *L1) Stats() (hits, misses uint64) {
-	for i := range l.shards {
-		sh := &l.shards[i]
-		hits += sh.hits.Load() + sh.frontHits.Load()
-		misses += sh.misses.Load()
+	l.ownersMu.Lock()
+	owners := l.owners
+	l.ownersMu.Unlock()
+	for _, o := range owners {
+		h, m := o.Stats()
+		hits, misses = hits+h, misses+m
 	}
 	return hits, misses
 }

@@ -40,12 +40,12 @@ func newTestL1(t *testing.T, maxBytes int64) *L1 {
 
 func TestFrontServesOnlyCurrentEntries(t *testing.T) {
 	l := newTestL1(t, 1<<20)
-	g := NewOwner("g")
+	g := l.NewOwner("g")
 	const h = 42
 	fillAndPromote(t, l, g, h, "k", 100)
 	require.NotNil(t, l.front[h&frontMask].Load(), "a small entry read from ristretto goes to the front")
 
-	_, ok := l.Get(h, NewOwner("g"), "k")
+	_, ok := l.Get(h, l.NewOwner("g"), "k")
 	assert.False(t, ok, "another group's key under the same hash")
 	_, ok = l.Get(h+frontSlots, g, "k")
 	assert.False(t, ok, "another hash in the same slot")
@@ -70,7 +70,7 @@ func TestFrontServesOnlyCurrentEntries(t *testing.T) {
 
 func TestFrontTakesSmallEntriesOnly(t *testing.T) {
 	l := newTestL1(t, 1<<20)
-	g := NewOwner("g")
+	g := l.NewOwner("g")
 	fillAndPromote(t, l, g, 7, "big", frontMaxCost+1)
 	assert.Nil(t, l.front[7&frontMask].Load())
 }
@@ -78,7 +78,7 @@ func TestFrontTakesSmallEntriesOnly(t *testing.T) {
 // The front keeps no entry that ristretto has let go: its memory stays within L1MaxBytes.
 func TestFrontForgetsEvictedEntries(t *testing.T) {
 	l := newTestL1(t, 64<<10) // room for a few dozen entries of ~1 KiB
-	g := NewOwner("g")
+	g := l.NewOwner("g")
 	for i := range 2000 {
 		h := uint64(i)
 		key := strconv.Itoa(i)

@@ -61,6 +61,13 @@ type Options struct {
 	// when it passes; without one the command is queued and abandoned on cancellation. For
 	// the bus, whose Close must not wait out a publish.
 	TimerDeadline bool
+	// Observe, if set, is told of every call when it ends: the command's name ("GET",
+	// "EVALSHA"; a pipeline's "BATCH <name>" when its commands share a name, else "BATCH"),
+	// how long it took, and its error as the caller sees it (nil for an answer, a Redis nil
+	// reply included). Calls refused before they are sent (closed, breaker open, a done
+	// context) are not observed. It runs on the caller's goroutine: it must be quick and
+	// safe for concurrent use. Callers derived with With keep it.
+	Observe func(command string, d time.Duration, err error)
 }
 
 // Caller sends commands to one rueidis client. It is safe for concurrent use.
@@ -147,7 +154,40 @@ func (c *Caller) DoMoving(ctx context.Context, cmd rueidis.Completed, n int64) r
 	if err != nil {
 		return rueidis.NewErrorResult(err)
 	}
-	return c.finish(ctx, &b, probe, c.client.Do(b.ctx, cmd.Pin()))
+	if c.o.Observe == nil {
+		return c.finish(ctx, &b, probe, c.client.Do(b.ctx, cmd.Pin()))
+	}
+	name, start := commandName(cmd), time.Now()
+	res := c.finish(ctx, &b, probe, c.client.Do(b.ctx, cmd.Pin()))
+	c.observe(name, start, res.Error())
+	return res
+}
+
+// observe tells Options.Observe of a call that started at start and ended with err.
+func (c *Caller) observe(name string, start time.Time, err error) {
+	if rueidis.IsRedisNil(err) {
+		err = nil
+	}
+	c.o.Observe(name, time.Since(start), err)
+}
+
+// commandName is cmd's name as Options.Observe reports it: its first word.
+func commandName(cmd rueidis.Completed) string {
+	if words := cmd.Commands(); len(words) > 0 {
+		return words[0]
+	}
+	return ""
+}
+
+// batchName is a pipeline's name as Options.Observe reports it.
+func batchName(cmds []rueidis.Completed) string {
+	name := commandName(cmds[0])
+	for _, cmd := range cmds[1:] {
+		if commandName(cmd) != name {
+			return "BATCH"
+		}
+	}
+	return "BATCH " + name
 }
 
 // DoMulti sends commands in one pipeline under one deadline and one breaker decision.
@@ -178,9 +218,17 @@ func (c *Caller) DoMultiMoving(ctx context.Context, n int64, cmds ...rueidis.Com
 	for i := range cmds {
 		cmds[i] = cmds[i].Pin()
 	}
+	var (
+		name  string
+		start time.Time
+	)
+	if c.o.Observe != nil {
+		name, start = batchName(cmds), time.Now()
+	}
 	b := c.deadline(ctx, n)
 	res := c.client.DoMulti(b.ctx, cmds...)
 	worst := success
+	var first error // the first error of the pipeline's, for Observe
 	for i, r := range res {
 		// One Error call: each returns a new *RedisError for an error reply, which a second
 		// call's would never equal.
@@ -190,9 +238,15 @@ func (c *Caller) DoMultiMoving(ctx context.Context, n int64, cmds ...rueidis.Com
 		if err != rerr {
 			res[i] = rueidis.NewErrorResult(err)
 		}
+		if first == nil && err != nil && !rueidis.IsRedisNil(err) {
+			first = err
+		}
 	}
 	b.cancel()
 	c.account(worst, probe)
+	if c.o.Observe != nil {
+		c.observe(name, start, first)
+	}
 	copy(out, res)
 	return out
 }
@@ -214,12 +268,22 @@ func (c *Caller) DoOn(ctx context.Context, d interface {
 	if timeout > 0 {
 		b.ctx, b.cancel = context.WithTimeout(ctx, timeout)
 	}
+	var (
+		name  string
+		start time.Time
+	)
+	if c.o.Observe != nil {
+		name, start = commandName(cmd), time.Now()
+	}
 	res := d.Do(b.ctx, cmd.Pin())
 	defer b.cancel()
 	if err := res.Error(); err != nil {
 		if _, cerr := c.classify(ctx, err, &b); cerr != err {
-			return rueidis.NewErrorResult(cerr)
+			res = rueidis.NewErrorResult(cerr)
 		}
+	}
+	if c.o.Observe != nil {
+		c.observe(name, start, res.Error())
 	}
 	return res
 }

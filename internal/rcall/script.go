@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
+	"time"
 
 	"github.com/redis/rueidis"
 )
@@ -27,10 +28,18 @@ func (c *Caller) Exec(ctx context.Context, s *Script, keys, args []string) rueid
 	if err != nil {
 		return rueidis.NewErrorResult(err)
 	}
+	var start time.Time
+	if c.o.Observe != nil {
+		start = time.Now()
+	}
 	cmd := c.client.B()
 	res := c.client.Do(b.ctx, cmd.Evalsha().Sha1(s.sha).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build().Pin())
 	if re, ok := rueidis.IsRedisErr(res.Error()); ok && re.IsNoScript() {
 		res = c.client.Do(b.ctx, cmd.Eval().Script(s.src).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build().Pin())
 	}
-	return c.finish(ctx, &b, probe, res)
+	res = c.finish(ctx, &b, probe, res)
+	if c.o.Observe != nil {
+		c.observe("EVALSHA", start, res.Error())
+	}
+	return res
 }
