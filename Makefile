@@ -3,10 +3,10 @@ MODULES := ./... ./bench/... ./examples/...
 
 .PHONY: test bench demo
 test:
-	go test -race -count=1 -timeout 15m $(MODULES)
+	@scripts/test.sh $(MODULES)
 
 bench:
 	go test -run '^$$' -bench . -benchmem $(MODULES)
 
 demo:
-	go run ./examples/demo
+	@scripts/demo.sh

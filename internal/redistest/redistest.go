@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,6 +38,50 @@ func Binary() (string, error) {
 	}
 	return p, nil
 }
+
+// mustBinary is Binary for a test: without redis-server the test fails, with the install
+// hint the first time in a go test run and a short line after that (a run of every package
+// would otherwise print the hint once per test).
+func mustBinary(t testing.TB) string {
+	t.Helper()
+	bin, err := Binary()
+	if err != nil {
+		if firstHintOfRun() {
+			t.Fatal(err)
+		}
+		t.Fatal("redis-server not found (the install hint is printed once per go test run)")
+	}
+	return bin
+}
+
+// firstHintOfRun reports whether no test binary of this go test run (the processes that
+// share its parent, and their own children) has printed the hint yet, and marks that one has. A marker older than an
+// hour is another run's whose parent's PID was reused.
+func firstHintOfRun() bool {
+	hintOnce.Do(func() {
+		run := os.Getenv("TIERCACHE_REDISTEST_RUN") // a test's child process is of its run
+		if run == "" {
+			run = strconv.Itoa(os.Getppid())
+			_ = os.Setenv("TIERCACHE_REDISTEST_RUN", run)
+		}
+		marker := filepath.Join(os.TempDir(), "tiercache-redistest-hint-"+run)
+		if fi, err := os.Stat(marker); err == nil && time.Since(fi.ModTime()) > time.Hour {
+			_ = os.Remove(marker)
+		}
+		f, err := os.OpenFile(marker, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err == nil {
+			_ = f.Close()
+		}
+		hintFirst = err == nil || !errors.Is(err, os.ErrExist)
+	})
+	return hintFirst && hintShown.CompareAndSwap(false, true)
+}
+
+var (
+	hintOnce  sync.Once
+	hintFirst bool        // this process is the run's first to need the hint
+	hintShown atomic.Bool // and has printed it
+)
 
 // Server is one redis-server process on 127.0.0.1.
 type Server struct {
@@ -59,10 +104,7 @@ func WithArgs(args ...string) Option { return func(s *Server) { s.args = append(
 // registers its shutdown with t.Cleanup.
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
-	bin, err := Binary()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := mustBinary(t)
 	s := &Server{t: t, dir: t.TempDir()}
 	for _, o := range opts {
 		o(s)

@@ -38,10 +38,7 @@ func (s *SentinelServer) Stop() { s.p.stop() }
 // two sentinels. Every process is stopped by t.Cleanup.
 func StartSentinel(t testing.TB) *Sentinel {
 	t.Helper()
-	bin, err := Binary()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := mustBinary(t)
 	st := &Sentinel{t: t}
 	st.Master = Start(t)
 	st.Replica = Start(t, WithArgs("--replicaof", "127.0.0.1", strconv.Itoa(st.Master.Port())))

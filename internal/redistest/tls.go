@@ -112,10 +112,7 @@ type TLSServer struct {
 // with t.Cleanup. extraArgs are appended to the command line.
 func StartTLS(t testing.TB, extraArgs ...string) *TLSServer {
 	t.Helper()
-	bin, err := Binary()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := mustBinary(t)
 	dir := t.TempDir()
 	ca := NewCA(t)
 	certPEM, keyPEM := ca.ServerCert(t)
