@@ -44,7 +44,7 @@ func Register(c *tiered.Cache, mp metric.MeterProvider, opts ...Option) (*Regist
 	if err != nil {
 		return nil, err
 	}
-	breaker, err := m.Int64ObservableGauge("tiercache.breaker.state", metric.WithUnit("1"),
+	breaker, err := m.Int64ObservableGauge("tiercache.breaker.state", metric.WithUnit("{state}"),
 		metric.WithDescription("1 for the circuit breaker's current state, 0 for the others."))
 	if err != nil {
 		return nil, err

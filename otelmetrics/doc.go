@@ -27,7 +27,7 @@
 //	| tiercache.redis.errors                | counter (async)       | {error}     |                                                               | Redis calls that failed, breaker rejections included  |
 //	| tiercache.invalidations               | counter (async)       | {key}       | tiercache.invalidation.source (local, tracking, bus, keyspace) | keys invalidated in L1, by where it was heard         |
 //	| tiercache.l1.flushes                  | counter (async)       | {flush}     |                                                               | whole-L1 invalidations                                |
-//	| tiercache.breaker.state               | gauge (async)         | 1           | tiercache.state (closed, open, half-open)                     | 1 for the breaker's state, 0 for the others           |
+//	| tiercache.breaker.state               | gauge (async)         | {state}     | tiercache.state (closed, open, half-open)                     | 1 for the breaker's state, 0 for the others           |
 //	| tiercache.breaker.opens               | counter (async)       | {open}      |                                                               | times the breaker opened                              |
 //	| tiercache.fail_safe.answers           | counter (async)       | {answer}    |                                                               | stale values served because the loader or Redis failed |
 //	| tiercache.bus.publish.errors          | counter (async)       | {message}   |                                                               | invalidation messages that could not be sent          |

@@ -247,6 +247,32 @@ func TestWebappEndToEnd(t *testing.T) {
 		assert.InDelta(t, float64(sa.L1Hits)/float64(sa.L1Hits+sa.L1Misses), sa.L1HitRatio, 1e-9)
 	})
 
+	t.Run("MetricsCountL1Hits", func(t *testing.T) {
+		// tiercache.requests{tiercache.group=data:article, tier=l1, result=hit} in A's /metrics.
+		l1Hits := func() float64 {
+			t.Helper()
+			status, body := a.do(t, http.MethodGet, "/metrics", "")
+			require.Equal(t, http.StatusOK, status, "%s", body)
+			for _, line := range strings.Split(string(body), "\n") {
+				if strings.HasPrefix(line, "tiercache_requests_total{") && strings.Contains(line, `tiercache_group="data:article"`) &&
+					strings.Contains(line, `tiercache_tier="l1"`) && strings.Contains(line, `tiercache_result="hit"`) {
+					v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+					require.NoError(t, err, line)
+					return v
+				}
+			}
+			t.Fatalf("no L1 hit counter of data:article in A's /metrics:\n%s", body)
+			return 0
+		}
+		a.getJSON(t, "/api/articles/11", http.StatusOK, &articleView{})
+		before := l1Hits()
+		// The second read is an L1 hit once ristretto has applied the first one's fill.
+		require.Eventually(t, func() bool {
+			a.getJSON(t, "/api/articles/11", http.StatusOK, &articleView{})
+			return l1Hits() > before
+		}, 5*time.Second, 5*time.Millisecond, "reading an article again never moved A's L1 hit counter")
+	})
+
 	t.Run("RedisDownTheAPIAnswersFromTheDatabase", func(t *testing.T) {
 		var edited articleView
 		a.getJSON(t, "/api/articles/5", http.StatusOK, &edited)

@@ -32,6 +32,7 @@
 //	GET  /api/users/{id}                 a user's profile (group user:profile, 10 min)
 //	GET  /proxy/image?url=               the image proxy, for hosts listed in -image-hosts
 //	GET  /api/cache-stats                the cache's counters and Redis INFO
+//	GET  /metrics                        the cache's, likes' and proxy's metrics (OpenTelemetry, Prometheus format)
 //	GET  /debug/db-queries               statements run against the database so far
 //	GET  /healthz                        200 once serving
 //
@@ -59,10 +60,16 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.uber.org/zap"
 
+	"github.com/synspirit/tiercache/counter"
 	"github.com/synspirit/tiercache/examples/internal/devredis"
 	"github.com/synspirit/tiercache/image"
+	"github.com/synspirit/tiercache/otelmetrics"
 	"github.com/synspirit/tiercache/tiered"
 )
 
@@ -183,6 +190,12 @@ func run(ctx context.Context, cfg config, log *zap.Logger) error {
 
 	cacheOpts := cfg.cache
 	cacheOpts.Logger = log
+	m, err := newMetrics()
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	defer m.close()
+	cacheOpts.Observer = m.observer
 	if cfg.embeddedRedis != "" {
 		srv, err := devredis.Embedded(cfg.embeddedRedis)
 		if err != nil {
@@ -212,9 +225,14 @@ func run(ctx context.Context, cfg config, log *zap.Logger) error {
 	defer proxy.Close()
 
 	mux := http.NewServeMux()
-	newAPI(cache, db, cacheOpts, log).register(mux)
+	api := newAPI(cache, db, cacheOpts, log)
+	api.register(mux)
+	if err := m.register(cache, api.likes, proxy); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 	mux.Handle("GET /proxy/image", proxy)
 	mux.Handle("GET /api/cache-stats", tiered.StatsHandler(cache))
+	mux.Handle("GET /metrics", m.handler)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 
 	ln, err := net.Listen("tcp", cfg.addr)
@@ -244,6 +262,55 @@ func run(ctx context.Context, cfg config, log *zap.Logger) error {
 		err = errors.Join(err, serveErr)
 	}
 	return err
+}
+
+// metrics serves /metrics: OpenTelemetry instruments (package otelmetrics) read by the
+// OpenTelemetry Prometheus exporter, into a registry of the webapp's own.
+type metrics struct {
+	provider *sdkmetric.MeterProvider
+	observer *otelmetrics.Observer // the cache's Options.Observer: load and Redis call durations
+	handler  http.Handler
+	regs     []*otelmetrics.Registration
+}
+
+func newMetrics() (*metrics, error) {
+	registry := prometheus.NewRegistry()
+	exporter, err := otelprom.New(otelprom.WithRegisterer(registry))
+	if err != nil {
+		return nil, err
+	}
+	m := &metrics{
+		provider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter)),
+		handler:  promhttp.HandlerFor(registry, promhttp.HandlerOpts{}),
+	}
+	if m.observer, err = otelmetrics.NewObserver(m.provider); err != nil {
+		m.close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// register makes the cache's, the like counters' and the proxy's counters observable.
+func (m *metrics) register(c *tiered.Cache, likes *counter.Counters, proxy *image.Proxy) error {
+	for _, reg := range []func() (*otelmetrics.Registration, error){
+		func() (*otelmetrics.Registration, error) { return otelmetrics.Register(c, m.provider) },
+		func() (*otelmetrics.Registration, error) { return otelmetrics.RegisterCounters(likes, m.provider) },
+		func() (*otelmetrics.Registration, error) { return otelmetrics.RegisterProxy(proxy, m.provider) },
+	} {
+		r, err := reg()
+		if err != nil {
+			return err
+		}
+		m.regs = append(m.regs, r)
+	}
+	return nil
+}
+
+func (m *metrics) close() {
+	for _, r := range m.regs {
+		_ = r.Close()
+	}
+	_ = m.provider.Shutdown(context.Background())
 }
 
 // accessLog logs each request with its status and duration.
