@@ -70,6 +70,7 @@ func TestGroupStats(t *testing.T) {
 type recordingObserver struct {
 	mu    sync.Mutex
 	loads []string         // group names
+	lerrs []error          // the loads' errors
 	calls map[string]int   // command names
 	errs  map[string]error // the last error by command
 }
@@ -78,6 +79,7 @@ func (o *recordingObserver) LoadDone(group string, d time.Duration, err error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.loads = append(o.loads, group)
+	o.lerrs = append(o.lerrs, err)
 }
 
 func (o *recordingObserver) RedisCallDone(command string, d time.Duration, err error) {
@@ -114,6 +116,8 @@ func TestObserver(t *testing.T) {
 	require.Positive(t, calls["BATCH"], "the GETRANGE+PTTL read: %v", calls)
 	require.Positive(t, calls["SET"], "the loaded value's write: %v", calls)
 	o.mu.Lock()
+	defer o.mu.Unlock()
 	require.NoError(t, o.errs["SET"])
-	o.mu.Unlock()
+	require.NoError(t, o.lerrs[0])
+	require.ErrorAs(t, o.lerrs[1], new(*tiered.PanicError), "a panicking loader is observed with its PanicError")
 }

@@ -28,7 +28,7 @@ const (
 	numStripes = 1 << stripeBits // 4096 counters, 16 KiB
 	stripeMask = numStripes - 1
 
-	numShards = 64 // stats/guard shards
+	numShards = 64 // shards of the Close guard (an Owner has its own for its lookup counters)
 
 	// The front: one slot per 64-bit key modulo frontSlots, holding an entry that was found
 	// in ristretto, so that a hot key is read with one atomic load rather than through
