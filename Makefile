@@ -1,5 +1,5 @@
 # The README's commands. `make test` is what CI runs.
-MODULES := ./... ./bench/... ./examples/...
+MODULES := ./... ./bench/... ./examples/... ./otelmetrics/...
 
 .PHONY: test bench demo
 test:

@@ -121,8 +121,10 @@ func TestTaggedReadAddsNoRoundTrip(t *testing.T) {
 	s := redistest.Start(t)
 	ctx := context.Background()
 	w := tiered.NewGroup[string](newCache(t, s), "g", time.Hour)
-	r := tiered.NewGroup[string](newCache(t, s), "g", time.Hour, tiered.WithoutL1())
+	// The tags' version keys are made before the reader exists: their creation, reported to
+	// a reader that had already learnt them, would make it forget them and read them again.
 	require.NoError(t, w.Set(ctx, "first", "v", tiered.Tags("x", "y")))
+	r := tiered.NewGroup[string](newCache(t, s), "g", time.Hour, tiered.WithoutL1())
 	_, err := r.Get(ctx, "first") // learns the versions of x and y
 	require.NoError(t, err)
 	require.NoError(t, w.Set(ctx, "tagged", "v", tiered.Tags("x", "y")))
@@ -345,11 +347,14 @@ func commandCalls(t *testing.T, s *redistest.Server) map[string]int64 {
 	return out
 }
 
-// diffCalls is after − before, leaving out INFO itself, the keepers' PINGs and zero differences.
+// diffCalls is after − before, leaving out INFO itself, the keepers' PINGs, connection set-up
+// (HELLO, CLIENT) and zero differences.
 func diffCalls(before, after map[string]int64) map[string]int64 {
 	d := map[string]int64{}
 	for k, n := range after {
-		if k != "info" && k != "ping" && n != before[k] {
+		// Not the commands of the test itself or of a connection being opened (rueidis dials
+		// its pipelined connections as keys first map to them).
+		if k != "info" && k != "ping" && k != "hello" && k != "client" && n != before[k] {
 			d[k] = n - before[k]
 		}
 	}
