@@ -155,10 +155,14 @@ func TestClusterTopology(t *testing.T) {
 		requireSeen(t, ga, gb, a, k, "before-migration")
 		rk := redisKey(t, ga, k)
 		src := cl.MasterOfKey(rk)
-		dst := cl.Masters[0]
-		if dst == src {
-			dst = cl.Masters[2]
+		var dst *redistest.Server // a master now (an earlier subtest's failover swapped roles)
+		for _, other := range keys {
+			if m := cl.MasterOfKey(redisKey(t, ga, other)); m != src {
+				dst = m
+				break
+			}
 		}
+		require.NotNil(t, dst)
 		cl.MigrateKey(rk, dst)
 		require.Equal(t, dst, cl.MasterOfKey(rk))
 		requireEventuallyValue(t, ga, k, "before-migration")
