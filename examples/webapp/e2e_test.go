@@ -359,7 +359,7 @@ type cacheStats struct {
 func buildWebapp(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "webapp")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	out, err := exec.Command("go", append(append([]string{"build"}, buildFlags...), "-o", bin, ".")...).CombinedOutput()
 	require.NoError(t, err, "go build: %s", out)
 	return bin
 }
