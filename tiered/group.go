@@ -292,7 +292,11 @@ func (g *groupCore) fail(op, key string, err error) error {
 	if errors.Is(err, ErrClosed) {
 		return ErrClosed
 	}
-	return &opError{op: op, where: g.name + ":" + key, err: err}
+	where := g.name + ":" + key
+	if key == "" { // a call on the group, or on many keys
+		where = g.name
+	}
+	return &opError{op: op, where: where, err: err}
 }
 
 // Get returns the value of key: from L1 if it holds a current one, else from Redis (and then

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"unicode"
 	"unicode/utf8"
 	"weak"
 
@@ -104,9 +105,9 @@ func (c *Cache) InvalidateTags(ctx context.Context, tags ...string) error {
 	if c.isClosed() {
 		return ErrClosed
 	}
-	names, err := checkTags(tags, 0)
+	names, err := checkTags(tags, -1)
 	if err != nil {
-		return fmt.Errorf("tiered: invalidate tags: %w", err)
+		return &opError{op: "invalidate", where: "tags", err: err}
 	}
 	if len(names) == 0 {
 		return nil
@@ -136,9 +137,10 @@ func (c *Cache) InvalidateTags(ctx context.Context, tags ...string) error {
 	return nil
 }
 
-// checkTags validates tags and drops repeats; have is how many tags the value has already.
+// checkTags validates tags and drops repeats; have is how many tags the value has already,
+// -1 for no limit on their number (InvalidateTags).
 func checkTags(tags []string, have int) ([]string, error) {
-	if len(tags)+have > MaxTagsPerValue {
+	if have >= 0 && len(tags)+have > MaxTagsPerValue {
 		var seen int
 		for i, t := range tags {
 			if !containsBefore(tags, i, t) {
@@ -150,6 +152,10 @@ func checkTags(tags []string, have int) ([]string, error) {
 		}
 	}
 	out := tags[:0:0]
+	var seen map[string]bool // for many tags; containsBefore for a value's few
+	if len(tags) > MaxTagsPerValue {
+		seen = make(map[string]bool, len(tags))
+	}
 	for i, t := range tags {
 		switch {
 		case t == "":
@@ -159,7 +165,13 @@ func checkTags(tags []string, have int) ([]string, error) {
 		case !utf8.ValidString(t) || hasControl(t):
 			return nil, fmt.Errorf("%w: tag %q has control characters or is not UTF-8", ErrInvalidOptions, t)
 		}
-		if !containsBefore(tags, i, t) {
+		switch {
+		case seen != nil:
+			if !seen[t] {
+				seen[t] = true
+				out = append(out, t)
+			}
+		case !containsBefore(tags, i, t):
 			out = append(out, t)
 		}
 	}
@@ -175,9 +187,10 @@ func containsBefore(s []string, i int, v string) bool {
 	return false
 }
 
+// hasControl reports whether s has a control character: C0, DEL or C1 (unicode.IsControl).
 func hasControl(s string) bool {
 	for _, r := range s {
-		if r < ' ' || r == 0x7f {
+		if unicode.IsControl(r) {
 			return true
 		}
 	}

@@ -302,13 +302,29 @@ func TestBadTags(t *testing.T) {
 	c := newCache(t, s)
 	ctx := context.Background()
 	g := tiered.NewGroup[string](c, "g", time.Hour)
-	for _, bad := range []string{"", "a\nb", strings.Repeat("x", 1025)} {
+	for _, bad := range []string{"", "a\nb", "a\u0085b", "a\x7fb", "a\xffb", strings.Repeat("x", 1025)} {
 		require.ErrorIs(t, g.Set(ctx, "k", "v", tiered.Tags(bad)), tiered.ErrInvalidOptions, "%q", bad)
 		require.ErrorIs(t, c.InvalidateTags(ctx, bad), tiered.ErrInvalidOptions, "%q", bad)
 	}
 	_, err := g.Get(ctx, "k")
 	require.ErrorIs(t, err, tiered.ErrNotFound)
 	require.NoError(t, c.InvalidateTags(ctx))
+
+	// The errors name the package once, and the group of a batch call.
+	require.EqualError(t, c.InvalidateTags(ctx, ""), "tiered: invalidate tags: invalid options: empty tag")
+	_, err = g.GetOrLoadMany(ctx, []string{"a"}, func(context.Context, []string) (map[string]string, error) { return nil, nil }, tiered.Tags(""))
+	require.EqualError(t, err, "tiered: get or load many g: invalid options: empty tag")
+
+	// A value carries at most MaxTagsPerValue tags; an invalidation takes any number.
+	many := make([]string, 3*tiered.MaxTagsPerValue)
+	for i := range many {
+		many[i] = "t" + strconv.Itoa(i)
+	}
+	require.ErrorIs(t, g.Set(ctx, "k", "v", tiered.Tags(many...)), tiered.ErrInvalidOptions)
+	require.NoError(t, g.Set(ctx, "k", "v", tiered.Tags(many[len(many)-1])))
+	require.NoError(t, c.InvalidateTags(ctx, many...))
+	_, err = g.Get(ctx, "k")
+	require.ErrorIs(t, err, tiered.ErrNotFound, "the last of 192 invalidated tags dropped its value")
 }
 
 // In BusOnly mode InvalidateTags reaches the other instances through the bus.
