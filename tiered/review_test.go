@@ -97,6 +97,8 @@ func TestOneDroppedConnectionDoesNotOpenTheBreaker(t *testing.T) {
 	for range 3 {
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
+		stopWriters := sync.OnceFunc(func() { close(stop); wg.Wait() }) // also when a require fails
+		defer stopWriters()
 		var ok atomic.Int64
 		for range 16 {
 			wg.Add(1)
@@ -118,8 +120,7 @@ func TestOneDroppedConnectionDoesNotOpenTheBreaker(t *testing.T) {
 		s.KillClients("TYPE", "normal")
 		before := ok.Load()
 		require.Eventually(t, func() bool { return ok.Load() > before+1000 }, waitFor, tick, "writes go on after the reconnection")
-		close(stop)
-		wg.Wait()
+		stopWriters()
 	}
 	require.Zero(t, c.Stats().BreakerOpens)
 }

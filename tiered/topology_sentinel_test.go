@@ -56,6 +56,8 @@ func TestSentinelTopology(t *testing.T) {
 	)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	stopWriters := sync.OnceFunc(func() { close(stop); wg.Wait() }) // also when a require fails
+	defer stopWriters()
 	for w := 0; w < 4; w++ {
 		wg.Add(1)
 		go func(w int) {
@@ -89,8 +91,7 @@ func TestSentinelTopology(t *testing.T) {
 	require.Eventually(t, func() bool { return firstSuccess.Load() != 0 }, 15*time.Second, 10*time.Millisecond,
 		"writes never succeeded again after the master was killed")
 	time.Sleep(500 * time.Millisecond) // keep the load on the new master for a while
-	close(stop)
-	wg.Wait()
+	stopWriters()
 
 	addr, err := st.MasterAddr()
 	require.NoError(t, err)
