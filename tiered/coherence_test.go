@@ -309,3 +309,25 @@ func TestTrackingKeeperToleratesOneSlowCheck(t *testing.T) {
 	require.Eventually(t, func() bool { return a.Stats().Flushes >= flushes+2 }, waitFor, tick,
 		"an error flushes at once, and again when the listener answers")
 }
+
+// A dropped listener connection flushes L1 at once, not when the listener is back: writes
+// made while it is down are not heard, so no entry from before may be served meanwhile (a
+// Redis restarted without its data, or a failover, makes that a stale read for as long as
+// the keeper's back-off lasts, up to a second).
+func TestTrackingDropFlushesBeforeTheListenerIsBack(t *testing.T) {
+	s, a, g := warmKey(t, "v1")
+	ctx := context.Background()
+	// The keeper cannot bring the listener back while the test looks.
+	a.SetTrackerPingForTest(func(context.Context, time.Duration) error { return errors.New("listener held down by the test") })
+	t.Cleanup(func() { a.SetTrackerPingForTest(nil) })
+	flushes := a.Stats().Flushes
+	s.Do("CLIENT", "KILL", "ID", clientID(t, s, "tiercache-tracking"))
+	require.Eventually(t, func() bool { return a.Stats().Flushes > flushes }, 2*time.Second, tick, "the drop flushed L1")
+
+	// Another client's write, which the dropped listener cannot report.
+	p, _ := json.Marshal("v2")
+	s.Do("SET", redisKey(t, g, "k"), string(tiered.EnvelopeForTest(p, time.Now().Add(time.Minute).UnixMilli())))
+	v, err := g.Get(ctx, "k")
+	require.NoError(t, err)
+	require.Equal(t, "v2", v, "served the entry from before the drop")
+}
