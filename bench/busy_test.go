@@ -54,7 +54,6 @@ import (
 // BCAST), so Redis never tells it of keys it did not read.
 func BenchmarkDataZipfBusy(b *testing.B) {
 	s := redistest.Start(b)
-	ctx := context.Background()
 	rc := newRueidisClient(b, s, false)
 	base := sample
 	base.ID, base.Likes = 0, 0
@@ -63,20 +62,7 @@ func BenchmarkDataZipfBusy(b *testing.B) {
 	b.Run("tiercache", func(b *testing.B) {
 		c := newTiered(b, s, func(o *tiered.Options) { o.L1MaxBytes, o.Timeout = busyL1Bytes, busyTimeout })
 		g := tiered.NewGroup[Article](c, "busy:articles", longTTL)
-		// Copy the envelope tiercache wrote for one key into every key.
-		if err := g.Set(ctx, "0", base); err != nil {
-			b.Fatal(err)
-		}
-		k0, err := g.RedisKey(ctx, "0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		env, err := rc.Do(ctx, rc.B().Get().Key(k0).Build()).AsBytes()
-		if err != nil {
-			b.Fatal(err)
-		}
-		prefix := k0[:len(k0)-1]
-		populate(b, rc, busyKeys, func(i int) string { return prefix + zipfKeyNames[i] }, env)
+		populateTiered(b, rc, g, busyKeys, base)
 		warmL1(b, c, g, "0") // the group's values go to L1 once its prefix is tracked
 		benchBusy(b, s, &busyReader{
 			read: func(ctx context.Context, _, key int) error {

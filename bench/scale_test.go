@@ -70,21 +70,8 @@ func BenchmarkDataScale(b *testing.B) {
 				cs[i] = newTiered(b, s, func(o *tiered.Options) { o.L1MaxBytes, o.Timeout = scaleL1Bytes, busyTimeout })
 				gs[i] = tiered.NewGroup[Article](cs[i], "scale", longTTL)
 			}
-			// Copy the envelope tiercache wrote for one key into every key (again for each
-			// instance count: the writes of the previous one changed them).
-			if err := gs[0].Set(ctx, "0", base); err != nil {
-				b.Fatal(err)
-			}
-			k0, err := gs[0].RedisKey(ctx, "0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			env, err := rc.Do(ctx, rc.B().Get().Key(k0).Build()).AsBytes()
-			if err != nil {
-				b.Fatal(err)
-			}
-			prefix := k0[:len(k0)-1]
-			populate(b, rc, scaleKeys, func(i int) string { return prefix + zipfKeyNames[i] }, env)
+			// Again for each instance count: the writes of the previous one changed them.
+			populateTiered(b, rc, gs[0], scaleKeys, base)
 			for i := range cs {
 				warmL1(b, cs[i], gs[i], "0") // the group's values go to L1 once its prefix is tracked
 			}

@@ -170,6 +170,26 @@ func populate(b *testing.B, rc rueidis.Client, n int, key func(i int) string, va
 	}
 }
 
+// populateTiered stores v under the first n of zipfKeyNames in g, as g would store it: Set
+// writes the envelope of key "0", which is then copied into every other key in batches.
+func populateTiered(b *testing.B, rc rueidis.Client, g *tiered.Group[Article], n int, v Article) {
+	b.Helper()
+	ctx := context.Background()
+	if err := g.Set(ctx, "0", v); err != nil {
+		b.Fatal(err)
+	}
+	k0, err := g.RedisKey(ctx, "0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	env, err := rc.Do(ctx, rc.B().Get().Key(k0).Build()).AsBytes()
+	if err != nil {
+		b.Fatal(err)
+	}
+	prefix := k0[:len(k0)-1]
+	populate(b, rc, n, func(i int) string { return prefix + zipfKeyNames[i] }, env)
+}
+
 var zipfKeyNames = func() []string {
 	ks := make([]string, zipfKeys)
 	for i := range ks {
@@ -303,7 +323,6 @@ func probes(ps ...probe) probe {
 // L1 hit ratio at least go-redis/cache's at the same L1 bytes, and higher throughput.
 func BenchmarkDataZipf(b *testing.B) {
 	s := redistest.Start(b)
-	ctx := context.Background()
 	rc := newRueidisClient(b, s, false)
 
 	base := sample
@@ -323,20 +342,7 @@ func BenchmarkDataZipf(b *testing.B) {
 				p.c[i] = newTiered(b, s, func(o *tiered.Options) { o.L1MaxBytes = l1Bytes })
 				p.g[i] = tiered.NewGroup[Article](p.c[i], group, longTTL)
 			}
-			// Copy the envelope tiercache wrote for one key into every key.
-			if err := p.g[0].Set(ctx, "0", base); err != nil {
-				b.Fatal(err)
-			}
-			k0, err := p.g[0].RedisKey(ctx, "0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			env, err := rc.Do(ctx, rc.B().Get().Key(k0).Build()).AsBytes()
-			if err != nil {
-				b.Fatal(err)
-			}
-			prefix := k0[:len(k0)-1]
-			populate(b, rc, zipfKeys, func(i int) string { return prefix + zipfKeyNames[i] }, env)
+			populateTiered(b, rc, p.g[0], zipfKeys, base)
 			vs := newVersions()
 			warmZipf(b, &p, vs)
 			serialAndParallel(b, zipfOps(&p, vs), zipfProbe(&p, vs, l1Bytes))
