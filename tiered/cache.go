@@ -276,7 +276,7 @@ func connectError(ctx context.Context, err error) error {
 		}
 	}
 	if errors.Is(err, ErrUnavailable) {
-		return fmt.Errorf("tiered: connecting: %w", err)
+		return &opError{op: "connecting", err: err}
 	}
 	return fmt.Errorf("%w: connecting: %w", ErrUnavailable, err)
 }

@@ -67,13 +67,17 @@ func (e *tooLargeError) Unwrap() error { return ErrTooLarge }
 // the cause unchanged.
 type opError struct {
 	op    string // what was done: "get", "set", "load"
-	where string // on what: "articles:7"
+	where string // on what: "articles:7"; may be empty
 	err   error
 	bare  bool // no "tiered: " in front: a part of another message
 }
 
 func (e *opError) Error() string {
-	s := e.op + " " + e.where + ": " + strings.TrimPrefix(e.err.Error(), "tiered: ")
+	s := e.op
+	if e.where != "" {
+		s += " " + e.where
+	}
+	s += ": " + strings.TrimPrefix(e.err.Error(), "tiered: ")
 	if e.bare {
 		return s
 	}

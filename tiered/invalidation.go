@@ -278,7 +278,7 @@ func (c *Cache) Flush(ctx context.Context) error {
 		return nil
 	}
 	if err := c.bus.Publish(ctx, bus.Message{FlushAll: true}); err != nil {
-		return fmt.Errorf("tiered: flush: %w", err)
+		return &opError{op: "flush", err: err}
 	}
 	return nil
 }

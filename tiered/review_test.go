@@ -227,4 +227,17 @@ func TestErrorTextsReadOnce(t *testing.T) {
 	_, err := tiered.New(cancelled, tiered.Options{ExactL1Stats: true, RedisURL: s.URL()})
 	require.ErrorIs(t, err, context.Canceled)
 	require.NotErrorIs(t, err, tiered.ErrUnavailable)
+
+	// The calls that wrap an outage name the package once too.
+	s.Stop()
+	_, errInfo := c.RedisInfo(ctx)
+	for name, err := range map[string]error{
+		"InvalidateTags": c.InvalidateTags(ctx, "t"),
+		"RedisInfo":      errInfo,
+		"Flush":          c.Flush(ctx),
+	} {
+		require.ErrorIs(t, err, tiered.ErrUnavailable, name)
+		text := err.Error()
+		assert.Len(t, regexp.MustCompile(`(^|: )tiered: `).FindAllString(text, -1), 1, "%s: the prefix once: %q", name, text)
+	}
 }

@@ -214,7 +214,7 @@ func (c *Cache) RedisInfo(ctx context.Context) (RedisInfo, error) {
 		if errors.Is(err, ErrClosed) {
 			return RedisInfo{}, ErrClosed
 		}
-		return RedisInfo{}, fmt.Errorf("tiered: info: %w", err)
+		return RedisInfo{}, &opError{op: "info", err: err}
 	}
 	return parseInfo(text), nil
 }

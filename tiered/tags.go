@@ -131,7 +131,7 @@ func (c *Cache) InvalidateTags(ctx context.Context, tags ...string) error {
 	c.st.tagsInvalidated.Add(uint64(len(names)))
 	if len(errs) > 0 {
 		c.st.l2Errors.Add(1)
-		return fmt.Errorf("tiered: invalidate tags: %w", errors.Join(errs...))
+		return &opError{op: "invalidate", where: "tags", err: errors.Join(errs...)}
 	}
 	c.publish(ctx, bus.Message{Keys: keys})
 	return nil
