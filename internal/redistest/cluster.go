@@ -97,11 +97,20 @@ func StartCluster(t testing.TB, opts ...ClusterOption) *Cluster {
 	for _, s := range c.Nodes()[1:] {
 		s.Do("CLUSTER", "MEET", "127.0.0.1", strconv.Itoa(first.Port()))
 	}
-	// A replica can only be attached once it knows its master.
+	// A replica can only be attached once it knows its master. It meets its master itself
+	// too, again at every try: on a loaded machine a handshake through the first node can
+	// time out, and then the replica would never hear of its master.
 	for i, rs := range c.Replicas {
 		for _, r := range rs {
-			mid := c.ids[c.Masters[i]]
-			c.waitFor("replica to know its master", func() error { return tryDo(r, "CLUSTER", "REPLICATE", mid) })
+			m := c.Masters[i]
+			mid := c.ids[m]
+			c.waitFor("replica to know its master", func() error {
+				if err := tryDo(r, "CLUSTER", "REPLICATE", mid); err != nil {
+					_ = tryDo(r, "CLUSTER", "MEET", "127.0.0.1", strconv.Itoa(m.Port()))
+					return err
+				}
+				return nil
+			})
 		}
 	}
 	c.WaitSettled()
@@ -168,7 +177,15 @@ func (c *Cluster) Failover(master *Server) *Server {
 	c.t.Helper()
 	r := c.replicaOf(master)
 	r.Do("CLUSTER", "FAILOVER")
-	return c.waitPromoted(r, "replica promoted")
+	// A manual failover that the master does not answer in time (5 s, Redis's
+	// CLUSTER_MF_TIMEOUT; a loaded machine) is abandoned: ask again rather than wait forever.
+	asked := time.Now()
+	return c.waitPromotedRetrying(r, "replica promoted", func() {
+		if time.Since(asked) > 5*time.Second {
+			_ = tryDo(r, "CLUSTER", "FAILOVER")
+			asked = time.Now()
+		}
+	})
 }
 
 // FailoverByKill kills master (SIGKILL), waits until a replica is elected in its place and
@@ -178,11 +195,12 @@ func (c *Cluster) FailoverByKill(master *Server) *Server {
 	c.t.Helper()
 	r := c.replicaOf(master)
 	master.Stop()
-	return c.waitPromoted(r, "replica elected")
+	return c.waitPromotedRetrying(r, "replica elected", func() {})
 }
 
-// waitPromoted waits until r reports the master role and every running node agrees.
-func (c *Cluster) waitPromoted(r *Server, what string) *Server {
+// waitPromotedRetrying waits until r reports the master role and every running node agrees,
+// calling retry between checks while it does not.
+func (c *Cluster) waitPromotedRetrying(r *Server, what string, retry func()) *Server {
 	c.t.Helper()
 	c.waitFor(what, func() error {
 		role, err := r.Do("ROLE").ToArray()
@@ -190,6 +208,7 @@ func (c *Cluster) waitPromoted(r *Server, what string) *Server {
 			return err
 		}
 		if s, _ := role[0].ToString(); s != "master" {
+			retry()
 			return fmt.Errorf("role %s", s)
 		}
 		return nil
