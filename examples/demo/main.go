@@ -109,7 +109,14 @@ func run() int {
 	// demo counts its L1 hits one by one (ExactL1Stats): by default the hottest keys' hits
 	// are sampled, one in 16.
 	prefix := fmt.Sprintf("tiercache-demo:%d:", time.Now().UnixNano())
-	a, err := tiered.New(ctx, tiered.Options{RedisURL: redisURL, Redis: clients[0], KeyPrefix: prefix, Logger: logger.Named("A"), ExactL1Stats: true})
+	// The in-process server runs every command, and every counter's Lua script, on one lock
+	// of the demo's own process: 100 concurrent likes can take longer than the default 100 ms
+	// per call on a busy machine, so it gets a deadline that fits it.
+	var timeout time.Duration
+	if embeddedAddr != "" {
+		timeout = time.Second
+	}
+	a, err := tiered.New(ctx, tiered.Options{RedisURL: redisURL, Redis: clients[0], KeyPrefix: prefix, Logger: logger.Named("A"), ExactL1Stats: true, Timeout: timeout})
 	if err != nil {
 		if ctx.Err() != nil {
 			return interrupted()
@@ -118,7 +125,7 @@ func run() int {
 		return 1
 	}
 	defer a.Close()
-	b, err := tiered.New(ctx, tiered.Options{RedisURL: redisURL, Redis: clients[1], KeyPrefix: prefix, Logger: logger.Named("B"), ExactL1Stats: true})
+	b, err := tiered.New(ctx, tiered.Options{RedisURL: redisURL, Redis: clients[1], KeyPrefix: prefix, Logger: logger.Named("B"), ExactL1Stats: true, Timeout: timeout})
 	if err != nil {
 		if ctx.Err() != nil {
 			return interrupted()

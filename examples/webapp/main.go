@@ -77,6 +77,7 @@ const (
 	defaultKeyPrefix = "synspirit:" // when neither CACHE_KEY_PREFIX nor -key-prefix is given
 	startTimeout     = 10 * time.Second
 	shutdownTimeout  = 10 * time.Second
+	embeddedTimeout  = time.Second // -redis-timeout's default with -embedded-redis
 )
 
 type config struct {
@@ -124,7 +125,7 @@ func parseConfig(args []string) (config, error) {
 	redisURL := fs.String("redis-url", "", "Redis URL (default $REDIS_URL, else "+tiered.DefaultRedisURL+")")
 	keyPrefix := fs.String("key-prefix", "", "prefix of every Redis key (default $CACHE_KEY_PREFIX, else "+defaultKeyPrefix+")")
 	defaultTTL := fs.Duration("default-ttl", 0, "TTL of cache entries without their own (default $CACHE_DEFAULT_TIMEOUT seconds, else 5m)")
-	fs.DurationVar(&cfg.cache.Timeout, "redis-timeout", tiered.DefaultTimeout, "deadline of each Redis call, cache and counters")
+	fs.DurationVar(&cfg.cache.Timeout, "redis-timeout", tiered.DefaultTimeout, "deadline of each Redis call, cache and counters (1s with -embedded-redis unless given)")
 	imageHosts := fs.String("image-hosts", "", "comma-separated hosts the image proxy may fetch from, each host or host:port (without a port: 80 and 443; *.example.com for subdomains); empty denies all")
 	fs.BoolVar(&cfg.imageAllowPrivate, "image-allow-private", false, "let the image proxy connect to loopback and private addresses (origins on your own network, tests)")
 	fs.BoolVar(&cfg.dev, "dev", false, "human-readable debug logs instead of JSON")
@@ -142,6 +143,11 @@ func parseConfig(args []string) (config, error) {
 		return cfg, err
 	}
 	opts.Timeout = cfg.cache.Timeout
+	if cfg.embeddedRedis != "" && opts.Timeout == tiered.DefaultTimeout {
+		// The in-process server runs every command and counter script on one lock of one
+		// process: on a busy machine a call can take longer than the default 100 ms.
+		opts.Timeout = embeddedTimeout
+	}
 	if _, ok := os.LookupEnv("CACHE_KEY_PREFIX"); !ok {
 		opts.KeyPrefix = defaultKeyPrefix
 	}

@@ -2,6 +2,7 @@ package redistest_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,4 +102,63 @@ func TestSentinelTopology(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return c.Do(ctx, c.B().Set().Key("k").Value("w").Build()).Error() == nil
 	}, 10*time.Second, 10*time.Millisecond)
+}
+
+// A replica refuses CLUSTER FAILOVER while it holds its master failing ("Master is down or
+// failed", as on a loaded machine where a ping misses the node timeout): Failover asks again
+// until the replica takes over.
+func TestClusterFailoverWhileTheReplicaHoldsItsMasterFailing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster topology: skipped with -short")
+	}
+	c := redistest.StartCluster(t, redistest.WithReplicas(1), redistest.WithClusterArgs("--enable-debug-command", "yes"))
+	master := c.Masters[0]
+	mid := c.ID(master)
+	var replica *redistest.Server
+	for _, s := range c.Nodes() {
+		if s == master {
+			continue
+		}
+		nodes, err := clusterNodes(s)
+		require.NoError(t, err)
+		for _, line := range strings.Split(nodes, "\n") {
+			if f := strings.Fields(line); len(f) > 3 && strings.Contains(f[2], "myself") && f[3] == mid {
+				replica = s
+			}
+		}
+	}
+	require.NotNil(t, replica)
+
+	// The master stops answering for longer than the node timeout (1 s), until the masters
+	// agree it has failed.
+	sleeper, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{master.Addr()}, DisableCache: true, ForceSingleClient: true})
+	require.NoError(t, err)
+	defer sleeper.Close()
+	slept := make(chan error, 1)
+	go func() {
+		slept <- sleeper.Do(context.Background(), sleeper.B().Arbitrary("DEBUG", "SLEEP").Args("3").Build()).Error()
+	}()
+	require.Eventually(t, func() bool {
+		nodes, err := clusterNodes(replica)
+		if err != nil {
+			return false
+		}
+		for _, line := range strings.Split(nodes, "\n") {
+			if f := strings.Fields(line); len(f) > 2 && f[0] == mid {
+				return strings.Contains(f[2], "fail") && !strings.Contains(f[2], "fail?") // FAIL, not PFAIL
+			}
+		}
+		return false
+	}, 8*time.Second, 20*time.Millisecond, "the replica never held its master failing")
+
+	require.Equal(t, replica, c.Failover(master))
+	require.NoError(t, <-slept)
+}
+
+// clusterNodes is s's CLUSTER NODES (RESP3 sends it as a verbatim string: "txt:" first).
+func clusterNodes(s *redistest.Server) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	nodes, err := s.Client().Do(ctx, s.Client().B().ClusterNodes().Build()).ToString()
+	return strings.TrimPrefix(nodes, "txt:"), err
 }
