@@ -1,8 +1,11 @@
 package l1
 
 import (
+	"runtime"
+	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 )
@@ -45,14 +48,14 @@ func TestFillRacingAnInvalidationIsNeverServed(t *testing.T) {
 	// The same race when the invalidation lands between Fill's check and ristretto applying
 	// the entry: the first lookup finds the stripe moved.
 	s = l.Snapshot(h)
-	e := &entry{owner: o, key: "k", h: h, gen: s.gen, epoch: s.epoch, value: "old", small: true,
-		freshUntil: time.Now().Add(time.Minute).UnixNano()}
+	e := &entry{tag: l.tag(o, "k"), epoch: s.epoch, value: "old", freshUntil: l.ticks.Load() + 6000}
+	e.gs.Store(s.gen<<genShift | smallBit | fresh)
 	l.Invalidate(h)
 	require.True(t, l.store.Set(h, e, 100))
 	l.Wait()
 	_, ok = l.Get(h, o, "k")
 	require.False(t, ok, "the entry's stripe moved after its snapshot")
-	require.Equal(t, dead, e.state.Load(), "and it stays dead")
+	require.Equal(t, dead, e.state(), "and it stays dead")
 }
 
 // An invalidation of another key of the stripe, before an entry's first lookup, costs that
@@ -66,4 +69,64 @@ func TestFalseInvalidationOnlyBeforeTheFirstLookup(t *testing.T) {
 	l.Invalidate(b)
 	_, ok := l.Get(a, o, "a")
 	require.False(t, ok, "not yet confirmed when its stripe moved")
+}
+
+// When the clock reaches rebaseTicks it starts again from now, and what was filled before
+// is served no more, not even by GetStale: its expiry counted from the old base.
+func TestClockRebase(t *testing.T) {
+	l, err := New(Config{MaxBytes: 1 << 20, Live: true, MaxStale: time.Hour})
+	require.NoError(t, err)
+	t.Cleanup(l.Close)
+	o := l.NewOwner("g")
+	const h = 5
+	l.Fill(h, l.Snapshot(h), o, "k", "old", 10, time.Minute, time.Minute)
+	l.Wait()
+	_, ok := l.Get(h, o, "k")
+	require.True(t, ok)
+
+	now := time.Now().UnixNano()
+	l.base.Store(now - int64(rebaseTicks)*int64(clockTick)) // the clock has run 2^31 ticks
+	l.advance(now)
+	require.Zero(t, l.ticks.Load(), "the clock starts again")
+	_, ok = l.Get(h, o, "k")
+	require.False(t, ok, "an entry of the old base")
+	_, ok = l.GetStale(h, o, "k")
+	require.False(t, ok, "an entry of the old base, fail-safe")
+
+	l.Fill(h, l.Snapshot(h), o, "k", "new", 10, time.Minute, time.Minute)
+	l.Wait()
+	v, ok := l.Get(h, o, "k")
+	require.True(t, ok)
+	require.Equal(t, "new", v)
+	l.advance(now + int64(time.Minute)) // the entry's minute, counted from the new base
+	_, ok = l.Get(h, o, "k")
+	require.False(t, ok, "expired on the new clock")
+	v, ok = l.GetStale(h, o, "k")
+	require.True(t, ok, "and within MaxStale")
+	require.Equal(t, "new", v)
+}
+
+// The L1 keeps no reference to the key it is given: a key cut from a large string does not
+// keep that string alive.
+func TestFillKeepsNoKey(t *testing.T) {
+	l := newTestL1(t, 1<<20)
+	o := l.NewOwner("g")
+	big := strings.Repeat("x", 1<<20)
+	collected := make(chan struct{})
+	runtime.AddCleanup(unsafe.StringData(big), func(ch chan struct{}) { close(ch) }, collected)
+	key := big[:8]
+	l.Fill(1, l.Snapshot(1), o, key, "v", 10, time.Minute, time.Minute)
+	l.Wait()
+	_, ok := l.Get(1, o, strings.Repeat("x", 8))
+	require.True(t, ok)
+	big, key = "", ""
+	require.Eventually(t, func() bool {
+		runtime.GC()
+		select {
+		case <-collected:
+			return true
+		default:
+			return false
+		}
+	}, 5*time.Second, 10*time.Millisecond, "the key's string was kept")
 }

@@ -11,9 +11,19 @@
 // bumps its stripe; a flush bumps the epoch (and empties the front, 4096 atomic loads).
 // Neither touches ristretto, so both are safe on rueidis's reader goroutine, and a racing fill
 // can never be served whatever order ristretto applies it in.
+//
+// An entry is 32 bytes beside its value, the smallest the guard allows: the value, its
+// expiry on a coarse clock, its epoch, its generation and state in one word, and a 32-bit tag
+// of its owner and key. The key itself is not kept (nor does the L1 hold on to the caller's
+// string): ristretto holds each entry under the caller's 64-bit hash of the key, and a lookup
+// checks the tag, a hash the L1 makes of the owner and key with a seed of its own. Two keys,
+// or two owners' keys, are confused only if both seeded hashes collide: one chance in 2^96
+// for a pair. (ristretto's own string keys are two 64-bit hashes, one of them unseeded.)
 package l1
 
 import (
+	"hash/maphash"
+	"math"
 	"math/rand/v2"
 	"runtime"
 	"sync"
@@ -54,12 +64,18 @@ const (
 
 	// clockTick is the resolution of the L1's clock. Expiry is checked against a clock read
 	// from an atomic that one goroutine advances, not time.Now: a clock read was more than
-	// half the cost of a hit when ristretto's TTL did it. Entries are stored with their
-	// expiry moved a tick earlier, so a lagging clock never serves one past its L2 expiry.
+	// half the cost of a hit when ristretto's TTL did it. The clock counts ticks from a base
+	// in 32 bits, as entries record their expiry; entries are stored with their expiry moved
+	// a tick earlier, so a lagging clock never serves one past its L2 expiry.
 	clockTick = 10 * time.Millisecond
+	// rebaseTicks: when the clock reaches it (2^31 ticks, about 248 days after the base), the
+	// base moves to now and every entry is flushed, so that 32-bit expiries never wrap. An
+	// expiry beyond 2^32 ticks of the base is brought in to it.
+	rebaseTicks = 1 << 31
 
-	// entryOverhead approximates the bytes an L1 entry costs beyond its encoded value.
-	entryOverhead = 96
+	// entryOverhead approximates the bytes an L1 entry costs beyond its encoded value: the
+	// entry (32) and ristretto's item, map slot and admission record for it (~100).
+	entryOverhead = 128
 
 	// Bounds of ristretto's admission counters (see New).
 	minCounters = 10_000
@@ -73,6 +89,7 @@ const (
 // totals are sums over its owners.
 type Owner struct {
 	name   string
+	salt   uint64                  // mixed into its entries' tags
 	shards [ownerShards]ownerShard // written by lookups; see shard
 }
 
@@ -89,7 +106,7 @@ type ownerShard struct {
 // NewOwner returns a new owner whose counters count in l's Stats; name is for debugging
 // only.
 func (l *L1) NewOwner(name string) *Owner {
-	o := &Owner{name: name}
+	o := &Owner{name: name, salt: rand.Uint64()}
 	l.ownersMu.Lock()
 	l.owners = append(l.owners, o)
 	l.ownersMu.Unlock()
@@ -106,34 +123,62 @@ func (o *Owner) Stats() (hits, misses uint64) {
 	return hits, misses
 }
 
-// entry is one cached value: 80 bytes (a size class) beside the value. Its fields are written
-// before it is stored (in ristretto or the front) and only read afterwards, but state.
+// entry is one cached value: 32 bytes (a size class) beside the value. Its fields are
+// written before it is stored (in ristretto or the front) and only read afterwards, but the
+// state bits of gs.
 type entry struct {
-	owner *Owner // which namespace filled it
+	// value is what the owner stored; with eager refresh, a *refreshing holding it.
 	value any
-	key   string // the group key, checked on every hit (the L1 is keyed by a 64-bit hash)
-	h     uint64 // the L1 key: the hash of the full Redis key
-	// freshUntil is when the entry stops being served, on the L1's coarse clock: never later
-	// than its L2 entry's expiry. With fail-safe it can still be served as a last resort
-	// until freshUntil + MaxStale.
-	freshUntil int64 // unix nanoseconds
-	// refreshAt is set only with eager refresh: past it, a lookup says a refresh is due.
-	refreshAt int64  // unix nanoseconds
-	gen       uint32 // the key's stripe generation at the snapshot taken before the Redis read
-	epoch     uint32 // the L1's epoch then
-	// state is fresh until the entry's first lookup, which confirms it (no invalidation of
-	// its stripe since its snapshot) or finds it dead; an invalidation of its key marks it
-	// dead at any time. Written by lookups and invalidations, with compare-and-swap.
-	state atomic.Uint32
-	small bool // cost at most frontMaxCost: may be served from the front
+	tag   uint32 // the L1's hash of its owner and key (see L1.tag)
+	// freshUntil is the tick (see clockTick) from which the entry is no longer served: never
+	// later than its L2 entry's expiry. With fail-safe it can still be served as a last
+	// resort until freshUntil + MaxStale.
+	freshUntil uint32
+	epoch      uint32 // the L1's epoch at the snapshot taken before the Redis read
+	// gs holds the key's stripe generation at that snapshot (bits 3 and up: its low 29
+	// bits), whether the entry is small (bit 2: cost at most frontMaxCost, so it may go to
+	// the front) and its state (bits 0-1). The state is fresh until the entry's first lookup,
+	// which confirms it (no invalidation of its stripe since its snapshot) or finds it dead;
+	// an invalidation of its key marks it dead at any time. The state bits are written by
+	// lookups and invalidations, with compare-and-swap; the others never change.
+	gs atomic.Uint32
 }
 
-// Entry states.
+// Entry states, and gs's layout.
 const (
 	fresh     uint32 = iota // filled, not looked up yet
 	confirmed               // no invalidation of its key since its snapshot: served until one comes
 	dead                    // its key was invalidated (or may have been, before it was confirmed)
+
+	stateMask = 3
+	smallBit  = 4
+	genShift  = 3
 )
+
+func (e *entry) state() uint32 { return e.gs.Load() & stateMask }
+func (e *entry) small() bool   { return e.gs.Load()&smallBit != 0 }
+
+// filledUnder reports whether e's snapshot had the stripe generation gen (in its low 29 bits:
+// an entry is taken for another generation's only if its stripe moved exactly a multiple of
+// 2^29 times between its snapshot and its first lookup).
+func (e *entry) filledUnder(gen uint32) bool { return e.gs.Load()>>genShift == gen<<genShift>>genShift }
+
+// kill marks e dead. The other bits of gs never change, so a plain store keeps them.
+func (e *entry) kill() { e.gs.Store(e.gs.Load()&^stateMask | dead) }
+
+// refreshing is an entry's value with eager refresh: the tick past which a lookup says a
+// refresh is due. It is a value of its own so that entries without eager refresh do not pay
+// for the field.
+type refreshing struct {
+	v  any
+	at uint32
+}
+
+// frontItem is an entry in the front, with its key's hash.
+type frontItem struct {
+	e *entry
+	h uint64
+}
 
 // Snapshot is a key's stripe generation and the epoch, taken before a Redis read or write.
 // Generations are 32-bit: an entry would be served wrongly only if its stripe (or the
@@ -180,23 +225,31 @@ type L1 struct {
 	// Read on every hit, written rarely: a line of their own.
 	_         [64]byte
 	epoch     atomic.Uint32 // bumped by a flush
-	clock     atomic.Int64  // unix nanoseconds, advanced every clockTick
+	ticks     atomic.Uint32 // the clock: clockTicks since base
 	closed    atomic.Bool
 	hitSample uint32 // hitSample, or 1 with Config.ExactHits
+	eager     bool   // Config.EagerRefresh > 0: values are *refreshing
+	seed      maphash.Seed
 	_         [64]byte
 
 	stripes [numStripes]atomic.Uint32
-	_       [64]byte                          // the front is read on every hit, the stripes written on every invalidation
-	front   [frontSlots]atomic.Pointer[entry] // see lookup
-	_       [64]byte                          // keep the written shards off the lines of the read-mostly fields
+	_       [64]byte                              // the front is read on every hit, the stripes written on every invalidation
+	front   [frontSlots]atomic.Pointer[frontItem] // see lookup
+	_       [64]byte                              // keep the written shards off the lines of the read-mostly fields
 	shards  [numShards]shard
 	_       [64]byte
+
+	clock    atomic.Int64 // unix nanoseconds, advanced every clockTick
+	base     atomic.Int64 // unix nanoseconds of tick 0
+	rebased  atomic.Uint32
+	clockMu  sync.Mutex // serialises advance and rebase
+	maxStale uint64     // Config.MaxStale in ticks, rounded up
 
 	clockStop chan struct{} // closed by Close
 	clockDone chan struct{} // closed when the clock goroutine has returned
 
 	live   atomic.Bool  // fills are trusted: invalidations are being heard
-	fillMu sync.RWMutex // read-held by fills, write-held by Close
+	fillMu sync.RWMutex // read-held by fills, write-held by Close and rebase
 
 	ownersMu sync.Mutex // protects owners
 	owners   []*Owner   // every NewOwner, for Stats
@@ -204,10 +257,11 @@ type L1 struct {
 
 // New returns an L1 with cfg; it starts one goroutine (a coarse clock) that Close stops.
 func New(cfg Config) (*L1, error) {
-	l := &L1{cfg: cfg, hitSample: hitSample}
+	l := &L1{cfg: cfg, hitSample: hitSample, eager: cfg.EagerRefresh > 0, seed: maphash.MakeSeed()}
 	if cfg.ExactHits {
 		l.hitSample = 1
 	}
+	l.maxStale = uint64((cfg.MaxStale + clockTick - 1) / clockTick)
 	l.live.Store(cfg.Live)
 	if cfg.Disabled {
 		return l, nil
@@ -221,9 +275,11 @@ func New(cfg Config) (*L1, error) {
 		MaxCost:            cfg.MaxBytes,
 		BufferItems:        64,
 		IgnoreInternalCost: true,
-		OnExit: func(e *entry) { // evicted, replaced or deleted: out of the front too
-			if e != nil {
-				l.front[e.h&frontMask].CompareAndSwap(e, nil)
+		// Evicted: out of the front too. (A replacement is Fill's to handle; nothing is
+		// deleted.)
+		OnEvict: func(it *ristretto.Item[*entry]) {
+			if it.Value != nil {
+				l.unfront(it.Key, it.Value)
 			}
 		},
 	})
@@ -231,7 +287,9 @@ func New(cfg Config) (*L1, error) {
 		return nil, err
 	}
 	l.store = store
-	l.clock.Store(time.Now().UnixNano())
+	now := time.Now().UnixNano()
+	l.clock.Store(now)
+	l.base.Store(now)
 	l.clockStop, l.clockDone = make(chan struct{}), make(chan struct{})
 	go l.runClock()
 	return l, nil
@@ -246,9 +304,34 @@ func (l *L1) runClock() {
 		case <-l.clockStop:
 			return
 		case now := <-t.C:
-			l.clock.Store(now.UnixNano())
+			l.advance(now.UnixNano())
 		}
 	}
+}
+
+// advance moves the clock to now (unix nanoseconds), rebasing it first when it has reached
+// rebaseTicks.
+func (l *L1) advance(now int64) {
+	l.clockMu.Lock()
+	defer l.clockMu.Unlock()
+	if (now-l.base.Load())/int64(clockTick) >= rebaseTicks {
+		l.rebaseLocked(now)
+	}
+	l.clock.Store(now)
+	l.ticks.Store(uint32(max(now-l.base.Load(), 0) / int64(clockTick)))
+}
+
+// rebaseLocked moves the clock's base to now and makes every entry unservable, fail-safe
+// included: their expiries count from the old base. The epoch moves before the ticks go back,
+// and lookups read the ticks first: one that reads the new ticks sees the new epoch. Fills
+// are held off meanwhile, as they turn an expiry into ticks from the base. clockMu is held.
+func (l *L1) rebaseLocked(now int64) {
+	l.fillMu.Lock()
+	defer l.fillMu.Unlock()
+	l.rebased.Store(l.epoch.Add(1))
+	l.base.Store(now)
+	l.ticks.Store(0)
+	l.clearFront()
 }
 
 // Now is the coarse clock, in unix nanoseconds: at most clockTick behind time.Now.
@@ -263,6 +346,11 @@ func (l *L1) current(h uint64, s Snapshot) bool {
 	return s.epoch == l.epoch.Load() && s.gen == l.stripes[h&stripeMask].Load()
 }
 
+// tag is the L1's own hash of owner's key, which its entry records (see the package doc).
+func (l *L1) tag(owner *Owner, key string) uint32 {
+	return uint32((maphash.String(l.seed, key) ^ owner.salt) >> 32)
+}
+
 // Invalidate makes the entry of the key with hash h unservable, and any entry of that key
 // being filled from a read made before now. It marks the entry itself dead, so that no other
 // key's entry is touched, and bumps the key's stripe for fills in flight (whose entries are
@@ -275,11 +363,11 @@ func (l *L1) Invalidate(h uint64) {
 	if l.store == nil {
 		return
 	}
-	if e := l.front[h&frontMask].Load(); e != nil && e.h == h {
-		e.state.Store(dead)
+	if fi := l.front[h&frontMask].Load(); fi != nil && fi.h == h {
+		fi.e.kill()
 	}
 	if e, ok := l.storeGet(h); ok {
-		e.state.Store(dead)
+		e.kill()
 	}
 }
 
@@ -294,10 +382,22 @@ func (l *L1) storeGet(h uint64) (*entry, bool) {
 	return l.store.Get(h)
 }
 
+// unfront takes e, held under h, out of the front if it is there.
+func (l *L1) unfront(h uint64, e *entry) {
+	slot := &l.front[h&frontMask]
+	if fi := slot.Load(); fi != nil && fi.e == e {
+		slot.CompareAndSwap(fi, nil)
+	}
+}
+
 // Flush makes every entry unservable (one atomic add), and empties the front, whose
 // entries are unservable too but would be kept alive (4096 loads, a few µs).
 func (l *L1) Flush() {
 	l.epoch.Add(1)
+	l.clearFront()
+}
+
+func (l *L1) clearFront() {
 	for i := range l.front {
 		if l.front[i].Load() != nil {
 			l.front[i].Store(nil)
@@ -325,6 +425,9 @@ func (l *L1) Get(h uint64, owner *Owner, key string) (any, bool) {
 	if !ok {
 		return nil, false
 	}
+	if l.eager {
+		return e.value.(*refreshing).v, true
+	}
 	return e.value, true
 }
 
@@ -334,17 +437,22 @@ func (l *L1) GetRefresh(h uint64, owner *Owner, key string) (v any, refreshDue, 
 	if !ok {
 		return nil, false, false
 	}
-	return e.value, e.refreshAt != 0 && l.clock.Load() > e.refreshAt, true
+	if l.eager {
+		r := e.value.(*refreshing)
+		return r.v, l.ticks.Load() > r.at, true
+	}
+	return e.value, false, true
 }
 
 func (l *L1) lookup(h uint64, owner *Owner, key string) (*entry, bool) {
 	if l.store == nil {
 		return nil, false
 	}
+	tag := l.tag(owner, key)
 	r := rand.Uint32()
 	// r's bits: 0-4 the front sample, 5-8 the hit sample, 9-14 the promotion, 16-21 the shard.
 	slot := &l.front[h&frontMask]
-	if e := slot.Load(); e != nil && e.h == h && l.servable(e, h, owner, key) {
+	if fi := slot.Load(); fi != nil && fi.h == h && fi.e.tag == tag && l.servable(fi.e, h) {
 		// The hot path: no lock, no atomic write but sampled ones.
 		if r%frontSample == 0 {
 			l.storeGet(h) // feed ristretto's frequency sketch, which counts a key's heat by its Gets
@@ -352,16 +460,19 @@ func (l *L1) lookup(h uint64, owner *Owner, key string) (*entry, bool) {
 		if (r>>5)%l.hitSample == 0 {
 			owner.shards[(r>>16)%ownerShards].hits.Add(uint64(l.hitSample))
 		}
-		return e, true
+		return fi.e, true
 	}
 	sh := &owner.shards[(r>>16)%ownerShards]
-	if e, ok := l.storeGet(h); ok && l.servable(e, h, owner, key) {
-		if e.small && (r>>9)%frontPromote == 0 && slot.Load() != e {
-			slot.Store(e)
-			// A newer fill may have replaced e in ristretto (and run OnExit for it)
-			// between the Get and the Store: then e must not stay in the front.
-			if cur, ok := l.storeGet(h); !ok || cur != e {
-				slot.CompareAndSwap(e, nil)
+	if e, ok := l.storeGet(h); ok && e.tag == tag && l.servable(e, h) {
+		if e.small() && (r>>9)%frontPromote == 0 {
+			if fi := slot.Load(); fi == nil || fi.e != e {
+				fi = &frontItem{e: e, h: h}
+				slot.Store(fi)
+				// A newer fill may have replaced e in ristretto (and taken e's predecessor out
+				// of the front) between the Get and the Store: then e must not stay in the front.
+				if cur, ok := l.storeGet(h); !ok || cur != e {
+					slot.CompareAndSwap(fi, nil)
+				}
 			}
 		}
 		sh.hits.Add(1)
@@ -371,31 +482,35 @@ func (l *L1) lookup(h uint64, owner *Owner, key string) (*entry, bool) {
 	return nil, false
 }
 
-// servable tells whether e, found under h, is (owner, key)'s current entry: of this owner
-// and key, filled after the last flush, not invalidated since its snapshot, and fresh.
-func (l *L1) servable(e *entry, h uint64, owner *Owner, key string) bool {
-	if e.owner != owner || e.key != key || e.epoch != l.epoch.Load() || l.clock.Load() >= e.freshUntil {
+// servable tells whether e, the entry of the lookup's owner and key (its tag matched), may
+// be served: filled after the last flush, not invalidated since its snapshot, and fresh. The
+// clock is read before the epoch: see rebaseLocked.
+func (l *L1) servable(e *entry, h uint64) bool {
+	now := l.ticks.Load()
+	if e.epoch != l.epoch.Load() || now >= e.freshUntil {
 		return false
 	}
-	switch e.state.Load() {
+	m := e.gs.Load()
+	switch m & stateMask {
 	case confirmed:
 		return true
 	case dead:
 		return false
 	}
-	return l.confirm(e, h)
+	return l.confirm(e, h, m)
 }
 
 // confirm decides a fresh entry's state at its first lookup: dead if its stripe moved since
 // its snapshot (an invalidation of its key may have raced its fill; or one of another key
-// of the stripe, a false invalidation confined to this moment), confirmed otherwise.
-func (l *L1) confirm(e *entry, h uint64) bool {
-	if e.gen != l.stripes[h&stripeMask].Load() {
-		e.state.CompareAndSwap(fresh, dead)
+// of the stripe, a false invalidation confined to this moment), confirmed otherwise. m is its
+// gs, read fresh.
+func (l *L1) confirm(e *entry, h uint64, m uint32) bool {
+	if !e.filledUnder(l.stripes[h&stripeMask].Load()) {
+		e.gs.CompareAndSwap(m, m&^stateMask|dead)
 		return false
 	}
-	e.state.CompareAndSwap(fresh, confirmed) // fails if an invalidation marked it dead meanwhile
-	return e.state.Load() == confirmed
+	e.gs.CompareAndSwap(m, m&^stateMask|confirmed) // fails if an invalidation marked it dead meanwhile
+	return e.state() == confirmed
 }
 
 // Fill stores a value read or written under snapshot s, unless s is already stale or
@@ -406,8 +521,9 @@ func (l *L1) Fill(h uint64, s Snapshot, owner *Owner, key string, value any, cos
 	if l.store == nil || !l.live.Load() || !l.current(h, s) || ttl <= 0 {
 		return
 	}
-	if cur, ok := l.storeGet(h); ok && cur.owner == owner && cur.key == key && cur.epoch == s.epoch &&
-		cur.state.Load() == confirmed && l.clock.Load() < cur.freshUntil {
+	tag := l.tag(owner, key)
+	if cur, ok := l.storeGet(h); ok && cur.tag == tag && cur.epoch == s.epoch &&
+		cur.state() == confirmed && l.ticks.Load() < cur.freshUntil {
 		// The key's entry is confirmed and not dead: no invalidation of the key has come since
 		// its snapshot, so it holds what this fill would, or an older value that the coming
 		// invalidation will end as it would have ended this one. Replacing it would put a fresh
@@ -415,25 +531,43 @@ func (l *L1) Fill(h uint64, s Snapshot, owner *Owner, key string, value any, cos
 		// first lookup.
 		return
 	}
-	now := time.Now()
-	e := &entry{owner: owner, key: key, h: h, gen: s.gen, epoch: s.epoch, value: value, small: cost <= frontMaxCost}
-	if l.cfg.EagerRefresh > 0 {
-		e.refreshAt = now.Add(ttl - time.Duration((1-l.cfg.EagerRefresh)*float64(fullTTL))).UnixNano()
+	now := time.Now().UnixNano()
+	refreshAt := int64(0)
+	if l.eager {
+		refreshAt = now + int64(ttl) - int64((1-l.cfg.EagerRefresh)*float64(fullTTL))
 	}
 	if l.cfg.TTLCap > 0 && l.cfg.TTLCap < ttl {
 		ttl = l.cfg.TTLCap
 	}
-	if ttl -= clockTick; ttl <= 0 {
-		return
+	gs := s.gen<<genShift | fresh
+	if cost <= frontMaxCost {
+		gs |= smallBit
 	}
-	e.freshUntil = now.Add(ttl).UnixNano()
 	// No ristretto TTL: ristretto would read the clock on every Get. Expired entries stay
 	// until the cost budget evicts them (rarely read, they go first), and are never served.
 	l.fillMu.RLock()
-	if !l.closed.Load() {
-		l.store.Set(h, e, cost+int64(len(key))+entryOverhead)
+	defer l.fillMu.RUnlock()
+	if l.closed.Load() {
+		return
 	}
-	l.fillMu.RUnlock()
+	// The tick from which the entry is not served: with a clock up to a tick behind, the
+	// last tick it is served in ends before its L2 expiry (now + ttl).
+	base := l.base.Load()
+	until := (now+int64(ttl)-base)/int64(clockTick) - 1
+	if until <= int64(l.ticks.Load()) {
+		return
+	}
+	if l.eager {
+		value = &refreshing{v: value, at: uint32(min(max((refreshAt-base)/int64(clockTick), 0), math.MaxUint32))}
+	}
+	e := &entry{value: value, tag: tag, freshUntil: uint32(min(until, math.MaxUint32)), epoch: s.epoch}
+	e.gs.Store(gs)
+	l.store.Set(h, e, cost+entryOverhead)
+	// A replaced entry of the key may be in the front: take it out (an evicted one is taken
+	// out by OnEvict).
+	if fi := l.front[h&frontMask].Load(); fi != nil && fi.h == h && fi.e != e {
+		l.front[h&frontMask].CompareAndSwap(fi, nil)
+	}
 }
 
 // GetStale is the fail-safe lookup: the last value of the key this instance held, even if
@@ -444,16 +578,24 @@ func (l *L1) GetStale(h uint64, owner *Owner, key string) (any, bool) {
 		return nil, false
 	}
 	e, ok := l.storeGet(h)
-	if !ok || e.owner != owner || e.key != key || l.Now() > e.freshUntil+int64(l.cfg.MaxStale) {
+	if !ok || e.tag != l.tag(owner, key) {
 		return nil, false
 	}
-	switch e.state.Load() {
+	// The clock first, then the rebase: an entry whose expiry counts from an older base is
+	// not compared with ticks from the new one.
+	if now := l.ticks.Load(); uint64(now) > uint64(e.freshUntil)+l.maxStale || int32(e.epoch-l.rebased.Load()) < 0 {
+		return nil, false
+	}
+	switch e.state() {
 	case dead:
 		return nil, false
 	case fresh:
-		if e.gen != l.stripes[h&stripeMask].Load() {
+		if !e.filledUnder(l.stripes[h&stripeMask].Load()) {
 			return nil, false
 		}
+	}
+	if l.eager {
+		return e.value.(*refreshing).v, true
 	}
 	return e.value, true
 }

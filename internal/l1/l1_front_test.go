@@ -23,7 +23,7 @@ func promote(t *testing.T, l *L1, g *Owner, h uint64, key string) bool {
 	for range 10000 {
 		_, ok := l.Get(h, g, key)
 		require.True(t, ok, "filled entry not found")
-		if e := l.front[h&frontMask].Load(); e != nil && e.h == h {
+		if fi := l.front[h&frontMask].Load(); fi != nil && fi.h == h {
 			return true
 		}
 	}
@@ -91,13 +91,13 @@ func TestFrontForgetsEvictedEntries(t *testing.T) {
 	l.store.Wait()
 	held := 0
 	for i := range l.front {
-		e := l.front[i].Load()
-		if e == nil {
+		fi := l.front[i].Load()
+		if fi == nil {
 			continue
 		}
 		held++
-		got, ok := l.store.Get(e.h)
-		require.True(t, ok && got == e, "the front holds %q, which ristretto has evicted", e.key)
+		got, ok := l.store.Get(fi.h)
+		require.True(t, ok && got == fi.e, "the front holds the entry of %d, which ristretto has evicted", fi.h)
 	}
 	assert.Positive(t, held)
 	assert.Less(t, held, 100, "the front holds no more than ristretto does")

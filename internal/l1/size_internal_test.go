@@ -5,9 +5,9 @@ import (
 	"unsafe"
 )
 
-// An entry fits the 80-byte size class.
+// An entry fits the 32-byte size class.
 func TestEntrySize(t *testing.T) {
-	if s := unsafe.Sizeof(entry{}); s > 80 {
+	if s := unsafe.Sizeof(entry{}); s > 32 {
 		t.Fatalf("entry is %d bytes", s)
 	}
 }
