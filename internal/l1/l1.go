@@ -186,7 +186,7 @@ type frontItem struct {
 type Snapshot struct{ gen, epoch uint32 }
 
 // shard holds counters, padded to its own cache line. A caller picks its shard at random
-// (math/rand/v2 is per-thread: no lock, a few nanoseconds), not by key hash, so that cores
+// (cheaprand is per-thread: no lock, two nanoseconds), not by key hash, so that cores
 // reading one hot key do not all write to one cache line; totals are sums over shards (an
 // Owner's lookup counters are sharded the same way). entered and left count the calls into
 // ristretto, so that Close can wait for those in flight before it closes ristretto (which
@@ -373,7 +373,7 @@ func (l *L1) Invalidate(h uint64) {
 
 // storeGet is ristretto's Get, counted so that Close can wait for it; after Close it misses.
 func (l *L1) storeGet(h uint64) (*entry, bool) {
-	sh := &l.shards[rand.Uint32()%numShards]
+	sh := &l.shards[cheaprand()%numShards]
 	sh.entered.Add(1)
 	defer sh.left.Add(1)
 	if l.closed.Load() {
@@ -449,7 +449,7 @@ func (l *L1) lookup(h uint64, owner *Owner, key string) (*entry, bool) {
 		return nil, false
 	}
 	tag := l.tag(owner, key)
-	r := rand.Uint32()
+	r := cheaprand()
 	// r's bits: 0-4 the front sample, 5-8 the hit sample, 9-14 the promotion, 16-21 the shard.
 	slot := &l.front[h&frontMask]
 	if fi := slot.Load(); fi != nil && fi.h == h && fi.e.tag == tag && l.servable(fi.e, h) {
