@@ -24,11 +24,12 @@ import (
 //
 // Same memory for both libraries. The budget is 1% of the key space × the JSON size of a
 // value (zipfL1Budget). tiercache gets Options.L1MaxBytes = budget; it charges each entry its
-// encoded size + key + a fixed overhead (96 B), so it holds fewer entries than budget/value.
+// encoded size + a fixed overhead (128 B: its entry and ristretto's record of it), so it holds
+// fewer entries than budget/value.
 // go-redis/cache's TinyLFU is sized in entries: budget ÷ the size of the bytes it stores
 // per value (msgpack + s2, smaller than JSON), so it holds more entries than tiercache does.
 // The row tiercache-same-entries gives tiercache room for as many entries as the TinyLFU
-// holds (entries × (JSON + key + 96 B)), to separate admission policy from accounting.
+// holds (entries × (JSON + 128 B)), to separate admission policy from accounting.
 // go-redis-csc (go-redis's client-side cache, which stores the raw GET reply, JSON in RESP
 // framing) gets ClientSideCacheConfig.MaxMemoryBytes = budget: like tiercache it charges each
 // entry its value, its keys and a fixed overhead (96 B + 16 B per Redis key), so it also holds
@@ -332,8 +333,8 @@ func BenchmarkDataZipf(b *testing.B) {
 	budget := int64(zipfKeys/100) * jsonSize
 	grBytes, _ := gocache.New(&gocache.Options{}).Marshal(&base)
 	grEntries := int(budget / int64(len(grBytes)))
-	const avgKeyLen, tieredEntryOverhead = 5, 96 // tiered/l1.go entryOverhead
-	sameEntries := int64(grEntries) * (jsonSize + avgKeyLen + tieredEntryOverhead)
+	const tieredEntryOverhead = 128 // internal/l1's entryOverhead
+	sameEntries := int64(grEntries) * (jsonSize + tieredEntryOverhead)
 
 	tieredContender := func(name, group string, l1Bytes int64) {
 		b.Run(name, func(b *testing.B) {

@@ -9,9 +9,11 @@
 // call gets at least its full timeout and at most one window more.
 //
 // Only a parent that can never be cancelled (Done returns nil: context.Background,
-// context.WithoutCancel, value-only contexts) can share: a cancellable parent gets its own
-// context.WithTimeout, so that cancelling it still ends the call at once. A parent whose own
-// deadline comes no later than the timeout is used as it is.
+// context.WithoutCancel, value-only contexts), or that is cancelled only with the context the
+// Bounds were made within (NewWithin: the owner's lifetime, whose windows end with it), can
+// share: any other cancellable parent gets its own context.WithTimeout, so that cancelling it
+// still ends the call at once. A parent whose own deadline comes no later than the timeout is
+// used as it is.
 //
 // Calls wait on their context's Done channel; the windows are sharded so that the calls of
 // many cores do not all wait on one channel.
@@ -34,6 +36,8 @@ const maxShards = 8
 type Bounds struct {
 	timeout time.Duration
 	window  time.Duration
+	within  context.Context // the windows' parent
+	done    <-chan struct{} // within.Done(): a parent cancelled with it alone may share
 	shards  []atomic.Pointer[shared]
 }
 
@@ -45,13 +49,24 @@ type shared struct {
 }
 
 // New returns Bounds for timeout; timeout <= 0 means no deadline.
-func New(timeout time.Duration) *Bounds {
+func New(timeout time.Duration) *Bounds { return NewWithin(timeout, nil) }
+
+// NewWithin is New whose windows end when within does (nil: never): a call under a parent
+// that is cancelled only with within (whose Done is within's: within itself, or WithValues of
+// it) shares a window too. within is the owner's lifetime, and the loads it runs are such
+// parents.
+func NewWithin(timeout time.Duration, within context.Context) *Bounds {
 	if timeout <= 0 {
 		return &Bounds{}
+	}
+	if within == nil {
+		within = context.Background()
 	}
 	return &Bounds{
 		timeout: timeout,
 		window:  max(timeout/16, MinWindow),
+		within:  within,
+		done:    within.Done(),
 		shards:  make([]atomic.Pointer[shared], min(runtime.GOMAXPROCS(0), maxShards)),
 	}
 }
@@ -67,7 +82,7 @@ func (b *Bounds) Context(parent context.Context) (context.Context, context.Cance
 	if d, ok := parent.Deadline(); ok && !d.After(now.Add(b.timeout)) {
 		return parent, noop // the caller's deadline comes first: spare a timer
 	}
-	if parent.Done() != nil {
+	if done := parent.Done(); done != nil && done != b.done {
 		return context.WithTimeout(parent, b.timeout)
 	}
 	slot := &b.shards[0]
@@ -78,7 +93,7 @@ func (b *Bounds) Context(parent context.Context) (context.Context, context.Cance
 	if s == nil || !now.Before(s.until) {
 		s = b.renew(slot, now)
 	}
-	if parent == context.Background() || parent == context.TODO() {
+	if parent == context.Background() || parent == context.TODO() || parent == b.within {
 		return s.ctx, noop
 	}
 	return valueCtx{Context: s.ctx, values: parent}, noop
@@ -98,7 +113,7 @@ func (b *Bounds) renew(slot *atomic.Pointer[shared], now time.Time) *shared {
 		}
 		if s == nil {
 			until := now.Add(b.window)
-			ctx, cancel := context.WithDeadline(context.Background(), until.Add(b.timeout))
+			ctx, cancel := context.WithDeadline(b.within, until.Add(b.timeout))
 			s = &shared{ctx: ctx, cancel: cancel, until: until}
 		}
 		if slot.CompareAndSwap(cur, s) {
@@ -107,10 +122,20 @@ func (b *Bounds) renew(slot *atomic.Pointer[shared], now time.Time) *shared {
 	}
 }
 
-// valueCtx is a shared window's deadline with the caller's values (trace spans, hooks'
-// data), for a parent that carries values but cannot be cancelled. The window's own keys
-// (the context package's, which find the cancellable context to report Cause and to attach
-// children to) come first: the window holds no other values.
+// WithValues returns a context with ctx's deadline and cancellation and values's values
+// (ctx's own first): for running work under a lifetime's context with a caller's values.
+func WithValues(ctx, values context.Context) context.Context {
+	if values == context.Background() || values == context.TODO() {
+		return ctx
+	}
+	return valueCtx{Context: ctx, values: values}
+}
+
+// valueCtx is one context's deadline and cancellation with another's values: a shared
+// window's with the caller's values (trace spans, hooks' data), for a parent that carries
+// values but cannot be cancelled. The first context's own keys (the context package's, which
+// find the cancellable context to report Cause and to attach children to) come first: a
+// window holds no other values.
 type valueCtx struct {
 	context.Context                 // the window: Deadline, Done, Err
 	values          context.Context // the parent: Value

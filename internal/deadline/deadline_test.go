@@ -234,3 +234,53 @@ func BenchmarkContext(b *testing.B) {
 		})
 	})
 }
+
+// A parent cancelled only with the Bounds' lifetime (the lifetime itself, or its context with
+// a caller's values: a load's) shares a window, keeps its values, and ends when the lifetime
+// does; a parent cancellable on its own still gets its own context.
+func TestParentsOfTheLifetimeShareItsWindows(t *testing.T) {
+	life, closeLife := context.WithCancel(context.Background())
+	b := NewWithin(time.Minute, life)
+	b.shards = b.shards[:1]
+	load := WithValues(life, context.WithValue(context.Background(), key{}, "span"))
+	for {
+		start := time.Now()
+		c1, done1 := b.Context(life)
+		c2, done2 := b.Context(load)
+		c3, done3 := b.Context(context.Background())
+		end := time.Now()
+		done1()
+		done2()
+		done3()
+		if end.Sub(start) >= b.window/2 {
+			continue // preempted: the calls may straddle a window's end; try again
+		}
+		assert.True(t, c1 == c3, "the lifetime's own context shares the window")
+		assert.Equal(t, "span", c2.Value(key{}), "a load's values are kept")
+		d2, _ := c2.Deadline()
+		d3, _ := c3.Deadline()
+		assert.Equal(t, d3, d2, "and it has the window's deadline")
+
+		own, cancelOwn := context.WithCancel(load)
+		c4, done4 := b.Context(own)
+		assert.False(t, c4 == c3, "a parent cancellable on its own gets its own context")
+		cancelOwn()
+		assert.ErrorIs(t, c4.Err(), context.Canceled)
+		done4()
+
+		closeLife()
+		for _, c := range []context.Context{c1, c2, c3} {
+			assert.ErrorIs(t, c.Err(), context.Canceled, "the windows end with the lifetime")
+		}
+		return
+	}
+}
+
+func TestWithValuesOfBackgroundIsTheContextItself(t *testing.T) {
+	life, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	assert.True(t, WithValues(life, context.Background()) == life)
+	ctx := WithValues(life, context.WithValue(context.Background(), key{}, "v"))
+	assert.Equal(t, "v", ctx.Value(key{}))
+	assert.True(t, ctx.Done() == life.Done())
+}

@@ -23,6 +23,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/synspirit/tiercache/internal/deadline"
 	"github.com/synspirit/tiercache/internal/lifetime"
 )
 
@@ -92,20 +93,28 @@ func (g *Group[V]) Do(ctx context.Context, key string, fn func(context.Context) 
 		return g.wait(ctx, key, c)
 	}
 	c = &call[V]{done: make(chan struct{}), waiters: 1}
+	if ctx.Done() == nil {
+		// The first caller can never leave (its context cannot end), so the load is never
+		// cancelled for want of waiters: the caller runs it itself, saving a goroutine
+		// hand-off, under the lifetime's context (ended by Close, which waits for it) with the
+		// caller's values, and no context of its own; Redis calls under it share their
+		// deadlines (deadline.NewWithin). Others may still join, and leave.
+		c.cancel = func() {}
+		g.calls[key] = c
+		g.mu.Unlock()
+		if g.life.Enter() {
+			defer g.life.Leave()
+			g.run(deadline.WithValues(g.life.Context(), ctx), key, c, fn)
+		} else {
+			g.run(ctx, key, c, fn) // closed: as below
+		}
+		return c.val, c.err
+	}
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	stop := context.AfterFunc(g.life.Context(), cancel)
 	c.cancel = cancel
 	g.calls[key] = c
 	g.mu.Unlock()
-	if ctx.Done() == nil && g.life.Enter() {
-		// The first caller can never leave (its context cannot end): it runs the load itself,
-		// saving a goroutine hand-off, under the load's own context (ended by Close, which
-		// waits for it). Others may still join, and leave.
-		defer g.life.Leave()
-		defer stop()
-		g.run(lctx, key, c, fn)
-		return c.val, c.err
-	}
 	if g.life.Go(func() { defer stop(); g.run(lctx, key, c, fn) }) {
 		return g.wait(ctx, key, c)
 	}

@@ -431,3 +431,24 @@ func TestGoexitIsAnError(t *testing.T) {
 	close(release)
 	require.ErrorIs(t, <-joined, flight.ErrGoexit)
 }
+
+// A load its caller runs itself (a caller that cannot leave) runs under the Lifetime's own
+// context with the caller's values: no context of its own, so that the Redis calls it makes
+// share their deadlines with every other call (deadline.NewWithin).
+func TestInlineLoadRunsUnderTheLifetimesContext(t *testing.T) {
+	g, life := newGroup[string](t)
+	ctx := context.WithValue(context.Background(), ctxKey{}, "caller") // values, no cancellation
+	v, err := g.Do(ctx, "k", func(lctx context.Context) (string, error) {
+		assert.True(t, lctx.Done() == life.Done(), "the Lifetime's Done: ended by Close, by nothing else")
+		s, _ := lctx.Value(ctxKey{}).(string)
+		return s, nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, "caller", v)
+
+	_, err = g.Do(context.Background(), "k", func(lctx context.Context) (string, error) {
+		assert.True(t, lctx == life.Context(), "without values, the Lifetime's context itself")
+		return "", nil
+	})
+	require.NoError(t, err)
+}

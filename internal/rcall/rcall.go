@@ -86,7 +86,7 @@ type sentinels struct {
 
 // New returns a Caller over client.
 func New(client rueidis.Client, o Options) *Caller {
-	c := &Caller{client: client, o: o, bounds: deadline.New(o.Timeout)}
+	c := &Caller{client: client, o: o, bounds: newBounds(o)}
 	c.sentinels = sentinels{unavailableS: appendNonNil(nil, o.Unavailable), closedS: appendNonNil(nil, o.Closed)}
 	return c
 }
@@ -99,12 +99,20 @@ func (c *Caller) With(o Options) *Caller {
 		n.Timeout = o.Timeout
 	}
 	n.TimerDeadline = n.TimerDeadline || o.TimerDeadline
-	d := &Caller{client: c.client, o: n, bounds: deadline.New(n.Timeout)}
+	d := &Caller{client: c.client, o: n, bounds: newBounds(n)}
 	d.sentinels = sentinels{
 		unavailableS: appendNonNil(append([]error(nil), c.unavailableS...), o.Unavailable),
 		closedS:      appendNonNil(append([]error(nil), c.closedS...), o.Closed),
 	}
 	return d
+}
+
+// newBounds are o's deadlines: windows that end with its lifetime, which loads run under.
+func newBounds(o Options) *deadline.Bounds {
+	if o.Life == nil {
+		return deadline.New(o.Timeout)
+	}
+	return deadline.NewWithin(o.Timeout, o.Life.Context())
 }
 
 func appendNonNil(s []error, e error) []error {
