@@ -36,3 +36,13 @@ func TestSplitRedisKey(t *testing.T) {
 	base, key, _ := splitRedisKey("p:", st.base+"42:age")
 	assert.Equal(t, st.hash("42:age"), hs.key(hs.base(base), key), "a tracking push finds the entry a lookup made")
 }
+
+// Keys that spell bases do not collide on purpose: (b1, "b2") and (b2, "b1") hash apart, and a
+// key equal to its own group's base is not 0 for every group.
+func TestKeysSpellingBasesDoNotCollide(t *testing.T) {
+	hs := newHasher()
+	a, b := newGroupState(hs, "p:", "a", "0"), newGroupState(hs, "p:", "b", "0")
+	assert.NotEqual(t, a.hash(b.base), b.hash(a.base))
+	assert.NotEqual(t, a.hash(a.base), b.hash(b.base))
+	assert.NotZero(t, a.hash(a.base))
+}

@@ -170,11 +170,17 @@ type hasher struct{ seed maphash.Seed }
 
 func newHasher() hasher { return hasher{seed: maphash.MakeSeed()} }
 
-func (hs hasher) base(base string) uint64 { return maphash.String(hs.seed, base) }
+// base is the base's hash, mixed (multiplied by an odd constant, a bijection) so that it is
+// never another string's plain hash: keys that spell bases would otherwise collide on
+// purpose, (b1, "b2") with (b2, "b1") and (b, "b") with every other group's (b', "b'") at 0.
+func (hs hasher) base(base string) uint64 { return maphash.String(hs.seed, base) * baseMix }
+
+// baseMix is 2^64 divided by the golden ratio, rounded to odd.
+const baseMix = 0x9e3779b97f4a7c15
 
 // key is bh ^ the key's hash: the key's hash is uniform, so for one base the result is too,
 // and two (base, key) pairs collide only when the two key hashes differ by exactly the two
-// base hashes' difference (one chance in 2^64; the seed is secret).
+// mixed base hashes' difference (one chance in 2^64; the seed is secret).
 func (hs hasher) key(bh uint64, key string) uint64 { return bh ^ maphash.String(hs.seed, key) }
 
 // invalidateGroupGen makes the group of that name re-read its generation before its next

@@ -174,15 +174,22 @@ type refreshing struct {
 	at uint32
 }
 
-// frontItem is an entry in the front, with its key's hash.
+// frontItem is an entry in the front, with its key's hash and its stripe's generation when a
+// lookup found it in ristretto. A front hit needs that generation unchanged: an invalidation
+// of the key finds the entry in the front or in ristretto, but an entry that left ristretto
+// just as a lookup was promoting it is in neither, and only the stripe tells. An invalidation
+// of another key of the stripe sends the entry's hits back to ristretto until it is promoted
+// again.
 type frontItem struct {
-	e *entry
-	h uint64
+	e   *entry
+	h   uint64
+	gen uint32
 }
 
 // Snapshot is a key's stripe generation and the epoch, taken before a Redis read or write.
-// Generations are 32-bit: an entry would be served wrongly only if its stripe (or the
-// epoch) moved exactly 2^32 times during its life.
+// An entry records the generation's low 29 bits and the epoch's 32: it would be served
+// wrongly only if its stripe moved exactly a multiple of 2^29 times between its snapshot and
+// its first lookup, or the epoch a multiple of 2^32 times during its life.
 type Snapshot struct{ gen, epoch uint32 }
 
 // shard holds counters, padded to its own cache line. A caller picks its shard at random
@@ -243,7 +250,7 @@ type L1 struct {
 	base     atomic.Int64 // unix nanoseconds of tick 0
 	rebased  atomic.Uint32
 	clockMu  sync.Mutex // serialises advance and rebase
-	maxStale uint64     // Config.MaxStale in ticks, rounded up
+	maxStale uint64     // Config.MaxStale in ticks, rounded down
 
 	clockStop chan struct{} // closed by Close
 	clockDone chan struct{} // closed when the clock goroutine has returned
@@ -261,7 +268,7 @@ func New(cfg Config) (*L1, error) {
 	if cfg.ExactHits {
 		l.hitSample = 1
 	}
-	l.maxStale = uint64((cfg.MaxStale + clockTick - 1) / clockTick)
+	l.maxStale = uint64(max(cfg.MaxStale, 0) / clockTick)
 	l.live.Store(cfg.Live)
 	if cfg.Disabled {
 		return l, nil
@@ -451,8 +458,8 @@ func (l *L1) lookup(h uint64, owner *Owner, key string) (*entry, bool) {
 	tag := l.tag(owner, key)
 	r := cheaprand()
 	// r's bits: 0-4 the front sample, 5-8 the hit sample, 9-14 the promotion, 16-21 the shard.
-	slot := &l.front[h&frontMask]
-	if fi := slot.Load(); fi != nil && fi.h == h && fi.e.tag == tag && l.servable(fi.e, h) {
+	slot, stripe := &l.front[h&frontMask], &l.stripes[h&stripeMask]
+	if fi := slot.Load(); fi != nil && fi.h == h && fi.e.tag == tag && fi.gen == stripe.Load() && l.servable(fi.e, h) {
 		// The hot path: no lock, no atomic write but sampled ones.
 		if r%frontSample == 0 {
 			l.storeGet(h) // feed ristretto's frequency sketch, which counts a key's heat by its Gets
@@ -463,16 +470,11 @@ func (l *L1) lookup(h uint64, owner *Owner, key string) (*entry, bool) {
 		return fi.e, true
 	}
 	sh := &owner.shards[(r>>16)%ownerShards]
+	gen := stripe.Load() // before the Get: see frontItem
 	if e, ok := l.storeGet(h); ok && e.tag == tag && l.servable(e, h) {
 		if e.small() && (r>>9)%frontPromote == 0 {
-			if fi := slot.Load(); fi == nil || fi.e != e {
-				fi = &frontItem{e: e, h: h}
-				slot.Store(fi)
-				// A newer fill may have replaced e in ristretto (and taken e's predecessor out
-				// of the front) between the Get and the Store: then e must not stay in the front.
-				if cur, ok := l.storeGet(h); !ok || cur != e {
-					slot.CompareAndSwap(fi, nil)
-				}
+			if fi := slot.Load(); fi == nil || fi.e != e || fi.gen != gen {
+				l.promote(slot, e, h, gen)
 			}
 		}
 		sh.hits.Add(1)
@@ -480,6 +482,17 @@ func (l *L1) lookup(h uint64, owner *Owner, key string) (*entry, bool) {
 	}
 	sh.misses.Add(1)
 	return nil, false
+}
+
+// promote puts e, found in ristretto under h while its stripe was at gen, in the front.
+func (l *L1) promote(slot *atomic.Pointer[frontItem], e *entry, h uint64, gen uint32) {
+	fi := &frontItem{e: e, h: h, gen: gen}
+	slot.Store(fi)
+	// A newer fill may have replaced e in ristretto (and taken e's predecessor out of the
+	// front) between the Get and the Store: then e must not stay in the front.
+	if cur, ok := l.storeGet(h); !ok || cur != e {
+		slot.CompareAndSwap(fi, nil)
+	}
 }
 
 // servable tells whether e, the entry of the lookup's owner and key (its tag matched), may
@@ -574,16 +587,18 @@ func (l *L1) Fill(h uint64, s Snapshot, owner *Owner, key string, value any, cos
 // it is no longer fresh or the L1 was flushed (Redis unreachable), provided no newer write to
 // the key is known (its stripe is unchanged) and it is at most MaxStale past its freshness.
 func (l *L1) GetStale(h uint64, owner *Owner, key string) (any, bool) {
-	if l.store == nil || l.cfg.MaxStale == 0 || l.closed.Load() {
+	if l.store == nil || l.cfg.MaxStale <= 0 || l.closed.Load() {
 		return nil, false
 	}
 	e, ok := l.storeGet(h)
 	if !ok || e.tag != l.tag(owner, key) {
 		return nil, false
 	}
-	// The clock first, then the rebase: an entry whose expiry counts from an older base is
-	// not compared with ticks from the new one.
-	if now := l.ticks.Load(); uint64(now) > uint64(e.freshUntil)+l.maxStale || int32(e.epoch-l.rebased.Load()) < 0 {
+	// Served while the clock is short of freshUntil + MaxStale (rounded down to ticks): with a
+	// clock a tick behind, before the L2 expiry + MaxStale, as freshUntil is for the L2 expiry.
+	// The clock first, then the rebase: an entry whose expiry counts from an older base is not
+	// compared with ticks from the new one.
+	if now := l.ticks.Load(); uint64(now) >= uint64(e.freshUntil)+l.maxStale || int32(e.epoch-l.rebased.Load()) < 0 {
 		return nil, false
 	}
 	switch e.state() {

@@ -102,3 +102,26 @@ func TestFrontForgetsEvictedEntries(t *testing.T) {
 	assert.Positive(t, held)
 	assert.Less(t, held, 100, "the front holds no more than ristretto does")
 }
+
+// An entry that leaves ristretto while a lookup is promoting it is in neither the front nor
+// ristretto when an invalidation of its key comes; the promotion then lands. The front must
+// not serve it: its stripe moved since the lookup found it.
+func TestFrontRefusesAPromotionThatRacedAnInvalidation(t *testing.T) {
+	l := newTestL1(t, 1<<20)
+	g := l.NewOwner("g")
+	const h = 42
+	l.Fill(h, l.Snapshot(h), g, "k", "old", 100, time.Minute, time.Minute)
+	l.Wait()
+	_, ok := l.Get(h, g, "k") // confirmed
+	require.True(t, ok)
+
+	gen := l.stripes[h&stripeMask].Load()
+	e, ok := l.store.Get(h) // what a promoting lookup found
+	require.True(t, ok)
+	l.store.Del(h) // evicted before the lookup puts it in the front
+	l.Wait()
+	l.Invalidate(h)                                              // finds it nowhere
+	l.front[h&frontMask].Store(&frontItem{e: e, h: h, gen: gen}) // the promotion lands
+	_, ok = l.Get(h, g, "k")
+	assert.False(t, ok, "served from the front after its key's invalidation")
+}
