@@ -49,7 +49,7 @@ func TestFillRacingAnInvalidationIsNeverServed(t *testing.T) {
 	// the entry: the first lookup finds the stripe moved.
 	s = l.Snapshot(h)
 	e := &entry{tag: l.tag(o, "k"), epoch: s.epoch, value: "old", freshUntil: l.ticks.Load() + 6000}
-	e.gs.Store(s.gen<<genShift | smallBit | fresh)
+	e.gs.Store(s.gen<<genShift | smallBit) // state: fresh (0)
 	l.Invalidate(h)
 	require.True(t, l.store.Set(h, e, 100))
 	l.Wait()

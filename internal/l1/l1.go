@@ -552,7 +552,7 @@ func (l *L1) Fill(h uint64, s Snapshot, owner *Owner, key string, value any, cos
 	if l.cfg.TTLCap > 0 && l.cfg.TTLCap < ttl {
 		ttl = l.cfg.TTLCap
 	}
-	gs := s.gen<<genShift | fresh
+	gs := s.gen << genShift // state: fresh (0)
 	if cost <= frontMaxCost {
 		gs |= smallBit
 	}

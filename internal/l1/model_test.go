@@ -179,10 +179,9 @@ func TestStressCoherence(t *testing.T) {
 	owners := []*Owner{l.NewOwner("a"), l.NewOwner("b")}
 	const nkeys = 64
 	type kstate struct {
-		h         uint64
-		auth      atomic.Int64 // the version in "Redis"
-		done      atomic.Int64 // the version whose invalidation has returned
-		lastFlush atomic.Int64
+		h    uint64
+		auth atomic.Int64 // the version in "Redis"
+		done atomic.Int64 // the version whose invalidation has returned
 	}
 	keys := make([]*kstate, 0, nkeys*len(owners))
 	for i := range nkeys {
