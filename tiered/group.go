@@ -383,8 +383,9 @@ func (g *Group[T]) take(ctx context.Context, s snapshot, st *groupState, key str
 		g.fillL1(h, s, st, key, withTags(negative, refs), 0, ttl, ttl)
 		return nil, errCachedMiss
 	}
-	g.fillL1(h, s, st, key, withTags(v, refs), int64(len(env.payload)), ttl, g.ttl)
-	return v, nil
+	av := any(v) // boxed once, for L1 and the caller: a struct T is copied at each boxing
+	g.fillL1(h, s, st, key, withTags(av, refs), int64(len(env.payload)), ttl, g.ttl)
+	return av, nil
 }
 
 // negative stands in L1 for a cached miss.
@@ -766,24 +767,25 @@ func (g *Group[T]) load(ctx context.Context, st *groupState, key string, h uint6
 		}
 		return nil, &loaderError{err}
 	}
+	lv := any(loaded) // boxed once, for the codec, L1 and the caller: a struct T is copied at each boxing
 	if ctl.noCache.Load() {
-		return loaded, nil
+		return lv, nil
 	}
 	ttl := g.ttlFor(ctl, co.ttl)
-	env, err := g.encode(loaded, ttl, refs)
+	env, err := g.encode(lv, ttl, refs)
 	if err != nil {
 		if errors.Is(err, ErrTooLarge) {
-			return loaded, err
+			return lv, err
 		}
 		g.c.log.Error("loaded value not cached", zap.String("group", g.name), zap.Error(err))
-		return loaded, nil
+		return lv, nil
 	}
 	if err := g.c.l2Set(ctx, st.base+key, env, g.l2TTL(ttl)); err != nil {
 		g.c.log.Debug("loaded value not stored in redis", zap.String("key", st.base+key), zap.Error(err))
-		return loaded, nil // not confirmed by Redis: not in L1 either
+		return lv, nil // not confirmed by Redis: not in L1 either
 	}
-	g.fillL1(h, s, st, key, withTags(loaded, refs), int64(len(env)-envelopeHeaderSize), ttl, ttl)
-	return loaded, nil
+	g.fillL1(h, s, st, key, withTags(lv, refs), int64(len(env)-envelopeHeaderSize), ttl, ttl)
+	return lv, nil
 }
 
 // storeMiss caches that key does not exist, for ttl, with tags refs, in Redis and (once
