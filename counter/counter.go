@@ -258,7 +258,11 @@ func (c *Counters) loadAndSeed(ctx context.Context, key Key, rk string, load fun
 		return n, nil
 	}
 	c.st.loads.Add(1)
-	loaded, err := load(ctx)
+	// The loader's context ends when it returns (a load its caller runs itself runs under
+	// the lifetime, which may never end): nothing it attaches to it outlives it.
+	lctx, cancel := context.WithCancel(ctx)
+	loaded, err := load(lctx)
+	cancel()
 	if err != nil {
 		c.st.loadErrors.Add(1)
 		return 0, &keyError{op: "load", key: key, detail: err}

@@ -552,3 +552,22 @@ func TestGetOrLoadSharesOneLoad(t *testing.T) {
 		assert.EqualValues(t, 500, n)
 	}
 }
+
+// A loader's context ends when it returns, also for a caller whose context cannot end (its
+// load runs under a lifetime that may never end).
+func TestLoaderContextEndsWithTheLoader(t *testing.T) {
+	s := redistest.Start(t)
+	c := newCounters(t, s, Options{TTL: DefaultCacheTTL})
+	ended := make(chan struct{})
+	n, err := c.GetOrLoad(context.Background(), likes, func(lctx context.Context) (int64, error) {
+		context.AfterFunc(lctx, func() { close(ended) })
+		return 7, nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, int64(7), n)
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the loader's context is still live after GetOrLoad returned")
+	}
+}

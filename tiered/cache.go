@@ -303,7 +303,9 @@ func (c *Cache) KeyPrefix() string { return c.opts.KeyPrefix }
 
 // Close stops the cache: calls fail with ErrClosed from now on ([Group.GetOrLoad] still runs
 // its loader), loads, refreshes and listeners in flight are cancelled and waited for, and
-// the Redis client is closed if the cache dialled it. It is idempotent.
+// the Redis client is closed if the cache dialled it. Redis calls in flight are cancelled too
+// and return ErrClosed: a write cut off that way may or may not have reached Redis. It is
+// idempotent.
 func (c *Cache) Close() error {
 	c.closeOnce.Do(func() {
 		c.life.Stop()

@@ -837,7 +837,12 @@ func callLoader[T any](ctx context.Context, g *groupCore, c *Cache, load func(co
 			v, err = zero, &PanicError{Value: r, Stack: debug.Stack()}
 		}
 	}()
-	v, err = load(context.WithValue(ctx, loadControlKey{}, ctl))
+	// The loader's context ends when it returns, whatever ctx is (a load its caller runs
+	// itself runs under the cache's lifetime, which ends only on Close): what a loader leaves
+	// attached to it (an AfterFunc, a child, a goroutine waiting on Done) ends with it.
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	v, err = load(context.WithValue(lctx, loadControlKey{}, ctl))
 	return v, ctl, err
 }
 

@@ -79,6 +79,11 @@ func (g *Group[V]) Joined() uint64 { return g.joined.Load() }
 // Do returns the result of fn for key, running fn once for all concurrent callers of key.
 // A caller whose ctx is already done gets ctx.Err() and starts nothing; one whose ctx ends
 // while it waits gets ctx.Err() and leaves the load to the others.
+//
+// fn's context carries ctx's values and ends when every caller has left or the Lifetime
+// closes. When ctx cannot end (Done is nil) it is the Lifetime's own context, which fn may
+// outlive: it does not end when fn returns, so fn gives any user code it runs a context of
+// its own.
 func (g *Group[V]) Do(ctx context.Context, key string, fn func(context.Context) (V, error)) (V, error) {
 	var zero V
 	if err := ctx.Err(); err != nil {
@@ -98,7 +103,9 @@ func (g *Group[V]) Do(ctx context.Context, key string, fn func(context.Context) 
 		// cancelled for want of waiters: the caller runs it itself, saving a goroutine
 		// hand-off, under the lifetime's context (ended by Close, which waits for it) with the
 		// caller's values, and no context of its own; Redis calls under it share their
-		// deadlines (deadline.NewWithin). Others may still join, and leave.
+		// deadlines (deadline.NewWithin). Others may still join, and leave. That context does
+		// not end with the load: fn gives user code (a loader) a context of its own, which
+		// does, so that nothing user code attaches to it stays attached to the lifetime.
 		c.cancel = func() {}
 		g.calls[key] = c
 		g.mu.Unlock()
