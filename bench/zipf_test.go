@@ -14,6 +14,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/redis/rueidis"
 
+	"github.com/synspirit/tiercache/internal/l1"
 	"github.com/synspirit/tiercache/internal/redistest"
 	"github.com/synspirit/tiercache/tiered"
 )
@@ -333,8 +334,7 @@ func BenchmarkDataZipf(b *testing.B) {
 	budget := int64(zipfKeys/100) * jsonSize
 	grBytes, _ := gocache.New(&gocache.Options{}).Marshal(&base)
 	grEntries := int(budget / int64(len(grBytes)))
-	const tieredEntryOverhead = 128 // internal/l1's entryOverhead
-	sameEntries := int64(grEntries) * (jsonSize + tieredEntryOverhead)
+	sameEntries := int64(grEntries) * (jsonSize + l1.EntryOverhead)
 
 	tieredContender := func(name, group string, l1Bytes int64) {
 		b.Run(name, func(b *testing.B) {

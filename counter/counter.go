@@ -258,9 +258,7 @@ func (c *Counters) loadAndSeed(ctx context.Context, key Key, rk string, load fun
 		return n, nil
 	}
 	c.st.loads.Add(1)
-	// The loader's context ends when it returns (a load its caller runs itself runs under
-	// the lifetime, which may never end): nothing it attaches to it outlives it.
-	lctx, cancel := context.WithCancel(ctx)
+	lctx, cancel := flight.UserContext(ctx) // ends when the loader returns
 	loaded, err := load(lctx)
 	cancel()
 	if err != nil {

@@ -837,10 +837,7 @@ func callLoader[T any](ctx context.Context, g *groupCore, c *Cache, load func(co
 			v, err = zero, &PanicError{Value: r, Stack: debug.Stack()}
 		}
 	}()
-	// The loader's context ends when it returns, whatever ctx is (a load its caller runs
-	// itself runs under the cache's lifetime, which ends only on Close): what a loader leaves
-	// attached to it (an AfterFunc, a child, a goroutine waiting on Done) ends with it.
-	lctx, cancel := context.WithCancel(ctx)
+	lctx, cancel := flight.UserContext(ctx) // ends when the loader returns
 	defer cancel()
 	v, err = load(context.WithValue(lctx, loadControlKey{}, ctl))
 	return v, ctl, err

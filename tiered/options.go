@@ -113,9 +113,10 @@ type Options struct {
 
 	// L1MaxBytes bounds the in-process L1 by the encoded size of its entries, each charged
 	// 128 bytes more for what holding it costs (its entry and ristretto's record of it: ~140
-	// bytes beside the decoded value, measured at 100k entries). Default DefaultL1MaxBytes. Tune it to the working set: ristretto admits by frequency, so a
-	// too-small L1 keeps only the hottest keys rather than thrashing. Its admission counters
-	// take about a tenth of L1MaxBytes on top, allocated at New, and at most ~40 MiB.
+	// bytes beside the decoded value, measured at 100k entries). Default DefaultL1MaxBytes.
+	// Tune it to the working set: ristretto admits by frequency, so a too-small L1 keeps only
+	// the hottest keys rather than thrashing. Its admission counters take about a tenth of
+	// L1MaxBytes on top, allocated at New, and at most ~40 MiB.
 	L1MaxBytes int64
 
 	// DisableL1 turns the in-process tier off: every read goes to Redis.

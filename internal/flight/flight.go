@@ -81,9 +81,8 @@ func (g *Group[V]) Joined() uint64 { return g.joined.Load() }
 // while it waits gets ctx.Err() and leaves the load to the others.
 //
 // fn's context carries ctx's values and ends when every caller has left or the Lifetime
-// closes. When ctx cannot end (Done is nil) it is the Lifetime's own context, which fn may
-// outlive: it does not end when fn returns, so fn gives any user code it runs a context of
-// its own.
+// closes. When ctx cannot end (Done is nil) it is the Lifetime's own context, which does not
+// end when fn returns: fn runs user code (a loader) under UserContext.
 func (g *Group[V]) Do(ctx context.Context, key string, fn func(context.Context) (V, error)) (V, error) {
 	var zero V
 	if err := ctx.Err(); err != nil {
@@ -104,8 +103,7 @@ func (g *Group[V]) Do(ctx context.Context, key string, fn func(context.Context) 
 		// hand-off, under the lifetime's context (ended by Close, which waits for it) with the
 		// caller's values, and no context of its own; Redis calls under it share their
 		// deadlines (deadline.NewWithin). Others may still join, and leave. That context does
-		// not end with the load: fn gives user code (a loader) a context of its own, which
-		// does, so that nothing user code attaches to it stays attached to the lifetime.
+		// not end with the load: user code gets UserContext.
 		c.cancel = func() {}
 		g.calls[key] = c
 		g.mu.Unlock()
@@ -178,6 +176,14 @@ func (g *Group[V]) wait(ctx context.Context, key string, c *call[V]) (V, error) 
 	g.mu.Unlock()
 	var zero V
 	return zero, ctx.Err()
+}
+
+// UserContext is the context for user code (a loader) that a load runs: ctx's values and
+// cancellation, ended by the returned cancel when that code returns, so that what it attaches
+// to its context (an AfterFunc, a child, a goroutine waiting on Done) ends with it, also under
+// an inline load's context, the Lifetime's, which may never end.
+func UserContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithCancel(ctx)
 }
 
 // Forget makes the next caller of key start a new load instead of joining the one in flight

@@ -73,14 +73,15 @@ const (
 	// expiry beyond 2^32 ticks of the base is brought in to it.
 	rebaseTicks = 1 << 31
 
-	// entryOverhead approximates the bytes an L1 entry costs beyond its encoded value: the
-	// entry (32) and ristretto's item, map slot and admission record for it (~100).
-	entryOverhead = 128
-
 	// Bounds of ristretto's admission counters (see New).
 	minCounters = 10_000
 	maxCounters = 8 << 20
 )
+
+// EntryOverhead is what a fill is charged beyond its value's encoded size against
+// Config.MaxBytes: the entry (32 bytes) and ristretto's item, map slot and admission record
+// for it (~100; BenchmarkL1Size measures the whole).
+const EntryOverhead = 128
 
 // Owner identifies whose entries these are: a group namespace of one cache. An entry is
 // served only to lookups of its owner, so a value of one type never reaches a group of
@@ -246,7 +247,6 @@ type L1 struct {
 	shards  [numShards]shard
 	_       [64]byte
 
-	clock    atomic.Int64 // unix nanoseconds, advanced every clockTick
 	base     atomic.Int64 // unix nanoseconds of tick 0
 	rebased  atomic.Uint32
 	clockMu  sync.Mutex // serialises advance and rebase
@@ -294,9 +294,7 @@ func New(cfg Config) (*L1, error) {
 		return nil, err
 	}
 	l.store = store
-	now := time.Now().UnixNano()
-	l.clock.Store(now)
-	l.base.Store(now)
+	l.base.Store(time.Now().UnixNano())
 	l.clockStop, l.clockDone = make(chan struct{}), make(chan struct{})
 	go l.runClock()
 	return l, nil
@@ -324,7 +322,6 @@ func (l *L1) advance(now int64) {
 	if (now-l.base.Load())/int64(clockTick) >= rebaseTicks {
 		l.rebaseLocked(now)
 	}
-	l.clock.Store(now)
 	l.ticks.Store(uint32(max(now-l.base.Load(), 0) / int64(clockTick)))
 }
 
@@ -340,9 +337,6 @@ func (l *L1) rebaseLocked(now int64) {
 	l.ticks.Store(0)
 	l.clearFront()
 }
-
-// Now is the coarse clock, in unix nanoseconds: at most clockTick behind time.Now.
-func (l *L1) Now() int64 { return l.clock.Load() }
 
 // Snapshot is taken before the Redis read or write whose result Fill may store.
 func (l *L1) Snapshot(h uint64) Snapshot {
@@ -432,10 +426,15 @@ func (l *L1) Get(h uint64, owner *Owner, key string) (any, bool) {
 	if !ok {
 		return nil, false
 	}
+	return l.valueOf(e), true
+}
+
+// valueOf is what e holds for its owner: its value, unwrapped with eager refresh.
+func (l *L1) valueOf(e *entry) any {
 	if l.eager {
-		return e.value.(*refreshing).v, true
+		return e.value.(*refreshing).v
 	}
-	return e.value, true
+	return e.value
 }
 
 // GetRefresh is Get that also reports whether an eager refresh of the entry is due.
@@ -575,7 +574,7 @@ func (l *L1) Fill(h uint64, s Snapshot, owner *Owner, key string, value any, cos
 	}
 	e := &entry{value: value, tag: tag, freshUntil: uint32(min(until, math.MaxUint32)), epoch: s.epoch}
 	e.gs.Store(gs)
-	l.store.Set(h, e, cost+entryOverhead)
+	l.store.Set(h, e, cost+EntryOverhead)
 	// A replaced entry of the key may be in the front: take it out (an evicted one is taken
 	// out by OnEvict).
 	if fi := l.front[h&frontMask].Load(); fi != nil && fi.h == h && fi.e != e {
@@ -609,10 +608,7 @@ func (l *L1) GetStale(h uint64, owner *Owner, key string) (any, bool) {
 			return nil, false
 		}
 	}
-	if l.eager {
-		return e.value.(*refreshing).v, true
-	}
-	return e.value, true
+	return l.valueOf(e), true
 }
 
 // Stats are the lookup counters since New, the sums of its owners' (see Owner.Stats).

@@ -284,6 +284,7 @@ func TestRebaseConcurrent(t *testing.T) {
 		l.Wait()
 		var after atomic.Bool
 		var stop atomic.Bool
+		var lookups atomic.Int64
 		var wg sync.WaitGroup
 		var bad atomic.Value
 		for g := range 3 {
@@ -291,6 +292,7 @@ func TestRebaseConcurrent(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for i := uint64(g); !stop.Load(); i = (i + 3) % 64 {
+					lookups.Add(1)
 					a := after.Load()
 					if v, ok := l.Get(i, o, "k"); ok && a && v.(int64) == 0 {
 						bad.CompareAndSwap(nil, "a pre-rebase entry served after the rebase")
@@ -304,14 +306,16 @@ func TestRebaseConcurrent(t *testing.T) {
 				}
 			}()
 		}
-		time.Sleep(time.Millisecond)
+		// The readers and the filler are running; the rebase lands among them.
+		require.Eventually(t, func() bool { return lookups.Load() >= 1000 }, 5*time.Second, time.Millisecond)
 		now := time.Now().UnixNano()
 		l.clockMu.Lock()
 		l.base.Store(now - int64(rebaseTicks)*int64(clockTick))
 		l.clockMu.Unlock()
 		l.advance(now)
 		after.Store(true)
-		time.Sleep(5 * time.Millisecond)
+		since := lookups.Load()
+		require.Eventually(t, func() bool { return lookups.Load() >= since+3000 }, 5*time.Second, time.Millisecond)
 		stop.Store(true)
 		wg.Wait()
 		if s := bad.Load(); s != nil {
