@@ -34,6 +34,11 @@ import (
 //	                ExactL1Stats; the values go in with Set and reach L1 by one Get each
 //	ristretto       a raw ristretto.Cache[string, *Small] (NumCounters 10 × n, MaxCost 2 × n at
 //	                cost 1 each), Set then Wait
+//	ristretto-read-through
+//	                the same raw ristretto, filled as a read-through cache in front of Redis
+//	                would be: each value's JSON (in Redis beforehand) read by a rueidis GET,
+//	                decoded and Set, from sizeFillWorkers goroutines. It holds the same values;
+//	                only their places in the heap differ (see openRistrettoReadThroughSize)
 //	go-redis-csc    go-redis v9's client-side cache (MaxEntries 2 × n: it splits the limit over
 //	                16 shards that each enforce their share; ClientSideCacheCoalesceMisses, see
 //	                Cost), holding the raw GET reply of each value's JSON (written to Redis
@@ -89,18 +94,18 @@ import (
 //
 // ns/op, B/op and allocs/op are b.Loop's: one hit of a random held key, without the load.
 //
-// Cost. Filling tiercache and go-redis-csc takes Redis round trips, from sizeFillWorkers
-// goroutines: 2 per entry for tiercache (Set, then the Get that brings the value to L1; rueidis
-// pipelines the concurrent calls) and 1 for go-redis-csc (with ClientSideCacheCoalesceMisses,
-// which streams concurrent misses down one connection instead of one command per pooled
-// connection: 15 s for 1M entries rather than 41 s; it changes nothing of a hit). On the
-// 2-CPU machine, where redis-server shares the CPUs, both CPUs are busy for ~20 s filling
-// tiercache's 1M entries (32 goroutines took 31 s), and the whole benchmark takes ~2 min.
-// When -benchtime is a count of iterations (CI's -benchtime 100x, which runs every benchmark
-// once so that none rots; its numbers are not the published ones) the 1M size skips those two
-// contenders (sizeSkipSlowFill), and the benchmark takes ~40 s. Their set-up and measurement
-// are the same code at 10k and 100k, which still run. A -benchtime given as a duration (the
-// report's) measures everything.
+// Cost. Filling tiercache, ristretto-read-through and go-redis-csc takes Redis round trips,
+// from sizeFillWorkers goroutines: 2 per entry for tiercache (Set, then the Get that brings the
+// value to L1; rueidis pipelines the concurrent calls) and 1 for the other two (go-redis-csc
+// with ClientSideCacheCoalesceMisses, which streams concurrent misses down one connection
+// instead of one command per pooled connection: 15 s for 1M entries rather than 41 s; it
+// changes nothing of a hit). On the 2-CPU machine, where redis-server shares the CPUs, both
+// CPUs are busy for ~20 s filling tiercache's 1M entries (32 goroutines took 31 s), and the
+// whole benchmark takes ~2.5 min. When -benchtime is a count of iterations (CI's -benchtime
+// 100x, which runs every benchmark once so that none rots; its numbers are not the published
+// ones) the 1M size skips the contenders filled through Redis (sizeSkipSlowFill), and the
+// benchmark takes ~40 s. Their set-up and measurement are the same code at 10k and 100k, which
+// still run. A -benchtime given as a duration (the report's) measures everything.
 func BenchmarkL1Size(b *testing.B) {
 	s := redistest.Start(b)
 	rc := newRueidisClient(b, s, false)
@@ -189,6 +194,8 @@ type sizeCache struct {
 	lookups func() (hits, misses uint64)
 	// valueBytes is value-B/entry.
 	valueBytes int
+	// store is the raw ristretto of openRistrettoSize (for openRistrettoReadThroughSize).
+	store *ristretto.Cache[string, *Small]
 }
 
 // A sizeOpener sets a contender up for keys: made, connected, empty (closed by b.Cleanup).
@@ -201,6 +208,7 @@ var sizeContenders = []struct {
 }{
 	{"tiercache", openTieredSize, true},
 	{"ristretto", openRistrettoSize, false},
+	{"ristretto-read-through", openRistrettoReadThroughSize, true},
 	{"go-redis-csc", openGoRedisCSCSize, true},
 	{"go-redis-cache", openGoRedisCacheSize, false},
 }
@@ -546,7 +554,65 @@ func openRistrettoSize(b *testing.B, _ *redistest.Server, _ rueidis.Client, keys
 			return checkSmall(v, i, nil)
 		},
 		valueBytes: smallPointerBytes,
+		store:      rc,
 	}
+}
+
+// openRistrettoReadThroughSize: the same raw ristretto.Cache[string, *Small], filled as a
+// read-through cache in front of Redis would be (what a user writes by hand): each key's JSON
+// read with a rueidis GET and decoded, from sizeFillWorkers goroutines, then Set (no
+// coherence, no TTL). It holds the same values as ristretto; only their place in the heap
+// differs: the short-lived allocations of each read land between the values, as they do in
+// tiercache's fill, and that spreads the values over more of the allocator's spans, which
+// the GC scans span by span.
+func openRistrettoReadThroughSize(b *testing.B, _ *redistest.Server, rc rueidis.Client, keys []string) sizeCache {
+	ctx := context.Background()
+	n := len(keys)
+	populateEach(b, rc, n, func(i int) string { return keys[i] }, func(i int) []byte {
+		js, _ := json.Marshal(smallValue(i))
+		return js
+	})
+	sc := openRistrettoSize(b, nil, nil, keys)
+	rs := sc.store
+	sc.fill = func(b *testing.B) {
+		read := func(i int) error {
+			bs, err := rc.Do(ctx, rc.B().Get().Key(strings.Clone(keys[i])).Build()).AsBytes()
+			if err != nil {
+				return err
+			}
+			v := new(Small)
+			if err := json.Unmarshal(bs, v); err != nil {
+				return err
+			}
+			// Set drops an item when ristretto's buffer is full: try again.
+			for !rs.Set(strings.Clone(keys[i]), v, 1) {
+				runtime.Gosched()
+			}
+			return nil
+		}
+		forEachFrom(b, sizeFillWorkers, n, func(_, i int) error { return read(i) })
+		for round := 0; ; round++ {
+			rs.Wait()
+			var missing []int
+			for i, k := range keys {
+				if _, ok := rs.Get(k); !ok {
+					missing = append(missing, i)
+				}
+			}
+			if len(missing) == 0 {
+				return
+			}
+			if round == 5 {
+				b.Fatalf("ristretto-read-through: %d of %d keys not held after %d rounds", len(missing), n, round)
+			}
+			for _, i := range missing {
+				if err := read(i); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	}
+	return sc
 }
 
 // openGoRedisCSCSize: go-redis's client-side cache, every key's JSON in Redis beforehand.

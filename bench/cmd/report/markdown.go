@@ -94,7 +94,10 @@ var scenarioNotes = map[string]string{
 	"ImageProxyHit":    "A 50 KiB image served through the image proxy, from L1 and from Redis; floor: http.ServeContent from memory.",
 	"L1Size": "10k, 100k and 1M entries of a small struct (an int and a 19-byte string, every value distinct) held " +
 		"in process memory: tiercache (Group[*Small], L1 large enough for all; values put in with Set and read once " +
-		"each into L1, every key proven an L1 hit by Stats before measuring), a raw ristretto Cache[string, *Small], " +
+		"each into L1, every key proven an L1 hit by Stats before measuring), a raw ristretto Cache[string, *Small] " +
+		"filled in a loop, the same ristretto filled as a read-through cache (ristretto-read-through: each value's " +
+		"JSON read from Redis by a rueidis GET, decoded and Set, from 512 goroutines; the same values, in other " +
+		"places in the heap), " +
 		"go-redis-csc (go-redis v9's client-side cache: the raw GET reply of each value's JSON, decoded on every hit) " +
 		"and go-redis-cache (go-redis/cache's TinyLFU(n, 1 h) holding msgpack, decoded on every hit). Each is measured " +
 		"once per run. heap-B/entry: live heap (runtime.GC twice, MemStats.HeapAlloc) holding the n entries minus " +
@@ -112,7 +115,7 @@ var scenarioNotes = map[string]string{
 		"last cycle in a window of ≥ 1 s and ≥ 3 cycles, ≤ 10 s; gc-cycles). hit-p99-ns: under the same load, " +
 		"200,000 hits of random held keys timed in batches of 64, the 99th percentile of the batch means. ns/op and " +
 		"allocs/op: one hit of a random held key, without the load. At a -benchtime given as a count (CI's 100x), " +
-		"the 1M size skips tiercache and go-redis-csc, which are filled through Redis.",
+		"the 1M size skips tiercache, ristretto-read-through and go-redis-csc, which are filled through Redis.",
 }
 
 func markdown(env environment, rs *results) string {
