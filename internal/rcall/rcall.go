@@ -205,23 +205,15 @@ func (c *Caller) DoMulti(ctx context.Context, cmds ...rueidis.Completed) []rueid
 
 // DoMultiMoving is DoMulti for commands that move about n bytes in all.
 func (c *Caller) DoMultiMoving(ctx context.Context, n int64, cmds ...rueidis.Completed) []rueidis.RedisResult {
-	out := make([]rueidis.RedisResult, len(cmds))
 	if len(cmds) == 0 {
-		return out
+		return []rueidis.RedisResult{}
 	}
 	if err := c.refuse(ctx); err != nil {
-		for i := range out {
-			out[i] = rueidis.NewErrorResult(err)
-		}
-		return out
+		return failAll(len(cmds), err)
 	}
 	ok, probe := c.o.Breaker.allow()
 	if !ok {
-		err := c.unavailable(errBreakerOpen)
-		for i := range out {
-			out[i] = rueidis.NewErrorResult(err)
-		}
-		return out
+		return failAll(len(cmds), c.unavailable(errBreakerOpen))
 	}
 	for i := range cmds {
 		cmds[i] = cmds[i].Pin()
@@ -255,7 +247,23 @@ func (c *Caller) DoMultiMoving(ctx context.Context, n int64, cmds ...rueidis.Com
 	if c.o.Observe != nil {
 		c.observe(name, start, first)
 	}
-	copy(out, res)
+	if len(res) != len(cmds) {
+		// A client of another make may answer fewer (rueidis's answer every command): the
+		// commands left without an answer get a zero result.
+		out := make([]rueidis.RedisResult, len(cmds))
+		copy(out, res)
+		return out
+	}
+	// The slice is the caller's: rueidis's clients never take back the one they return.
+	return res
+}
+
+// failAll is n results that are err.
+func failAll(n int, err error) []rueidis.RedisResult {
+	out := make([]rueidis.RedisResult, n)
+	for i := range out {
+		out[i] = rueidis.NewErrorResult(err)
+	}
 	return out
 }
 
