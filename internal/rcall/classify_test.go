@@ -605,6 +605,12 @@ func TestDoOn(t *testing.T) {
 	requireUnavailable(t, err)
 	assert.True(t, timeoutErr(err), "%v", err)
 	assert.NotErrorIs(t, err, context.DeadlineExceeded)
+	assert.ErrorContains(t, err, "no answer within 50ms", "the Caller's timeout")
+	// A timeout of DoOn's own is the one its error names (the tracking keeper's PINGs said
+	// "within 0s", their Caller having none).
+	err = caller.DoOn(ctx, other, other.B().Ping().Build(), 80*time.Millisecond).Error()
+	requireUnavailable(t, err)
+	assert.ErrorContains(t, err, "no answer within 80ms")
 
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
 	err = caller.DoOn(cctx, other, other.B().Ping().Build(), time.Minute).Error()

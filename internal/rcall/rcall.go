@@ -280,7 +280,7 @@ func (c *Caller) DoOn(ctx context.Context, d interface {
 	if timeout <= 0 {
 		timeout = c.o.Timeout
 	}
-	b := bound{ctx: ctx, parent: ctx, cancel: noop}
+	b := bound{ctx: ctx, parent: ctx, cancel: noop, d: timeout}
 	if timeout > 0 {
 		b.ctx, b.cancel = context.WithTimeout(ctx, timeout)
 	}
@@ -349,7 +349,8 @@ type bound struct {
 	ctx    context.Context // the call's
 	parent context.Context // the caller's
 	cancel context.CancelFunc
-	timer  bool // TimerDeadline: the call's own timeout is ctx's cause
+	timer  bool          // TimerDeadline: the call's own timeout is ctx's cause
+	d      time.Duration // the call's own timeout, which its timeout error names
 }
 
 // timedOut, asked after the call and before cancel, tells whether the call's own deadline
@@ -374,7 +375,7 @@ func (c *Caller) deadline(ctx context.Context, n int64) bound {
 			timeout, extra = math.MaxInt64, 0
 		}
 	}
-	b := bound{parent: ctx}
+	b := bound{parent: ctx, d: timeout + extra}
 	switch {
 	case c.o.TimerDeadline:
 		cctx, cancelCause := context.WithCancelCause(ctx)
@@ -471,7 +472,7 @@ func (c *Caller) classify(ctx context.Context, err error, b *bound) (outcome, er
 	if ours := b.timedOut(); !ours && expired(ctx) {
 		return abandon, ctxErr(ctx)
 	} else if ours && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
-		err = timeoutError{c.o.Timeout}
+		err = timeoutError{b.d}
 	}
 	if c.Closed() {
 		return abandon, c.closedErr()
