@@ -300,3 +300,55 @@ func TestFaultSaturatedReader(t *testing.T) {
 		"lag max ms": float64(pct(1).Microseconds()) / 1000,
 	})
 }
+
+// A process whose every P is busy keeps its L1: the tracking keeper's PING is answered at
+// once by Redis, but the answer waits in the run queue past the timeout, check after check.
+// That is this process being slow, not the listener: flushing L1 would turn the overload
+// into Redis load, and every read into a round trip that times out in the same run queue.
+// (Found in BenchmarkDataL1Hit's parallel run: "no answer within 100ms" from Gets of a key
+// that had been in L1.) Readers spin on L1 hits, 32 goroutines per P, for the keeper's
+// several checks; then L1 must still be on and never flushed, and no read failed.
+//
+// The data client's connections keep rueidis's keepalive at 10 s here (write_timeout): the
+// bus's subscription is one of them, and at the default 1 s a process saturated for several
+// seconds misses its keepalive too, which resubscribes and flushes. This test is the keeper's.
+func TestTrackingKeeperKeepsL1InASaturatedProcess(t *testing.T) {
+	s := redistest.Start(t)
+	c := newCache(t, s, func(o *tiered.Options) { o.RedisURL = "redis://" + s.Addr() + "/0?write_timeout=10s" })
+	g := tiered.NewGroup[string](c, "g", time.Minute)
+	ctx := context.Background()
+	require.NoError(t, g.Set(ctx, "k", "v1"))
+	warm(t, c, g, "k")
+	flushes := c.Stats().Flushes
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var failed atomic.Pointer[error]
+	stopReaders := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer stopReaders() // left spinning, they would starve every test after this one
+	for range 32 * runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := g.Get(ctx, "k"); err != nil {
+					failed.CompareAndSwap(nil, &err)
+					return
+				}
+			}
+		})
+	}
+	// The load's length, not synchronisation: the keeper checks every second or sooner, so
+	// this covers five checks or more (the code before the fix failed 2 runs of 3 at 4 s).
+	time.Sleep(6 * time.Second)
+	stopReaders()
+
+	if err := failed.Load(); err != nil {
+		t.Errorf("a read failed in the saturated process: %v", *err)
+	}
+	require.Equal(t, flushes, c.Stats().Flushes, "L1 was flushed: the keeper took the busy process for a lost listener")
+	require.True(t, l1Hit(c, func() { _, _ = g.Get(ctx, "k") }), "L1 is off")
+}

@@ -125,9 +125,50 @@ func TestKeeperStep(t *testing.T) {
 	assert.Equal(t, trackingCheckInterval, next)
 	assert.Equal(t, trackingRetryMin, s.retry, "the back-off starts over")
 
+	// A saturated process (goroutines waited for a P during the check): slow checks in a
+	// row keep L1 up to trackingSlowMax, then the listener is lost all the same.
+	s = keeperState{}
+	for i := range trackingSlowMax {
+		act, next = s.step(keeperCheck{err: timeout, live: true, starved: true}, ping)
+		require.Equal(t, keepSlow, act, "slow check %d of a saturated process", i+1)
+		assert.Equal(t, ping, next)
+	}
+	act, _ = s.step(keeperCheck{err: timeout, live: true, starved: true}, ping)
+	assert.Equal(t, keepLost, act, "past trackingSlowMax, saturated or not")
+	s = keeperState{}
+	s.step(keeperCheck{err: timeout, live: true, starved: true}, ping)
+	s.step(keeperCheck{err: timeout, live: true, starved: true}, ping)
+	act, _ = s.step(keeperCheck{err: timeout, live: true}, ping)
+	assert.Equal(t, keepLost, act, "slow again once the process is not saturated: lost")
+	s = keeperState{}
+	s.step(keeperCheck{err: timeout, live: true, starved: true}, ping)
+	s.step(keeperCheck{live: true}, ping)
+	act, _ = s.step(keeperCheck{err: timeout, live: true}, ping)
+	assert.Equal(t, keepSlow, act, "an answer starts the count over")
+	act, _ = s.step(keeperCheck{err: down, live: true, starved: true}, ping)
+	assert.Equal(t, keepLost, act, "an error is a drop, saturated or not")
+
 	s = keeperState{}
 	act, _ = s.step(keeperCheck{err: refused}, ping)
 	assert.Equal(t, keepRefused, act, "Redis answers but refuses the listener: said once")
 	act, _ = s.step(keeperCheck{err: refused}, ping)
 	assert.Equal(t, keepNothing, act, "and not again")
+}
+
+// The listener's rueidis keepalive outlasts the keeper's patience with a saturated process:
+// rueidis closes a connection whose PING goes unanswered for ConnWriteTimeout, and in a
+// process whose every P is busy the answer waits in the run queue (a saturated test process saw
+// the listener dropped at the data client's 1 s). The data client keeps its own.
+func TestListenerKeepaliveOutlastsTheKeeper(t *testing.T) {
+	for _, timeout := range []time.Duration{0, 50 * time.Millisecond, 2 * time.Second} {
+		p, err := makePlan(Options{Timeout: timeout})
+		require.NoError(t, err)
+		opt := (&tracker{}).options(p)
+		assert.GreaterOrEqual(t, opt.ConnWriteTimeout, keeperPatience(p.opts.Timeout), "timeout %v", timeout)
+		assert.GreaterOrEqual(t, keeperPatience(p.opts.Timeout), 10*keeperPingTimeout(p.opts.Timeout))
+		assert.Equal(t, max(10*p.opts.Timeout, time.Second), p.client.ConnWriteTimeout, "the data client's")
+	}
+	p, err := makePlan(Options{RedisURL: "redis://h:1/0?write_timeout=1m"})
+	require.NoError(t, err)
+	assert.Equal(t, time.Minute, (&tracker{}).options(p).ConnWriteTimeout, "a longer one asked for in the URL stays")
 }

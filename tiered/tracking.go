@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/metrics"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,7 +45,12 @@ import (
 // point, since writes between the drop and the reconnection were not heard. A keeper PING
 // that gets no answer in time, without an error, counts as a drop only the second time in a
 // row: in a process whose every P is busy the reply can wait in the run queue past the
-// timeout, and flushing L1 then would turn an overload into Redis load. A listener that is
+// timeout, and flushing L1 then would turn an overload into Redis load, and every read into
+// a round trip that times out in the same run queue. While the runtime says that goroutines
+// of this process waited trackingStarvedWait or more for a P during the check, the process
+// is the slow one, and the keeper keeps asking, up to trackingSlowMax checks in a row. The
+// invalidations that come meanwhile are heard late as the PING's answer is, not lost. A
+// silent listener in a process that is not saturated is lost at its second slow check. A listener that is
 // really stuck is closed by rueidis itself (no reply to its keepalive PING within
 // ConnWriteTimeout), which reports it as a drop.
 
@@ -53,6 +59,15 @@ const (
 	trackingRetryMin      = 10 * time.Millisecond
 	trackingRetryMax      = time.Second
 	trackingPingMin       = 500 * time.Millisecond
+
+	// trackingStarvedWait: a check during which some goroutine of this process waited this
+	// long or longer for a P (the runtime's /sched/latencies) was made by a saturated process,
+	// whose own run queue can hold the answer past the timeout.
+	trackingStarvedWait = 100 * time.Millisecond
+	// trackingSlowMax bounds the slow checks in a row that keep L1 on while the process is
+	// saturated: ~10 s at the default timeout, each check taking its timeout and waiting as
+	// long again. Past it the listener is taken for lost, saturated or not.
+	trackingSlowMax = 10
 )
 
 type tracker struct {
@@ -92,10 +107,8 @@ func trackingStatic(keyPrefix string) []string {
 	return []string{"BCAST", "PREFIX", genKeyPrefix(keyPrefix)}
 }
 
-// dialTracker connects the listener. With offlineOK, a Redis that does not answer is not
-// an error: the listener is returned unconnected, and the keeper connects it later.
-func dialTracker(ctx context.Context, p plan, log *zap.Logger) (*tracker, error) {
-	t := &tracker{kick: make(chan struct{}, 1), armed: map[string]map[string]bool{}, keyPrefix: p.opts.KeyPrefix}
+// options are the listener client's: p's, tracking every connection it opens.
+func (t *tracker) options(p plan) rueidis.ClientOption {
 	opt := p.client
 	opt.DisableCache = false
 	opt.ClientTrackingOptions = trackingStatic(p.opts.KeyPrefix)
@@ -104,9 +117,23 @@ func dialTracker(ctx context.Context, p plan, log *zap.Logger) (*tracker, error)
 	opt.BlockingPoolSize = 1
 	opt.CacheSizeEachConn = 1 << 16 // rueidis's own client-side cache stays unused
 	opt.ClientName += "-tracking"
+	// The keeper judges whether the listener is alive, knowing when this process is too
+	// saturated to read an answer in time (see keep). rueidis's keepalive, which closes a
+	// connection whose PING goes unanswered for ConnWriteTimeout (1 s by default here), is
+	// only its backstop: it would take the run queue of a busy process for a dead
+	// connection, drop the listener and flush L1.
+	opt.ConnWriteTimeout = max(opt.ConnWriteTimeout, keeperPatience(p.opts.Timeout))
 	// The listener only PINGs, so it would not notice a cluster's topology change by
 	// itself: refresh it as often as it is checked.
 	opt.ClusterOption.ShardsRefreshInterval = trackingCheckInterval
+	return opt
+}
+
+// dialTracker connects the listener. With offlineOK, a Redis that does not answer is not
+// an error: the listener is returned unconnected, and the keeper connects it later.
+func dialTracker(ctx context.Context, p plan, log *zap.Logger) (*tracker, error) {
+	t := &tracker{kick: make(chan struct{}, 1), armed: map[string]map[string]bool{}, keyPrefix: p.opts.KeyPrefix}
+	opt := t.options(p)
 	client, err := newClient(ctx, p, opt, log)
 	if client == nil {
 		return nil, err
@@ -174,8 +201,9 @@ func (t *tracker) keep(c *Cache) {
 	timer := time.NewTimer(trackingCheckInterval)
 	defer timer.Stop()
 	ctx := c.life.Context()
-	pingTimeout := max(c.opts.Timeout, trackingPingMin)
+	pingTimeout := keeperPingTimeout(c.opts.Timeout)
 	var logged uint64 // drops logged so far
+	var sched schedWatch
 	for {
 		select {
 		case <-ctx.Done():
@@ -194,7 +222,9 @@ func (t *tracker) keep(c *Cache) {
 				zap.Uint64("drops", drops-logged))
 			logged = drops
 		}
+		sched.mark()
 		err := t.check(ctx, pingTimeout)
+		starved := err != nil && onlySlow(err) && sched.waitedSince(trackingStarvedWait)
 		if err == nil && !c.l1.Live() {
 			// Back after a drop: every group prefix on every node before L1 turns on.
 			err = t.arm(ctx, c, pingTimeout)
@@ -203,7 +233,7 @@ func (t *tracker) keep(c *Cache) {
 			return
 		}
 		t.liveMu.Lock()
-		act, next := st.step(keeperCheck{err: err, live: c.l1.Live(), droppedDuring: t.drops != drops}, pingTimeout)
+		act, next := st.step(keeperCheck{err: err, live: c.l1.Live(), droppedDuring: t.drops != drops, starved: starved}, pingTimeout)
 		if act == keepResume {
 			// Writes made while the listener was down were not heard.
 			c.flushL1()
@@ -212,7 +242,7 @@ func (t *tracker) keep(c *Cache) {
 		t.liveMu.Unlock()
 		switch act {
 		case keepSlow:
-			c.log.Debug("tracking connection slow to answer; checking again", zap.Error(err))
+			c.log.Debug("tracking connection slow to answer; checking again", zap.Error(err), zap.Bool("process_saturated", starved))
 		case keepLost:
 			if c.l1.Pause() {
 				c.flushL1()
@@ -245,10 +275,20 @@ func (t *tracker) keep(c *Cache) {
 	}
 }
 
+// keeperPingTimeout is how long the keeper waits for the listener's answer to a PING, for a
+// cache whose per-call timeout is timeout.
+func keeperPingTimeout(timeout time.Duration) time.Duration { return max(timeout, trackingPingMin) }
+
+// keeperPatience is how long the keeper may go without an answer from the listener while
+// the process is saturated: trackingSlowMax checks, each its timeout and as long again.
+func keeperPatience(timeout time.Duration) time.Duration {
+	return 2 * trackingSlowMax * keeperPingTimeout(timeout)
+}
+
 // keeperState is what the keeper remembers between two checks of the listener.
 type keeperState struct {
 	retry         time.Duration // back-off while the listener is down; 0 means trackingRetryMin
-	slow          bool          // the previous check timed out without an error
+	slow          int           // the checks in a row that timed out without an error
 	refusedLogged bool          // the listener's refusal by Redis has been logged
 }
 
@@ -257,6 +297,7 @@ type keeperCheck struct {
 	err           error // the PING's
 	live          bool  // L1 was on when the check ended
 	droppedDuring bool  // rueidis reported a drop while the check was in flight
+	starved       bool  // the process was saturated during the check (see trackingStarvedWait)
 }
 
 // keeperAction is what the keeper does after a check.
@@ -276,10 +317,11 @@ func (s *keeperState) step(ch keeperCheck, pingTimeout time.Duration) (keeperAct
 		s.retry = trackingRetryMin
 	}
 	switch {
-	case ch.err != nil && onlySlow(ch.err) && !s.slow && ch.live:
+	case ch.err != nil && onlySlow(ch.err) && ch.live && (s.slow == 0 || ch.starved && s.slow < trackingSlowMax):
 		// In a process whose every P is busy, a reply can wait in the run queue longer
-		// than the timeout; flushing L1 then would add Redis load to an overload.
-		s.slow = true
+		// than the timeout; flushing L1 then would add Redis load to an overload. Once, or
+		// for as long as the process is seen saturated (within trackingSlowMax).
+		s.slow++
 		return keepSlow, pingTimeout
 	case ch.err != nil:
 		act := keepNothing
@@ -292,17 +334,59 @@ func (s *keeperState) step(ch keeperCheck, pingTimeout time.Duration) (keeperAct
 		}
 		next := s.retry
 		s.retry = min(2*s.retry, trackingRetryMax)
-		s.slow = false
+		s.slow = 0
 		return act, next
 	case !ch.live:
-		s.retry, s.slow, s.refusedLogged = trackingRetryMin, false, false
+		s.retry, s.slow, s.refusedLogged = trackingRetryMin, 0, false
 		if ch.droppedDuring {
 			return keepNothing, 0 // it dropped again while the check was in flight: check again
 		}
 		return keepResume, trackingCheckInterval
 	}
-	s.retry, s.slow = trackingRetryMin, false
+	s.retry, s.slow = trackingRetryMin, 0
 	return keepNothing, trackingCheckInterval
+}
+
+// schedWatch tells whether goroutines of this process waited long for a P over a span of
+// time, from the runtime's histogram of scheduling latencies (sampled by the runtime, and
+// cumulative: mark takes a reading, waitedSince compares the next one with it). The keeper's
+// own, one goroutine.
+type schedWatch struct {
+	sample []metrics.Sample
+	counts []uint64 // the histogram's counts at mark
+}
+
+// mark takes the reading the next waitedSince compares with.
+func (w *schedWatch) mark() {
+	if w.sample == nil {
+		w.sample = []metrics.Sample{{Name: "/sched/latencies:seconds"}}
+	}
+	metrics.Read(w.sample)
+	if w.sample[0].Value.Kind() != metrics.KindFloat64Histogram {
+		w.counts = w.counts[:0]
+		return
+	}
+	w.counts = append(w.counts[:0], w.sample[0].Value.Float64Histogram().Counts...)
+}
+
+// waitedSince reports whether some goroutine waited at least d for a P since mark (a
+// runtime without the metric reports false).
+func (w *schedWatch) waitedSince(d time.Duration) bool {
+	if len(w.counts) == 0 {
+		return false
+	}
+	metrics.Read(w.sample)
+	if w.sample[0].Value.Kind() != metrics.KindFloat64Histogram {
+		return false
+	}
+	h := w.sample[0].Value.Float64Histogram()
+	for i, n := range h.Counts {
+		// Bucket i holds latencies in [Buckets[i], Buckets[i+1]).
+		if i < len(w.counts) && n > w.counts[i] && h.Buckets[i] >= d.Seconds() {
+			return true
+		}
+	}
+	return false
 }
 
 // check is the keeper's ping, unless a test has replaced it.
