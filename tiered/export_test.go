@@ -33,3 +33,7 @@ func (c *Cache) KickTrackerForTest() {
 	default:
 	}
 }
+
+// StarvedChecksForTest is how many of the tracking keeper's slow checks it has put down to
+// this process being saturated.
+func (c *Cache) StarvedChecksForTest() uint64 { return c.tracker.starved.Load() }

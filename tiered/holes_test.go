@@ -306,8 +306,9 @@ func TestFaultSaturatedReader(t *testing.T) {
 // That is this process being slow, not the listener: flushing L1 would turn the overload
 // into Redis load, and every read into a round trip that times out in the same run queue.
 // (Found in BenchmarkDataL1Hit's parallel run: "no answer within 100ms" from Gets of a key
-// that had been in L1.) Readers spin on L1 hits, 32 goroutines per P, for the keeper's
-// several checks; then L1 must still be on and never flushed, and no read failed.
+// that had been in L1.) Readers spin on L1 hits, 64 goroutines per P, for the keeper's
+// several checks; then L1 must still be on and never flushed, and no read failed. A run in
+// which no check was late tested nothing, and says so.
 //
 // The data client's connections keep rueidis's keepalive at 10 s here (write_timeout): the
 // bus's subscription is one of them, and at the default 1 s a process saturated for several
@@ -326,7 +327,7 @@ func TestTrackingKeeperKeepsL1InASaturatedProcess(t *testing.T) {
 	var failed atomic.Pointer[error]
 	stopReaders := sync.OnceFunc(func() { close(stop); wg.Wait() })
 	defer stopReaders() // left spinning, they would starve every test after this one
-	for range 32 * runtime.GOMAXPROCS(0) {
+	for range 64 * runtime.GOMAXPROCS(0) {
 		wg.Go(func() {
 			for {
 				select {
@@ -351,4 +352,7 @@ func TestTrackingKeeperKeepsL1InASaturatedProcess(t *testing.T) {
 	}
 	require.Equal(t, flushes, c.Stats().Flushes, "L1 was flushed: the keeper took the busy process for a lost listener")
 	require.True(t, l1Hit(c, func() { _, _ = g.Get(ctx, "k") }), "L1 is off")
+	if c.StarvedChecksForTest() == 0 {
+		t.Skip("no check of the listener was late in this run: the process was not saturated enough to test anything")
+	}
 }

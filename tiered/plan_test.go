@@ -93,6 +93,9 @@ func TestKeeperStep(t *testing.T) {
 	refused := &rueidis.RedisError{} // an answer: Redis refuses the listener
 	down := errors.New("dial tcp 127.0.0.1:1: connect: connection refused")
 
+	assert.Equal(t, 2, keeperSlowMax(5*time.Second), "a long timeout keeps the rule every process gets")
+	assert.Equal(t, 3, keeperSlowMax(1500*time.Millisecond))
+
 	var s keeperState
 	act, next := s.step(keeperCheck{live: true}, ping)
 	assert.Equal(t, keepNothing, act)
@@ -126,15 +129,17 @@ func TestKeeperStep(t *testing.T) {
 	assert.Equal(t, trackingRetryMin, s.retry, "the back-off starts over")
 
 	// A saturated process (goroutines waited for a P during the check): slow checks in a
-	// row keep L1 up to trackingSlowMax, then the listener is lost all the same.
+	// row keep L1 up to keeperSlowMax (10 at a 500 ms PING), then the listener is lost all
+	// the same.
+	require.Equal(t, 10, keeperSlowMax(ping))
 	s = keeperState{}
-	for i := range trackingSlowMax {
+	for i := range keeperSlowMax(ping) {
 		act, next = s.step(keeperCheck{err: timeout, live: true, starved: true}, ping)
 		require.Equal(t, keepSlow, act, "slow check %d of a saturated process", i+1)
 		assert.Equal(t, ping, next)
 	}
 	act, _ = s.step(keeperCheck{err: timeout, live: true, starved: true}, ping)
-	assert.Equal(t, keepLost, act, "past trackingSlowMax, saturated or not")
+	assert.Equal(t, keepLost, act, "past keeperSlowMax, saturated or not")
 	s = keeperState{}
 	s.step(keeperCheck{err: timeout, live: true, starved: true}, ping)
 	s.step(keeperCheck{err: timeout, live: true, starved: true}, ping)
@@ -160,12 +165,14 @@ func TestKeeperStep(t *testing.T) {
 // process whose every P is busy the answer waits in the run queue (a saturated test process saw
 // the listener dropped at the data client's 1 s). The data client keeps its own.
 func TestListenerKeepaliveOutlastsTheKeeper(t *testing.T) {
-	for _, timeout := range []time.Duration{0, 50 * time.Millisecond, 2 * time.Second} {
+	for _, timeout := range []time.Duration{0, 50 * time.Millisecond, 2 * time.Second, 7 * time.Second} {
 		p, err := makePlan(Options{Timeout: timeout})
 		require.NoError(t, err)
 		opt := (&tracker{}).options(p)
 		assert.GreaterOrEqual(t, opt.ConnWriteTimeout, keeperPatience(p.opts.Timeout), "timeout %v", timeout)
-		assert.GreaterOrEqual(t, keeperPatience(p.opts.Timeout), 10*keeperPingTimeout(p.opts.Timeout))
+		assert.GreaterOrEqual(t, keeperPatience(p.opts.Timeout), trackingStarvedMax-2*keeperPingTimeout(p.opts.Timeout))
+		assert.LessOrEqual(t, keeperPatience(p.opts.Timeout), max(trackingStarvedMax, 4*keeperPingTimeout(p.opts.Timeout)),
+			"bounded in time, not in checks: a long Timeout does not make the keeper patient for minutes")
 		assert.Equal(t, max(10*p.opts.Timeout, time.Second), p.client.ConnWriteTimeout, "the data client's")
 	}
 	p, err := makePlan(Options{RedisURL: "redis://h:1/0?write_timeout=1m"})

@@ -47,10 +47,11 @@ import (
 // row: in a process whose every P is busy the reply can wait in the run queue past the
 // timeout, and flushing L1 then would turn an overload into Redis load, and every read into
 // a round trip that times out in the same run queue. While the runtime says that goroutines
-// of this process waited trackingStarvedWait or more for a P during the check, the process
-// is the slow one, and the keeper keeps asking, up to trackingSlowMax checks in a row. The
-// invalidations that come meanwhile are heard late as the PING's answer is, not lost. A
-// silent listener in a process that is not saturated is lost at its second slow check. A listener that is
+// of this process waited a quarter of the PING's timeout or more for a P during the check (a
+// wait that explains a late answer: see keep), the process is the slow one, and the keeper keeps asking,
+// for up to trackingStarvedMax in all. The invalidations that come meanwhile are heard late
+// as the PING's answer is, not lost. A silent listener in a process that is not saturated is
+// lost at its second slow check. A listener that is
 // really stuck is closed by rueidis itself (no reply to its keepalive PING within
 // ConnWriteTimeout), which reports it as a drop.
 
@@ -60,14 +61,10 @@ const (
 	trackingRetryMax      = time.Second
 	trackingPingMin       = 500 * time.Millisecond
 
-	// trackingStarvedWait: a check during which some goroutine of this process waited this
-	// long or longer for a P (the runtime's /sched/latencies) was made by a saturated process,
-	// whose own run queue can hold the answer past the timeout.
-	trackingStarvedWait = 100 * time.Millisecond
-	// trackingSlowMax bounds the slow checks in a row that keep L1 on while the process is
-	// saturated: ~10 s at the default timeout, each check taking its timeout and waiting as
-	// long again. Past it the listener is taken for lost, saturated or not.
-	trackingSlowMax = 10
+	// trackingStarvedMax bounds how long slow checks in a row keep L1 on while the process
+	// is saturated (see keeperSlowMax). Past it the listener is taken for lost, saturated or
+	// not.
+	trackingStarvedMax = 10 * time.Second
 )
 
 type tracker struct {
@@ -87,6 +84,7 @@ type tracker struct {
 	up     bool   // the first PING succeeded; guarded by liveMu
 
 	pingHook atomic.Pointer[func(context.Context, time.Duration) error] // tests: replaces ping
+	starved  atomic.Uint64                                              // slow checks forgiven as the process's lateness (for tests)
 
 	// prefixMu guards the prefixes the listener must track and where they are tracked.
 	prefixMu  sync.Mutex
@@ -224,7 +222,10 @@ func (t *tracker) keep(c *Cache) {
 		}
 		sched.mark()
 		err := t.check(ctx, pingTimeout)
-		starved := err != nil && onlySlow(err) && sched.waitedSince(trackingStarvedWait)
+		// The answer reaches the keeper through three goroutines that each wait in the run
+		// queue (rueidis's writer and reader, then the keeper): a goroutine that waited a
+		// quarter of the timeout for a P explains a late answer.
+		starved := err != nil && onlySlow(err) && sched.waitedSince(pingTimeout/4)
 		if err == nil && !c.l1.Live() {
 			// Back after a drop: every group prefix on every node before L1 turns on.
 			err = t.arm(ctx, c, pingTimeout)
@@ -242,6 +243,9 @@ func (t *tracker) keep(c *Cache) {
 		t.liveMu.Unlock()
 		switch act {
 		case keepSlow:
+			if starved {
+				t.starved.Add(1)
+			}
 			c.log.Debug("tracking connection slow to answer; checking again", zap.Error(err), zap.Bool("process_saturated", starved))
 		case keepLost:
 			if c.l1.Pause() {
@@ -279,10 +283,19 @@ func (t *tracker) keep(c *Cache) {
 // cache whose per-call timeout is timeout.
 func keeperPingTimeout(timeout time.Duration) time.Duration { return max(timeout, trackingPingMin) }
 
+// keeperSlowMax is how many slow checks in a row keep L1 on while the process is saturated:
+// as many as fit in trackingStarvedMax, each check taking its timeout and waiting as long
+// again before the next (10 at the default timeout), and never fewer than the 2 that any
+// process gets.
+func keeperSlowMax(pingTimeout time.Duration) int {
+	return max(2, int(trackingStarvedMax/(2*pingTimeout)))
+}
+
 // keeperPatience is how long the keeper may go without an answer from the listener while
-// the process is saturated: trackingSlowMax checks, each its timeout and as long again.
+// the process is saturated: keeperSlowMax checks.
 func keeperPatience(timeout time.Duration) time.Duration {
-	return 2 * trackingSlowMax * keeperPingTimeout(timeout)
+	pt := keeperPingTimeout(timeout)
+	return time.Duration(keeperSlowMax(pt)) * 2 * pt
 }
 
 // keeperState is what the keeper remembers between two checks of the listener.
@@ -297,7 +310,7 @@ type keeperCheck struct {
 	err           error // the PING's
 	live          bool  // L1 was on when the check ended
 	droppedDuring bool  // rueidis reported a drop while the check was in flight
-	starved       bool  // the process was saturated during the check (see trackingStarvedWait)
+	starved       bool  // the process was saturated during the check (see keep)
 }
 
 // keeperAction is what the keeper does after a check.
@@ -317,10 +330,10 @@ func (s *keeperState) step(ch keeperCheck, pingTimeout time.Duration) (keeperAct
 		s.retry = trackingRetryMin
 	}
 	switch {
-	case ch.err != nil && onlySlow(ch.err) && ch.live && (s.slow == 0 || ch.starved && s.slow < trackingSlowMax):
+	case ch.err != nil && onlySlow(ch.err) && ch.live && (s.slow == 0 || ch.starved && s.slow < keeperSlowMax(pingTimeout)):
 		// In a process whose every P is busy, a reply can wait in the run queue longer
 		// than the timeout; flushing L1 then would add Redis load to an overload. Once, or
-		// for as long as the process is seen saturated (within trackingSlowMax).
+		// for as long as the process is seen saturated (within trackingStarvedMax).
 		s.slow++
 		return keepSlow, pingTimeout
 	case ch.err != nil:

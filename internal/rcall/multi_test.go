@@ -403,3 +403,33 @@ func TestClientWrapper(t *testing.T) {
 	require.Equal(t, "PONG", mustString(t, client.Do(ctx, client.B().Ping().Build())))
 	require.NoError(t, caller.Do(ctx, caller.B().Ping().Build()).Error())
 }
+
+// reusing is a client of another make that answers every pipeline in one slice of its own,
+// reused by the next pipeline.
+type reusing struct {
+	rueidis.Client
+	buf []rueidis.RedisResult
+}
+
+func (r *reusing) DoMulti(ctx context.Context, cmds ...rueidis.Completed) []rueidis.RedisResult {
+	r.buf = append(r.buf[:0], r.Client.DoMulti(ctx, cmds...)...)
+	return r.buf
+}
+
+// A pipeline's results are the caller's whatever client answered them: rueidis's own
+// clients hand over the slice they return, and a client that reuses its slice gets copied
+// (the results of one call were overwritten by the next).
+func TestDoMultiResultsAreTheCallers(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t)
+	s.Do("SET", "a", "1")
+	s.Do("SET", "b", "2")
+	ctx := context.Background()
+	for name, client := range map[string]rueidis.Client{"rueidis": newClient(t, s), "reusing": &reusing{Client: newClient(t, s)}} {
+		caller := rcall.New(client, options(nil))
+		first := caller.DoMulti(ctx, caller.B().Get().Key("a").Build())
+		second := caller.DoMulti(ctx, caller.B().Get().Key("b").Build())
+		assert.Equal(t, "1", mustString(t, first[0]), "%s: the first call's result", name)
+		assert.Equal(t, "2", mustString(t, second[0]), "%s: the second call's result", name)
+	}
+}

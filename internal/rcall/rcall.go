@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"reflect"
 	"strings"
 	"time"
 
@@ -75,6 +76,9 @@ type Caller struct {
 	client rueidis.Client
 	o      Options
 	bounds *deadline.Bounds
+	// handsOver: client is one of rueidis's own, whose DoMulti hands the caller the slice it
+	// returns (see handsOverResults).
+	handsOver bool
 	sentinels
 }
 
@@ -86,7 +90,7 @@ type sentinels struct {
 
 // New returns a Caller over client.
 func New(client rueidis.Client, o Options) *Caller {
-	c := &Caller{client: client, o: o, bounds: newBounds(o)}
+	c := &Caller{client: client, o: o, bounds: newBounds(o), handsOver: handsOverResults(client)}
 	c.sentinels = sentinels{unavailableS: appendNonNil(nil, o.Unavailable), closedS: appendNonNil(nil, o.Closed)}
 	return c
 }
@@ -99,7 +103,7 @@ func (c *Caller) With(o Options) *Caller {
 		n.Timeout = o.Timeout
 	}
 	n.TimerDeadline = n.TimerDeadline || o.TimerDeadline
-	d := &Caller{client: c.client, o: n, bounds: newBounds(n)}
+	d := &Caller{client: c.client, o: n, bounds: newBounds(n), handsOver: c.handsOver}
 	d.sentinels = sentinels{
 		unavailableS: appendNonNil(append([]error(nil), c.unavailableS...), o.Unavailable),
 		closedS:      appendNonNil(append([]error(nil), c.closedS...), o.Closed),
@@ -227,6 +231,13 @@ func (c *Caller) DoMultiMoving(ctx context.Context, n int64, cmds ...rueidis.Com
 	}
 	b := c.deadline(ctx, n)
 	res := c.client.DoMulti(b.ctx, cmds...)
+	if !c.handsOver || len(res) != len(cmds) {
+		// A client of another make may keep the slice, or answer fewer (the commands left
+		// without an answer get a zero result): results of our own.
+		out := make([]rueidis.RedisResult, len(cmds))
+		copy(out, res)
+		res = out
+	}
 	worst := success
 	var first error // the first error of the pipeline's, for Observe
 	for i, r := range res {
@@ -247,15 +258,23 @@ func (c *Caller) DoMultiMoving(ctx context.Context, n int64, cmds ...rueidis.Com
 	if c.o.Observe != nil {
 		c.observe(name, start, first)
 	}
-	if len(res) != len(cmds) {
-		// A client of another make may answer fewer (rueidis's answer every command): the
-		// commands left without an answer get a zero result.
-		out := make([]rueidis.RedisResult, len(cmds))
-		copy(out, res)
-		return out
-	}
-	// The slice is the caller's: rueidis's clients never take back the one they return.
 	return res
+}
+
+// handsOverResults tells whether client is one of rueidis's own (single, cluster,
+// sentinel), whose DoMulti hands the caller the slice it returns: rueidis never writes to it
+// or recycles it afterwards (a call whose context ends first gets a new slice, and the
+// pipeline recycles its own later). A wrapper or a test double may keep and reuse the slice
+// it returns, and its results are copied.
+func handsOverResults(client rueidis.Client) bool {
+	t := reflect.TypeOf(client)
+	if t == nil {
+		return false
+	}
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t.PkgPath() == "github.com/redis/rueidis"
 }
 
 // failAll is n results that are err.
