@@ -256,26 +256,13 @@ func TestFaultSaturatedReader(t *testing.T) {
 
 	const writes = 20
 	var seen [writes + 1]atomic.Int64 // unix nanos of B's first read of each version
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	// The readers stop on every way out of the test, a failed require included: left
-	// spinning, they would starve every test after this one.
-	stopReaders := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	stopReaders := spinReaders(16, func() bool {
+		if v, err := gb.Get(ctx, "k"); err == nil && v > 0 && v <= writes {
+			seen[v].CompareAndSwap(0, time.Now().UnixNano())
+		}
+		return true
+	})
 	defer stopReaders()
-	for range 16 * runtime.GOMAXPROCS(0) {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if v, err := gb.Get(ctx, "k"); err == nil && v > 0 && v <= writes {
-					seen[v].CompareAndSwap(0, time.Now().UnixNano())
-				}
-			}
-		})
-	}
 	returned := make([]time.Time, writes+1)
 	for v := 1; v <= writes; v++ {
 		time.Sleep(50 * time.Millisecond) // the writer's pace: load, not synchronisation
@@ -322,26 +309,15 @@ func TestTrackingKeeperKeepsL1InASaturatedProcess(t *testing.T) {
 	warm(t, c, g, "k")
 	flushes := c.Stats().Flushes
 
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
 	var failed atomic.Pointer[error]
-	stopReaders := sync.OnceFunc(func() { close(stop); wg.Wait() })
-	defer stopReaders() // left spinning, they would starve every test after this one
-	for range 64 * runtime.GOMAXPROCS(0) {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if _, err := g.Get(ctx, "k"); err != nil {
-					failed.CompareAndSwap(nil, &err)
-					return
-				}
-			}
-		})
-	}
+	stopReaders := spinReaders(64, func() bool {
+		_, err := g.Get(ctx, "k")
+		if err != nil {
+			failed.CompareAndSwap(nil, &err)
+		}
+		return err == nil
+	})
+	defer stopReaders()
 	// The load's length, not synchronisation: the keeper checks every second or sooner, so
 	// this covers five checks or more (the code before the fix failed 2 runs of 3 at 4 s).
 	time.Sleep(6 * time.Second)
@@ -355,4 +331,28 @@ func TestTrackingKeeperKeepsL1InASaturatedProcess(t *testing.T) {
 	if c.StarvedChecksForTest() == 0 {
 		t.Skip("no check of the listener was late in this run: the process was not saturated enough to test anything")
 	}
+}
+
+// spinReaders starts perP goroutines per P, each calling read, unpaced, until it returns
+// false or stop is called; stop ends them and waits for them. Call it on every way out of a
+// test (defer), a failed require included: left spinning, they would starve every test after
+// it. Calling it again does nothing.
+func spinReaders(perP int, read func() bool) (stop func()) {
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	for range perP * runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			for {
+				select {
+				case <-quit:
+					return
+				default:
+				}
+				if !read() {
+					return
+				}
+			}
+		})
+	}
+	return sync.OnceFunc(func() { close(quit); wg.Wait() })
 }
