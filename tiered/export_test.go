@@ -37,3 +37,15 @@ func (c *Cache) KickTrackerForTest() {
 // StarvedChecksForTest is how many of the tracking keeper's slow checks it has put down to
 // this process being saturated.
 func (c *Cache) StarvedChecksForTest() uint64 { return c.tracker.starved.Load() }
+
+// HearInvalidationsForTest returns once every invalidation Redis sent this cache's tracking
+// listener before the call has been applied: it pings every node on the listener's
+// connection, whose answer comes after the pushes queued ahead of it. Tests call it after
+// their writes, so that a write's own invalidation, still on its way, does not drop from L1
+// later an entry the test has just seen there. Without a listener it does nothing.
+func (c *Cache) HearInvalidationsForTest(ctx context.Context) error {
+	if c.tracker == nil {
+		return nil
+	}
+	return c.tracker.ping(ctx, time.Second)
+}
