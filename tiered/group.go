@@ -331,7 +331,7 @@ func (g *Group[T]) Get(ctx context.Context, key string) (T, error) {
 // cached miss (WithNotFoundTTL) is errCachedMiss, and kept in L1 as such.
 func (g *Group[T]) fetch(ctx context.Context, st *groupState, key string, h uint64) (any, error) {
 	s := g.snapshot(h)
-	raw, redisTTL, err := g.c.l2Get(ctx, &g.ns.st, st.base+key, g.maxValue)
+	raw, redisTTL, err := g.c.l2Get(ctx, &g.ns.st, st.base+key, g.maxValue, g.mayFill(s))
 	if err != nil {
 		return nil, err
 	}
@@ -403,11 +403,16 @@ func (g *groupCore) snapshot(h uint64) snapshot {
 	return snapshot{Snapshot: g.c.l1.Snapshot(h), armed: armed}
 }
 
+// mayFill tells whether a value read or written under s may go to L1: the group keeps values
+// in L1, and writes to its keys reached this instance by then. A read that may not asks
+// Redis for no TTL.
+func (g *groupCore) mayFill(s snapshot) bool { return s.armed && g.useL1 }
+
 // fillL1 keeps a value in L1 if the group keeps values of that size there, and if a write to
 // its key would reach this instance: in BusOnly mode a key too long to publish never goes to
 // L1.
 func (g *groupCore) fillL1(h uint64, s snapshot, st *groupState, key string, v any, size int64, ttl, fullTTL time.Duration) {
-	if !s.armed || !g.useL1 || (g.l1MaxEntry != 0 && size > g.l1MaxEntry) {
+	if !g.mayFill(s) || (g.l1MaxEntry != 0 && size > g.l1MaxEntry) {
 		return
 	}
 	if g.c.mode == BusOnly && len(st.base)+len(key) > maxPublishedKey {

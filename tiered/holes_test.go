@@ -356,3 +356,31 @@ func spinReaders(perP int, read func() bool) (stop func()) {
 	}
 	return sync.OnceFunc(func() { close(quit); wg.Wait() })
 }
+
+// A read whose value cannot go to L1 (a cache without L1, a group WithoutL1) is one Redis
+// command: the PTTL that bounds an L1 entry by the TTL Redis holds is asked only by reads
+// that may fill L1. A read that may, asks it (TestL1NeverOutlivesATTLShortenedFromOutside).
+func TestReadsOutsideL1AskNoTTL(t *testing.T) {
+	s := redistest.Start(t)
+	ctx := context.Background()
+	noL1 := newCache(t, s, func(o *tiered.Options) { o.DisableL1 = true })
+	withL1 := newCache(t, s)
+	for name, g := range map[string]*tiered.Group[string]{
+		"DisableL1": tiered.NewGroup[string](noL1, "a", time.Hour),
+		"WithoutL1": tiered.NewGroup[string](withL1, "b", time.Hour, tiered.WithoutL1()),
+	} {
+		require.NoError(t, g.Set(ctx, "k1", "v1"))
+		require.NoError(t, g.Set(ctx, "k2", "v2"))
+		before := commandCalls(t, s)
+		v, err := g.Get(ctx, "k1")
+		require.NoError(t, err)
+		require.Equal(t, "v1", v)
+		v, err = g.GetOrLoad(ctx, "k2", func(context.Context) (string, error) { return "loaded", nil })
+		require.NoError(t, err)
+		require.Equal(t, "v2", v)
+		m, err := g.GetMany(ctx, []string{"k1", "k2", "k3"})
+		require.NoError(t, err)
+		require.Equal(t, map[string]string{"k1": "v1", "k2": "v2"}, m)
+		require.Equal(t, map[string]int64{"getrange": 5}, diffCalls(before, commandCalls(t, s)), name)
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/redis/rueidis"
 	"go.uber.org/zap"
@@ -180,7 +179,9 @@ func (g *Group[T]) readMany(ctx context.Context, st *groupState, keys []string) 
 		snaps[i] = g.snapshot(hashes[i])
 		full[i] = st.base + k
 	}
-	raws, ttls, rerrs := g.c.l2GetMany(ctx, &g.ns.st, full, g.maxValue)
+	// The last snapshot decides whether to ask the TTLs: a group is armed once, for good.
+	withTTL := len(snaps) > 0 && g.mayFill(snaps[len(snaps)-1])
+	raws, ttls, rerrs := g.c.l2GetMany(ctx, &g.ns.st, full, g.maxValue, withTTL)
 	g.c.prefetchTags(ctx, raws)
 	for i, k := range keys {
 		if rerrs[i] != nil {
@@ -369,44 +370,38 @@ func (g *Group[T]) manyError(op string, errs map[string]error) error {
 	return g.fail(op, "", fmt.Errorf("%d of %d keys not read: %w", len(failed), len(errs), failed[0]))
 }
 
-// l2GetMany reads many envelopes, one pipeline per node (see l2Get). For each key: its bytes
-// (a view of the reply's memory), its Redis TTL, or the reason it has none. Outcomes are
-// counted in the cache's counters and the group's, gc.
-func (c *Cache) l2GetMany(ctx context.Context, gc *groupCounters, keys []string, maxSize int64) (raws [][]byte, ttls []time.Duration, errs []error) {
+// l2GetMany reads many envelopes, one pipeline per node (see l2Get), with their Redis TTLs
+// if withTTL (else -1). For each key: its bytes (a view of the reply's memory), its TTL, or
+// the reason it has none. Outcomes are counted in the cache's counters and the group's, gc.
+func (c *Cache) l2GetMany(ctx context.Context, gc *groupCounters, keys []string, maxSize int64, withTTL bool) (raws [][]byte, ttls []time.Duration, errs []error) {
 	limit := envelopeHeaderSize + maxSize
 	b := c.caller.B()
-	cmds := make(rueidis.Commands, 0, 2*len(keys))
+	per := 1
+	if withTTL {
+		per = 2
+	}
+	cmds := make(rueidis.Commands, 0, per*len(keys))
 	for _, k := range keys {
-		cmds = append(cmds, b.Getrange().Key(k).Start(0).End(limit).Build(), b.Pttl().Key(k).Build())
+		cmds = append(cmds, b.Getrange().Key(k).Start(0).End(limit).Build())
+		if withTTL {
+			cmds = append(cmds, b.Pttl().Key(k).Build())
+		}
 	}
 	res := c.caller.DoMultiMoving(ctx, int64(len(keys))*maxSize, cmds...)
 	raws, ttls, errs = make([][]byte, len(keys)), make([]time.Duration, len(keys)), make([]error, len(keys))
 	for i := range keys {
-		s, err := res[2*i].ToString()
-		var ms int64
-		if err == nil {
-			ms, err = res[2*i+1].AsInt64()
+		s, err := res[per*i].ToString()
+		ttls[i] = -1
+		if err == nil && withTTL {
+			var ms int64
+			if ms, err = res[2*i+1].AsInt64(); err == nil {
+				ttls[i] = time.Duration(ms) * time.Millisecond
+				if ms == -2 { // gone between the two commands: a miss
+					s = ""
+				}
+			}
 		}
-		switch {
-		case err != nil:
-			c.st.l2Errors.Add(1)
-			gc.l2Errors.Add(1)
-			errs[i] = err
-		case s == "" || ms == -2:
-			c.st.l2Misses.Add(1)
-			gc.l2Misses.Add(1)
-			errs[i] = ErrNotFound
-		case int64(len(s)) > limit:
-			c.st.l2Misses.Add(1)
-			gc.l2Misses.Add(1)
-			c.st.tooLarge.Add(1)
-			errs[i] = errOversize
-		default:
-			c.st.l2Hits.Add(1)
-			gc.l2Hits.Add(1)
-			raws[i] = unsafe.Slice(unsafe.StringData(s), len(s))
-			ttls[i] = time.Duration(ms) * time.Millisecond
-		}
+		raws[i], errs[i] = c.l2Outcome(gc, s, err, limit)
 	}
 	return raws, ttls, errs
 }
