@@ -285,6 +285,24 @@ func l1HitRatio(cs ...*tiered.Cache) probe {
 	}
 }
 
+// redisCPUPerOp reports redis-server's CPU time per operation during a run (INFO cpu, sys +
+// user, read through a client of its own): what a contender costs Redis, which shares the
+// machine's CPUs with the benchmark. It is how the Redis side of a gap shows: a command more
+// per read, or the invalidation Redis pushes to every listening instance for each write.
+func redisCPUPerOp(b *testing.B, s *redistest.Server) probe {
+	rc := newRueidisClient(b, s, false)
+	return func() func(*testing.B) {
+		cpu0, err0 := redisCPU(rc)
+		return func(b *testing.B) {
+			cpu1, err1 := redisCPU(rc)
+			if err := errors.Join(err0, err1); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric((cpu1-cpu0)*1e6/float64(b.N), "redis-cpu-us/op")
+		}
+	}
+}
+
 // BenchmarkDataL1Hit reads one ~300-byte struct that every contender holds in process
 // memory. A Group[Article] returns the struct by value, which copies its 112 bytes on every
 // hit (tiercache-Get), as do the floors ristretto-Get-value and sync.Map-Load-value, which hold
@@ -343,7 +361,7 @@ func BenchmarkDataL1Hit(b *testing.B) {
 		serialAndParallel(b, same(func(ctx context.Context) error {
 			var a Article
 			return checkArticle(a, cd.Get(ctx, "gr:articles:123", &a))
-		}), nil)
+		}), redisCPUPerOp(b, s))
 	})
 	b.Run("go-redis-cache-Once", func(b *testing.B) {
 		cd := goRedisLocal(b)
@@ -417,7 +435,7 @@ func BenchmarkDataL2Hit(b *testing.B) {
 		if err := g.Set(ctx, "123", sample); err != nil {
 			b.Fatal(err)
 		}
-		serialAndParallel(b, same(func(ctx context.Context) error { return checkArticle(g.Get(ctx, "123")) }), nil)
+		serialAndParallel(b, same(func(ctx context.Context) error { return checkArticle(g.Get(ctx, "123")) }), redisCPUPerOp(b, s))
 	})
 	b.Run("go-redis-cache", func(b *testing.B) {
 		cd := newGoRedisCache(newGoRedisClient(b, s), nil)
@@ -427,7 +445,7 @@ func BenchmarkDataL2Hit(b *testing.B) {
 		serialAndParallel(b, same(func(ctx context.Context) error {
 			var a Article
 			return checkArticle(a, cd.Get(ctx, "gr:articles:123", &a))
-		}), nil)
+		}), redisCPUPerOp(b, s))
 	})
 	b.Run("rueidis-GET+json", func(b *testing.B) {
 		rc := newRueidisClient(b, s, false)
@@ -441,7 +459,7 @@ func BenchmarkDataL2Hit(b *testing.B) {
 				err = json.Unmarshal(bs, &a)
 			}
 			return checkArticle(a, err)
-		}), nil)
+		}), redisCPUPerOp(b, s))
 	})
 	b.Run("go-redis-csc-localmiss", func(b *testing.B) {
 		rdb := newGoRedisCSC(b, s, goredis.ClientSideCacheConfig{MaxEntries: 1})
@@ -461,7 +479,7 @@ func BenchmarkDataL2Hit(b *testing.B) {
 				n++
 				return checkArticle(goRedisGetJSON(ctx, rdb, mine[n&1]))
 			}
-		}, cscHitRatio(rdb))
+		}, probes(cscHitRatio(rdb), redisCPUPerOp(b, s)))
 	})
 	// After its first read, DoCache answers from rueidis's own client-side cache: this is not
 	// an L2 read, and is labelled so.
@@ -476,14 +494,27 @@ func freshKey() string { return strconv.FormatUint(keySeq.Add(1), 10) }
 // BenchmarkDataMissLoad reads a key held by neither tier: the read misses, the loader
 // (returning a constant) runs, and the value is stored. Target: tiercache at most 1.2× the
 // same by hand with rueidis (rueidis-GET+SET+json), Serial and Parallel.
+//
+// tiercache-without-L1 is the same GetOrLoad on a cache with DisableL1: no PTTL beside the
+// read, no L1 fill, and no tracking listener, so Redis pushes no invalidation of the write to
+// this instance. The difference between the two rows is what coherence costs a miss;
+// redis-cpu-us/op shows Redis's share of it.
 func BenchmarkDataMissLoad(b *testing.B) {
 	s := redistest.Start(b)
-	b.Run("tiercache", func(b *testing.B) {
-		g := tiered.NewGroup[Article](newTiered(b, s), "data:miss", time.Minute)
-		serialAndParallel(b, same(func(ctx context.Context) error {
-			return checkArticle(g.GetOrLoad(ctx, freshKey(), loadSample))
-		}), nil)
-	})
+	for _, c := range []struct {
+		name string
+		mod  func(*tiered.Options)
+	}{
+		{"tiercache", func(*tiered.Options) {}},
+		{"tiercache-without-L1", func(o *tiered.Options) { o.DisableL1 = true }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			g := tiered.NewGroup[Article](newTiered(b, s, c.mod), "data:miss", time.Minute)
+			serialAndParallel(b, same(func(ctx context.Context) error {
+				return checkArticle(g.GetOrLoad(ctx, freshKey(), loadSample))
+			}), redisCPUPerOp(b, s))
+		})
+	}
 	b.Run("go-redis-cache", func(b *testing.B) {
 		cd := newGoRedisCache(newGoRedisClient(b, s), gocache.NewTinyLFU(tinyLFUEntries, time.Minute))
 		serialAndParallel(b, same(func(ctx context.Context) error {
@@ -491,13 +522,13 @@ func BenchmarkDataMissLoad(b *testing.B) {
 			err := cd.Once(&gocache.Item{Ctx: ctx, Key: "gr:miss:" + freshKey(), Value: &a, TTL: time.Minute,
 				Do: func(*gocache.Item) (any, error) { return &sample, nil }})
 			return checkArticle(a, err)
-		}), nil)
+		}), redisCPUPerOp(b, s))
 	})
 	b.Run("rueidis-GET+SET+json", func(b *testing.B) {
 		rc := newRueidisClient(b, s, false)
 		serialAndParallel(b, same(func(ctx context.Context) error {
 			return rueidisGetOrLoad(ctx, rc, "ru:miss:"+freshKey())
-		}), nil)
+		}), redisCPUPerOp(b, s))
 	})
 }
 
@@ -524,15 +555,25 @@ func rueidisGetOrLoad(ctx context.Context, rc rueidis.Client, key string) error 
 
 // BenchmarkDataSet writes the struct; each goroutine writes its own key. Target: tiercache at
 // most 1.05× encoding/json + a rueidis SET (rueidis-SET+json), Serial and Parallel.
+// tiercache-without-L1 writes through a cache with DisableL1, whose tracking listener does not
+// track the group: Redis pushes no invalidation of the write to it (see BenchmarkDataMissLoad).
 func BenchmarkDataSet(b *testing.B) {
 	s := redistest.Start(b)
-	b.Run("tiercache", func(b *testing.B) {
-		g := tiered.NewGroup[Article](newTiered(b, s), "data:set", longTTL)
-		serialAndParallel(b, func(w int) func(context.Context) error {
-			key := strconv.Itoa(w)
-			return func(ctx context.Context) error { return g.Set(ctx, key, sample) }
-		}, nil)
-	})
+	for _, c := range []struct {
+		name string
+		mod  func(*tiered.Options)
+	}{
+		{"tiercache", func(*tiered.Options) {}},
+		{"tiercache-without-L1", func(o *tiered.Options) { o.DisableL1 = true }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			g := tiered.NewGroup[Article](newTiered(b, s, c.mod), "data:set", longTTL)
+			serialAndParallel(b, func(w int) func(context.Context) error {
+				key := strconv.Itoa(w)
+				return func(ctx context.Context) error { return g.Set(ctx, key, sample) }
+			}, redisCPUPerOp(b, s))
+		})
+	}
 	b.Run("go-redis-cache", func(b *testing.B) {
 		cd := newGoRedisCache(newGoRedisClient(b, s), gocache.NewTinyLFU(tinyLFUEntries, time.Minute))
 		serialAndParallel(b, func(w int) func(context.Context) error {
@@ -540,7 +581,7 @@ func BenchmarkDataSet(b *testing.B) {
 			return func(ctx context.Context) error {
 				return cd.Set(&gocache.Item{Ctx: ctx, Key: key, Value: &sample, TTL: longTTL})
 			}
-		}, nil)
+		}, redisCPUPerOp(b, s))
 	})
 	b.Run("rueidis-SET+json", func(b *testing.B) {
 		rc := newRueidisClient(b, s, false)
@@ -553,7 +594,7 @@ func BenchmarkDataSet(b *testing.B) {
 				}
 				return rc.Do(ctx, rc.B().Set().Key(key).Value(rueidis.BinaryString(js)).Ex(longTTL).Build()).Error()
 			}
-		}, nil)
+		}, redisCPUPerOp(b, s))
 	})
 }
 
