@@ -15,9 +15,9 @@ import (
 
 // Batches: a page of keys read and loaded in as few round trips as there are Redis nodes.
 //
-// L1 first; the rest in one pipeline per node (GETRANGE and PTTL for each key, as single
-// reads do: a value over the group's limit is never moved whole, and no L1 entry outlives
-// its Redis TTL); one loader call for what is still missing; its values stored in one
+// L1 first; the rest in one pipeline per node (GETRANGE for each key, and PTTL where the
+// value may go to L1, as single reads do: a value over the group's limit is never moved
+// whole, and no L1 entry outlives its Redis TTL); one loader call for what is still missing; its values stored in one
 // pipeline, and filled into L1 under the same guard as single reads. Loads share keys with
 // concurrent GetOrLoad calls and batches (internal/flight): no key is loaded twice at once.
 
