@@ -3,15 +3,22 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
 	"github.com/redis/rueidis"
 
+	jetcache "github.com/synspirit/tiercache/bench/internal/jetcache"
+	jetjson "github.com/synspirit/tiercache/bench/internal/jetcache/encoding/json"
+	"github.com/synspirit/tiercache/bench/internal/jetcache/local"
+	"github.com/synspirit/tiercache/bench/internal/jetcache/remote"
 	"github.com/synspirit/tiercache/internal/redistest"
 	"github.com/synspirit/tiercache/tiered"
 )
@@ -26,12 +33,17 @@ import (
 //	tiercache-GetOrLoad-x100      100 sequential GetOrLoad calls into a map: a page without batches
 //	rueidis-MGetCache+JSON        rueidis's client-side cache: MGetCache, then encoding/json per key
 //	rueidis-MGet+JSON             the floor by hand: one MGET, encoding/json per key, no local tier
+//	jetcache-go-MGet              jetcache-go's T.MGet: its local TinyLFU, then one pipeline of GETs, the loader for none
 //
 // rueidis runs on one connection (PipelineMultiplex -1) so that a PING after the writer's SETs
 // proves its invalidations arrived. l1hits/op is what each contender actually served from
 // process memory, and reads/op the Redis commands it sent (tiercache: GETRANGE and PTTL per
 // key, in one pipeline). jetcache-go, whose MGet is the closest peer in Go, is not on the Go
-// module proxy (403), so it is not measured.
+// module proxy (403): its source is vendored in internal/jetcache (see the README there). Its
+// local tier holds the encoded bytes (JSON here, as tiercache's) and decodes them on every
+// hit; it has no cross-instance invalidation of its own, only a hook (SyncLocal) that hands
+// each write's keys to a function the user supplies: here the writer publishes them on a Redis
+// channel, and the reader, subscribed, drops them from its local tier.
 func BenchmarkDataBatch(b *testing.B) {
 	s := redistest.Start(b)
 	for _, hits := range []int{100, 90, 50, 0} {
@@ -76,6 +88,7 @@ var batchContenders = []struct {
 	}},
 	{"rueidis-MGetCache+JSON", func(b *testing.B, s *redistest.Server) batchReader { return openRueidisBatch(b, s, true) }},
 	{"rueidis-MGet+JSON", func(b *testing.B, s *redistest.Server) batchReader { return openRueidisBatch(b, s, false) }},
+	{"jetcache-go-MGet", openJetcacheBatch},
 }
 
 func benchBatch(b *testing.B, s *redistest.Server, r batchReader, hits int) {
@@ -284,3 +297,160 @@ func openRueidisBatch(b *testing.B, s *redistest.Server, clientCache bool) batch
 		l1Hits: func() uint64 { return hits },
 	}
 }
+
+const (
+	// jetcacheBatchKey is the key jetcache-go's T joins with ":" and each id into a Redis key.
+	jetcacheBatchKey = "bench:jetcache-batch"
+	// jetcacheEvents is the Redis channel on which the benchmark carries jetcache-go's SyncLocal
+	// events from the writer to the reader.
+	jetcacheEvents = "bench:jetcache-batch:events"
+)
+
+func openJetcacheBatch(b *testing.B, s *redistest.Server) batchReader {
+	b.Helper()
+	ctx := context.Background()
+	hits := new(jetcacheLocalHits)
+	rdb := newGoRedisClient(b, s)
+	reader := newJetcache(b, rdb, "bench-batch-reader", hits)
+	g := jetcache.NewT[int, Article](reader)
+
+	// The reader drops from its local tier every key that the writer's events name.
+	var handled atomic.Uint64
+	var subErr, pubErr atomic.Pointer[error]
+	sub := rdb.Subscribe(ctx, jetcacheEvents)
+	if _, err := sub.Receive(ctx); err != nil { // the subscription is in place
+		b.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			msg, err := sub.ReceiveMessage(ctx) // fails once the cleanup closes sub
+			if err == nil {
+				var e jetcache.Event
+				if err = json.Unmarshal([]byte(msg.Payload), &e); err == nil {
+					for _, k := range e.Keys {
+						reader.DeleteFromLocalCache(k)
+					}
+					handled.Add(uint64(len(e.Keys)))
+					continue
+				}
+			}
+			subErr.Store(&err)
+			return
+		}
+	}()
+	b.Cleanup(func() {
+		_ = sub.Close()
+		<-done
+	})
+
+	// The writer, another instance, publishes the events of its writes (one per T.Set).
+	wdb := newGoRedisClient(b, s)
+	writer := newJetcache(b, wdb, "bench-batch-writer", new(jetcacheLocalHits),
+		jetcache.WithSyncLocal(true),
+		jetcache.WithEventHandler(func(e *jetcache.Event) {
+			bs, err := json.Marshal(e)
+			if err == nil {
+				err = wdb.Publish(context.Background(), jetcacheEvents, bs).Err()
+			}
+			if err != nil {
+				pubErr.Store(&err)
+			}
+		}))
+	w := jetcache.NewT[int, Article](writer)
+
+	// heard waits until the reader has handled want keys in all.
+	heard := func(want uint64) error {
+		// Spin rather than sleep: a reader woken from idle pays for it in the timed read.
+		for deadline := time.Now().Add(time.Second); handled.Load() < want; {
+			if time.Now().After(deadline) {
+				err := fmt.Errorf("%w: the reader handled %d of %d keys in a second", errWrongValue, handled.Load(), want)
+				for _, e := range []*error{pubErr.Load(), subErr.Load()} {
+					if e != nil {
+						err = errors.Join(err, *e)
+					}
+				}
+				return err
+			}
+			runtime.Gosched()
+		}
+		return nil
+	}
+	ids := make([]int, batchSize)
+	for i := range ids {
+		ids[i] = i
+		if err := w.Set(ctx, jetcacheBatchKey, i, sample); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := heard(batchSize); err != nil {
+		b.Fatal(err)
+	}
+
+	var loadErr error
+	load := func(_ context.Context, missing []int) (map[int]Article, error) {
+		loadErr = fmt.Errorf("%w: the batch loader ran for %d ids", errWrongValue, len(missing))
+		return nil, loadErr
+	}
+	return batchReader{
+		read: func(ctx context.Context) error {
+			loadErr = nil
+			m := g.MGet(ctx, jetcacheBatchKey, ids, load) // MGet logs its errors and returns what it has
+			if loadErr != nil {
+				return loadErr
+			}
+			if len(m) != len(ids) {
+				return fmt.Errorf("%w: %d of %d values", errWrongValue, len(m), len(ids))
+			}
+			for _, a := range m {
+				if err := checkArticle(a, nil); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		rewrite: func(ctx context.Context, miss []int) error {
+			want := handled.Load() + uint64(len(miss))
+			for _, i := range miss {
+				if err := w.Set(ctx, jetcacheBatchKey, ids[i], sample); err != nil {
+					return err
+				}
+			}
+			return heard(want)
+		},
+		l1Hits: hits.n.Load,
+	}
+}
+
+// newJetcache is a jetcache-go cache on rdb with a local TinyLFU in front (its README's
+// set-up), values in JSON, hits counted by stats, closed by b.Cleanup. NewTinyLFU's size is
+// ristretto's MaxCost, to which ristretto adds its own ~56 bytes per entry: tinyLFUEntries
+// holds some 175 entries, more than the page's 100.
+func newJetcache(b *testing.B, rdb *goredis.Client, name string, stats *jetcacheLocalHits, opts ...jetcache.Option) jetcache.Cache {
+	b.Helper()
+	l := local.NewTinyLFU(tinyLFUEntries, time.Minute)
+	b.Cleanup(l.Close)
+	c := jetcache.New(append([]jetcache.Option{
+		jetcache.WithName(name),
+		jetcache.WithRemote(remote.NewGoRedisV9Adapter(rdb)),
+		jetcache.WithLocal(l),
+		jetcache.WithCodec(jetjson.Name),
+		jetcache.WithRemoteExpiry(longTTL),
+		jetcache.WithStatsHandler(stats), // and not its default, which logs a summary every minute
+	}, opts...)...)
+	b.Cleanup(c.Close)
+	return c
+}
+
+// jetcacheLocalHits is a jetcache-go stats.Handler that counts local hits and nothing else.
+type jetcacheLocalHits struct{ n atomic.Uint64 }
+
+func (h *jetcacheLocalHits) IncrLocalHit()     { h.n.Add(1) }
+func (*jetcacheLocalHits) IncrHit()            {}
+func (*jetcacheLocalHits) IncrMiss()           {}
+func (*jetcacheLocalHits) IncrLocalMiss()      {}
+func (*jetcacheLocalHits) IncrRemoteHit()      {}
+func (*jetcacheLocalHits) IncrRemoteMiss()     {}
+func (*jetcacheLocalHits) IncrQuery()          {}
+func (*jetcacheLocalHits) IncrQueryFail(error) {}

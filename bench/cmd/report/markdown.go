@@ -26,7 +26,10 @@ var scenarioNotes = map[string]string{
 		"its loader for none; GetOrLoad-x100 is the page without batches, 100 calls collected into a " +
 		"map; rueidis-MGetCache is rueidis's client-side cache; rueidis-MGet+JSON the floor by hand " +
 		"(one MGET, no local tier, no TTL read). l1hits/op is what each actually served from memory. " +
-		"jetcache-go's MGet is not measured: the Go module proxy does not serve it (403).",
+		"jetcache-go-MGet is jetcache-go's T.MGet (vendored): its local TinyLFU holds the encoded " +
+		"bytes and decodes them on every hit, the rest comes from Redis through go-redis in one " +
+		"pipeline of GETs, and invalidation is its SyncLocal event hook, which the benchmark wires " +
+		"to Redis pub/sub.",
 	"DataL1HitTagged": "An L1 hit of a value carrying 0, 1 or 3 tags: a tagged hit compares one " +
 		"pointer per tag (an atomic load) with its tag's current version.",
 	"DataL2Hit": "The same struct read from Redis and decoded, no in-process tier (tiercache with " +
