@@ -48,7 +48,8 @@ func TestFillRacingAnInvalidationIsNeverServed(t *testing.T) {
 	// The same race when the invalidation lands between Fill's check and ristretto applying
 	// the entry: the first lookup finds the stripe moved.
 	s = l.Snapshot(h)
-	e := &entry{tag: l.tag(o, "k"), epoch: s.epoch, value: "old", freshUntil: l.ticks.Load() + 6000}
+	e := &entry{tag: l.tag(o, "k"), epoch: s.epoch, freshUntil: l.ticks.Load() + 6000}
+	e.val.set("old")
 	e.gs.Store(s.gen<<genShift | smallBit) // state: fresh (0)
 	l.Invalidate(h)
 	require.True(t, l.store.Set(h, e, 100))

@@ -19,6 +19,9 @@
 // checks the tag, a hash the L1 makes of the owner and key with a seed of its own. Two keys,
 // or two owners' keys, are confused only if both seeded hashes collide: one chance in 2^96
 // for a pair. (ristretto's own string keys are two 64-bit hashes, one of them unseeded.)
+// Entries are allocated 16 at a time, and release their value when they leave ristretto: the
+// garbage collector then visits one object per 16 entries rather than one entry alone among a
+// read's garbage (slab.go).
 package l1
 
 import (
@@ -124,13 +127,13 @@ func (o *Owner) Stats() (hits, misses uint64) {
 	return hits, misses
 }
 
-// entry is one cached value: 32 bytes (a size class) beside the value. Its fields are
-// written before it is stored (in ristretto or the front) and only read afterwards, but the
-// state bits of gs.
+// entry is one cached value: 32 bytes beside the value, allocated in slabs (see slab.go). Its
+// fields are written before it is stored (in ristretto or the front) and only read afterwards,
+// but the state bits of gs and the value's clearing when it leaves ristretto.
 type entry struct {
-	// value is what the owner stored; with eager refresh, a *refreshing holding it.
-	value any
-	tag   uint32 // the L1's hash of its owner and key (see L1.tag)
+	// val is what the owner stored; with eager refresh, a *refreshing holding it.
+	val value
+	tag uint32 // the L1's hash of its owner and key (see L1.tag)
 	// freshUntil is the tick (see clockTick) from which the entry is no longer served: never
 	// later than its L2 entry's expiry. With fail-safe it can still be served as a last
 	// resort until freshUntil + MaxStale.
@@ -260,6 +263,8 @@ type L1 struct {
 
 	ownersMu sync.Mutex // protects owners
 	owners   []*Owner   // every NewOwner, for Stats
+
+	slabs entrySlabs // where Fill takes its entries from
 }
 
 // New returns an L1 with cfg; it starts one goroutine (a coarse clock) that Close stops.
@@ -287,6 +292,13 @@ func New(cfg Config) (*L1, error) {
 		OnEvict: func(it *ristretto.Item[*entry]) {
 			if it.Value != nil {
 				l.unfront(it.Key, it.Value)
+			}
+		},
+		// Evicted, rejected or replaced: the value is released, though the entry's slab may
+		// live on (see slab.go).
+		OnExit: func(e *entry) {
+			if e != nil {
+				e.val.clear()
 			}
 		},
 	})
@@ -426,15 +438,19 @@ func (l *L1) Get(h uint64, owner *Owner, key string) (any, bool) {
 	if !ok {
 		return nil, false
 	}
-	return l.valueOf(e), true
+	v, _, ok := l.valueOf(e)
+	return v, ok
 }
 
-// valueOf is what e holds for its owner: its value, unwrapped with eager refresh.
-func (l *L1) valueOf(e *entry) any {
-	if l.eager {
-		return e.value.(*refreshing).v
+// valueOf is what e holds for its owner (its value, unwrapped with eager refresh), and the
+// tick past which a refresh is due (0 without eager refresh); false if e has left ristretto
+// since a lookup found it.
+func (l *L1) valueOf(e *entry) (v any, refreshAt uint32, ok bool) {
+	if v, ok = e.val.load(); !ok || !l.eager {
+		return v, 0, ok
 	}
-	return e.value
+	r := v.(*refreshing)
+	return r.v, r.at, true
 }
 
 // GetRefresh is Get that also reports whether an eager refresh of the entry is due.
@@ -443,11 +459,8 @@ func (l *L1) GetRefresh(h uint64, owner *Owner, key string) (v any, refreshDue, 
 	if !ok {
 		return nil, false, false
 	}
-	if l.eager {
-		r := e.value.(*refreshing)
-		return r.v, l.ticks.Load() > r.at, true
-	}
-	return e.value, false, true
+	v, at, ok := l.valueOf(e)
+	return v, ok && l.eager && l.ticks.Load() > at, ok
 }
 
 func (l *L1) lookup(h uint64, owner *Owner, key string) (*entry, bool) {
@@ -572,7 +585,9 @@ func (l *L1) Fill(h uint64, s Snapshot, owner *Owner, key string, value any, cos
 	if l.eager {
 		value = &refreshing{v: value, at: uint32(min(max((refreshAt-base)/int64(clockTick), 0), math.MaxUint32))}
 	}
-	e := &entry{value: value, tag: tag, freshUntil: uint32(min(until, math.MaxUint32)), epoch: s.epoch}
+	e := l.slabs.newEntry()
+	e.val.set(value)
+	e.tag, e.freshUntil, e.epoch = tag, uint32(min(until, math.MaxUint32)), s.epoch
 	e.gs.Store(gs)
 	l.store.Set(h, e, cost+EntryOverhead)
 	// A replaced entry of the key may be in the front: take it out (an evicted one is taken
@@ -608,7 +623,8 @@ func (l *L1) GetStale(h uint64, owner *Owner, key string) (any, bool) {
 			return nil, false
 		}
 	}
-	return l.valueOf(e), true
+	v, _, ok := l.valueOf(e)
+	return v, ok
 }
 
 // Stats are the lookup counters since New, the sums of its owners' (see Owner.Stats).
