@@ -491,6 +491,16 @@ var keySeq atomic.Uint64
 
 func freshKey() string { return strconv.FormatUint(keySeq.Add(1), 10) }
 
+// withAndWithoutL1 are the two tiercache contenders of the miss and write benchmarks: a
+// cache as made by default, and one with DisableL1.
+var withAndWithoutL1 = []struct {
+	name string
+	mod  func(*tiered.Options)
+}{
+	{"tiercache", func(*tiered.Options) {}},
+	{"tiercache-without-L1", func(o *tiered.Options) { o.DisableL1 = true }},
+}
+
 // BenchmarkDataMissLoad reads a key held by neither tier: the read misses, the loader
 // (returning a constant) runs, and the value is stored. Target: tiercache at most 1.2× the
 // same by hand with rueidis (rueidis-GET+SET+json), Serial and Parallel.
@@ -501,13 +511,7 @@ func freshKey() string { return strconv.FormatUint(keySeq.Add(1), 10) }
 // redis-cpu-us/op shows Redis's share of it.
 func BenchmarkDataMissLoad(b *testing.B) {
 	s := redistest.Start(b)
-	for _, c := range []struct {
-		name string
-		mod  func(*tiered.Options)
-	}{
-		{"tiercache", func(*tiered.Options) {}},
-		{"tiercache-without-L1", func(o *tiered.Options) { o.DisableL1 = true }},
-	} {
+	for _, c := range withAndWithoutL1 {
 		b.Run(c.name, func(b *testing.B) {
 			g := tiered.NewGroup[Article](newTiered(b, s, c.mod), "data:miss", time.Minute)
 			serialAndParallel(b, same(func(ctx context.Context) error {
@@ -559,13 +563,7 @@ func rueidisGetOrLoad(ctx context.Context, rc rueidis.Client, key string) error 
 // track the group: Redis pushes no invalidation of the write to it (see BenchmarkDataMissLoad).
 func BenchmarkDataSet(b *testing.B) {
 	s := redistest.Start(b)
-	for _, c := range []struct {
-		name string
-		mod  func(*tiered.Options)
-	}{
-		{"tiercache", func(*tiered.Options) {}},
-		{"tiercache-without-L1", func(o *tiered.Options) { o.DisableL1 = true }},
-	} {
+	for _, c := range withAndWithoutL1 {
 		b.Run(c.name, func(b *testing.B) {
 			g := tiered.NewGroup[Article](newTiered(b, s, c.mod), "data:set", longTTL)
 			serialAndParallel(b, func(w int) func(context.Context) error {
