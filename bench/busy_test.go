@@ -120,9 +120,9 @@ func BenchmarkDataZipfBusy(b *testing.B) {
 const (
 	busyKeys = 20_000
 	busyS    = 1.1
-	// busyL1Bytes holds every key in L1: tiercache charges ~440 B a key (JSON envelope +
-	// 128 B), go-redis-csc ~500 B (RESP reply + its cache key + Redis key + 112 B), so 20,000
-	// keys take 8–10 MiB. go-redis/cache's TinyLFU is sized in entries: 2 × busyKeys.
+	// busyL1Bytes holds every key in L1: tiercache charges ~570 B a key (JSON envelope +
+	// 256 B), go-redis-csc ~500 B (RESP reply + its cache key + Redis key + 112 B), so 20,000
+	// keys take 10–11 MiB. go-redis/cache's TinyLFU is sized in entries: 2 × busyKeys.
 	busyL1Bytes     = 16 << 20
 	busyCounterRate = 2_500 // counter increments a second
 	busyOtherRate   = 500   // writes a second to a group the reader does not have

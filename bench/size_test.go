@@ -141,7 +141,7 @@ const (
 	// smallIDBase makes every ID 8 digits long, so that every value encodes to the same length.
 	smallIDBase = 10_000_000
 	// sizeL1BytesPerEntry sizes tiercache's L1: it charges an entry its JSON (44 bytes) and
-	// 128 bytes, ~170 bytes in all.
+	// 256 bytes, ~300 bytes in all.
 	sizeL1BytesPerEntry = 512
 
 	// The garbage load: a service's short-lived allocations (request buffers, decoded

@@ -25,12 +25,13 @@ import (
 //
 // Same memory for both libraries. The budget is 1% of the key space × the JSON size of a
 // value (zipfL1Budget). tiercache gets Options.L1MaxBytes = budget; it charges each entry its
-// encoded size + a fixed overhead (128 B: its entry and ristretto's record of it), so it holds
+// encoded size + a fixed overhead (256 B, l1.EntryOverhead: its entry and its share of a slab, and
+// ristretto's record of it), so it holds
 // fewer entries than budget/value.
 // go-redis/cache's TinyLFU is sized in entries: budget ÷ the size of the bytes it stores
 // per value (msgpack + s2, smaller than JSON), so it holds more entries than tiercache does.
 // The row tiercache-same-entries gives tiercache room for as many entries as the TinyLFU
-// holds (entries × (JSON + 128 B)), to separate admission policy from accounting.
+// holds (entries × (JSON + 256 B)), to separate admission policy from accounting.
 // go-redis-csc (go-redis's client-side cache, which stores the raw GET reply, JSON in RESP
 // framing) gets ClientSideCacheConfig.MaxMemoryBytes = budget: like tiercache it charges each
 // entry its value, its keys and a fixed overhead (96 B + 16 B per Redis key), so it also holds

@@ -112,8 +112,10 @@ type Options struct {
 	DefaultTTL time.Duration
 
 	// L1MaxBytes bounds the in-process L1 by the encoded size of its entries, each charged
-	// 128 bytes more for what holding it costs (its entry and ristretto's record of it: ~140
-	// bytes beside the decoded value, measured at 100k entries). Default DefaultL1MaxBytes.
+	// 256 bytes more for what holding it costs: ristretto's record of it (~100 bytes) and its
+	// entry, which shares a slab with 7 others and costs ~180 bytes of slabs in a full L1
+	// whose entries churn (32 when they do not). The decoded value itself is not measured:
+	// its encoded size stands for it. Default DefaultL1MaxBytes.
 	// Tune it to the working set: ristretto admits by frequency, so a too-small L1 keeps only
 	// the hottest keys rather than thrashing. Its admission counters take about a tenth of
 	// L1MaxBytes on top, allocated at New, and at most ~40 MiB.

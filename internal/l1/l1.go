@@ -19,8 +19,8 @@
 // checks the tag, a hash the L1 makes of the owner and key with a seed of its own. Two keys,
 // or two owners' keys, are confused only if both seeded hashes collide: one chance in 2^96
 // for a pair. (ristretto's own string keys are two 64-bit hashes, one of them unseeded.)
-// Entries are allocated 16 at a time, and release their value when they leave ristretto: the
-// garbage collector then visits one object per 16 entries rather than one entry alone among a
+// Entries are allocated 8 at a time, and release their value when they leave ristretto: the
+// garbage collector then visits one object per 8 entries rather than one entry alone among a
 // read's garbage (slab.go).
 package l1
 
@@ -46,8 +46,8 @@ const (
 	// The front: one slot per 64-bit key modulo frontSlots, holding an entry that was found
 	// in ristretto, so that a hot key is read with one atomic load rather than through
 	// ristretto's shard lock (an RWMutex whose reader count every core writes). Only entries
-	// of at most frontMaxCost bytes go there, and ristretto's OnExit (eviction, replacement,
-	// deletion) empties their slot, so the front holds a subset of ristretto's entries, but
+	// of at most frontMaxCost bytes go there, and ristretto's OnEvict (and a fill that
+	// replaces an entry) empties their slot, so the front holds a subset of ristretto's entries, but
 	// for a promotion that races with an eviction (bounded: frontSlots small entries).
 	frontSlots   = 4096
 	frontMask    = frontSlots - 1
@@ -82,9 +82,11 @@ const (
 )
 
 // EntryOverhead is what a fill is charged beyond its value's encoded size against
-// Config.MaxBytes: the entry (32 bytes) and ristretto's item, map slot and admission record
-// for it (~100; BenchmarkL1Size measures the whole).
-const EntryOverhead = 128
+// Config.MaxBytes: ristretto's item, map slot and admission record for it (~100 bytes), and
+// the entry: 32 bytes in a slab of slabEntries, which lives as long as any of its entries, so
+// that under heavy churn (a Zipf workload into a full L1) each held entry comes with ~180
+// bytes of slabs, up to 256 at worst. With no churn (BenchmarkL1Size) the whole is ~140.
+const EntryOverhead = 256
 
 // Owner identifies whose entries these are: a group namespace of one cache. An entry is
 // served only to lookups of its owner, so a value of one type never reaches a group of
@@ -294,8 +296,9 @@ func New(cfg Config) (*L1, error) {
 				l.unfront(it.Key, it.Value)
 			}
 		},
-		// Evicted, rejected or replaced: the value is released, though the entry's slab may
-		// live on (see slab.go).
+		// Evicted, rejected, replaced, or cleared by Close: the value is released, though the
+		// entry's slab may live on (see slab.go). (A Set that ristretto drops never gets here:
+		// Fill clears it.)
 		OnExit: func(e *entry) {
 			if e != nil {
 				e.val.clear()
@@ -434,36 +437,24 @@ func (l *L1) Live() bool { return l.live.Load() }
 // Get returns the value cached for (owner, key) under hash h if it may be served. It is the
 // hot path: no allocation, no lock of ours.
 func (l *L1) Get(h uint64, owner *Owner, key string) (any, bool) {
-	e, ok := l.lookup(h, owner, key)
-	if !ok {
-		return nil, false
+	v, ok := l.lookup(h, owner, key)
+	if ok && l.eager {
+		v = v.(*refreshing).v
 	}
-	v, _, ok := l.valueOf(e)
 	return v, ok
-}
-
-// valueOf is what e holds for its owner (its value, unwrapped with eager refresh), and the
-// tick past which a refresh is due (0 without eager refresh); false if e has left ristretto
-// since a lookup found it.
-func (l *L1) valueOf(e *entry) (v any, refreshAt uint32, ok bool) {
-	if v, ok = e.val.load(); !ok || !l.eager {
-		return v, 0, ok
-	}
-	r := v.(*refreshing)
-	return r.v, r.at, true
 }
 
 // GetRefresh is Get that also reports whether an eager refresh of the entry is due.
 func (l *L1) GetRefresh(h uint64, owner *Owner, key string) (v any, refreshDue, ok bool) {
-	e, ok := l.lookup(h, owner, key)
-	if !ok {
-		return nil, false, false
+	v, ok = l.lookup(h, owner, key)
+	if ok && l.eager {
+		r := v.(*refreshing)
+		return r.v, l.ticks.Load() > r.at, true
 	}
-	v, at, ok := l.valueOf(e)
-	return v, ok && l.eager && l.ticks.Load() > at, ok
+	return v, false, ok
 }
 
-func (l *L1) lookup(h uint64, owner *Owner, key string) (*entry, bool) {
+func (l *L1) lookup(h uint64, owner *Owner, key string) (any, bool) {
 	if l.store == nil {
 		return nil, false
 	}
@@ -472,25 +463,30 @@ func (l *L1) lookup(h uint64, owner *Owner, key string) (*entry, bool) {
 	// r's bits: 0-4 the front sample, 5-8 the hit sample, 9-14 the promotion, 16-21 the shard.
 	slot, stripe := &l.front[h&frontMask], &l.stripes[h&stripeMask]
 	if fi := slot.Load(); fi != nil && fi.h == h && fi.e.tag == tag && fi.gen == stripe.Load() && l.servable(fi.e, h) {
-		// The hot path: no lock, no atomic write but sampled ones.
-		if r%frontSample == 0 {
-			l.storeGet(h) // feed ristretto's frequency sketch, which counts a key's heat by its Gets
+		// The hot path: no lock, no atomic write but sampled ones. (An entry ristretto has
+		// let go of since its promotion has no value: ristretto may hold a newer one.)
+		if v, ok := fi.e.val.load(); ok {
+			if r%frontSample == 0 {
+				l.storeGet(h) // feed ristretto's frequency sketch, which counts a key's heat by its Gets
+			}
+			if (r>>5)%l.hitSample == 0 {
+				owner.shards[(r>>16)%ownerShards].hits.Add(uint64(l.hitSample))
+			}
+			return v, true
 		}
-		if (r>>5)%l.hitSample == 0 {
-			owner.shards[(r>>16)%ownerShards].hits.Add(uint64(l.hitSample))
-		}
-		return fi.e, true
 	}
 	sh := &owner.shards[(r>>16)%ownerShards]
 	gen := stripe.Load() // before the Get: see frontItem
 	if e, ok := l.storeGet(h); ok && e.tag == tag && l.servable(e, h) {
-		if e.small() && (r>>9)%frontPromote == 0 {
-			if fi := slot.Load(); fi == nil || fi.e != e || fi.gen != gen {
-				l.promote(slot, e, h, gen)
+		if v, ok := e.val.load(); ok { // else evicted or replaced since the Get
+			if e.small() && (r>>9)%frontPromote == 0 {
+				if fi := slot.Load(); fi == nil || fi.e != e || fi.gen != gen {
+					l.promote(slot, e, h, gen)
+				}
 			}
+			sh.hits.Add(1)
+			return v, true
 		}
-		sh.hits.Add(1)
-		return e, true
 	}
 	sh.misses.Add(1)
 	return nil, false
@@ -589,7 +585,10 @@ func (l *L1) Fill(h uint64, s Snapshot, owner *Owner, key string, value any, cos
 	e.val.set(value)
 	e.tag, e.freshUntil, e.epoch = tag, uint32(min(until, math.MaxUint32)), s.epoch
 	e.gs.Store(gs)
-	l.store.Set(h, e, cost+EntryOverhead)
+	if !l.store.Set(h, e, cost+EntryOverhead) {
+		e.val.clear() // dropped (ristretto's buffer was full): never stored, no OnExit to come
+		return
+	}
 	// A replaced entry of the key may be in the front: take it out (an evicted one is taken
 	// out by OnEvict).
 	if fi := l.front[h&frontMask].Load(); fi != nil && fi.h == h && fi.e != e {
@@ -623,7 +622,10 @@ func (l *L1) GetStale(h uint64, owner *Owner, key string) (any, bool) {
 			return nil, false
 		}
 	}
-	v, _, ok := l.valueOf(e)
+	v, ok := e.val.load()
+	if ok && l.eager {
+		v = v.(*refreshing).v
+	}
 	return v, ok
 }
 

@@ -13,19 +13,20 @@ import (
 // same size class. Allocated one by one, each entry ended up alone among dead objects in its
 // span, and Go's collector paid for a span visit per entry at every cycle: with 100,000 entries
 // held, a GC cycle cost tiercache 3-4× what it cost a raw ristretto holding the same values
-// (BenchmarkL1Size). In slabs the entries of a fill burst sit together, one object of 512 bytes
-// per 16 entries.
+// (BenchmarkL1Size). In slabs the entries of a fill burst sit together, one object of 256 bytes
+// per 8 entries.
 //
 // The price of slabs is that a slab lives while any of its entries is referenced. So that an
 // entry gone from the L1 does not keep its value alive through a sibling, the value is cleared
-// when the entry leaves ristretto (evicted, rejected, replaced): a gone entry costs its 32 bytes
-// until its slab goes, never its value. Lookups that still hold a cleared entry find no value
-// and miss.
+// when the entry leaves ristretto (evicted, rejected, replaced, or dropped from ristretto's full
+// buffer before it was stored): a gone entry costs its 32 bytes until its slab goes, never its
+// value. EntryOverhead charges for those bytes. Lookups that still hold a cleared entry find no
+// value and miss.
 
 // slabEntries is how many entries a slab holds: 16 × 32 bytes, a size class of its own. At
 // worst (one live entry per slab, the rest gone) entries cost 16× their size; BenchmarkL1Size
 // shows the GC gain levelling off above 16.
-const slabEntries = 16
+const slabEntries = 8
 
 // slabCursor hands out the entries of one slab in turn. Cursors live in a sync.Pool, one per P
 // or so: no lock, and the entries of one goroutine's fills are neighbours. A cursor the pool

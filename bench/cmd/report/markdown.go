@@ -52,7 +52,7 @@ var scenarioNotes = map[string]string{
 		"(Delete + GetOrLoad; go-redis/cache Delete + Once; DEL + GET + SET).",
 	"DataZipf": "100k keys, Zipf(s=1.01), 95% reads / 5% writes, alternating between two instances " +
 		"on one Redis. L1 budget: 1% of the key space in bytes = 1000 × the JSON size of a value. " +
-		"tiercache: L1MaxBytes = budget (it charges JSON size + 128 B per entry, so it holds " +
+		"tiercache: L1MaxBytes = budget (it charges JSON size + 256 B per entry, so it holds " +
 		"fewer than 1000 entries). go-redis/cache: TinyLFU entries = budget ÷ its stored value size " +
 		"(msgpack+s2, smaller than JSON, so more than 1000 entries); l1-budget-bytes shows entries × " +
 		"value size. tiercache-same-entries gives tiercache room for as many entries as the TinyLFU. " +
