@@ -109,7 +109,9 @@ func TestL1NeverOutlivesATTLShortenedFromOutside(t *testing.T) {
 	g := tiered.NewGroup[string](c, "g", time.Hour)
 	for i, shorten := range []func(key string){
 		func(key string) { s.Do("PEXPIRE", key, "300") },
-		func(key string) { s.Do("EXPIREAT", key, strconv.FormatInt(time.Now().Add(time.Second).Unix(), 10)) },
+		// In whole seconds: 1 to 2 s from now (a second from now could be a few ms away once
+		// truncated, and expire before the test has seen the value in L1).
+		func(key string) { s.Do("EXPIREAT", key, strconv.FormatInt(time.Now().Add(2*time.Second).Unix(), 10)) },
 		func(key string) {
 			v, _ := s.Do("GET", key).ToString()
 			s.Do("PEXPIRE", key, "300")
@@ -121,7 +123,7 @@ func TestL1NeverOutlivesATTLShortenedFromOutside(t *testing.T) {
 		warm(t, c, g, key)
 		shorten(redisKey(t, g, key))
 		warm(t, c, g, key) // refilled after the invalidation, with the TTL Redis holds
-		require.Eventually(t, func() bool { _, err := g.Get(ctx, key); return err != nil }, 3*time.Second, tick,
+		require.Eventually(t, func() bool { _, err := g.Get(ctx, key); return err != nil }, 4*time.Second, tick,
 			"case %d: the value is still served after Redis expired it", i)
 	}
 }
