@@ -65,6 +65,19 @@ func batchKeys(prefix string) []string {
 	return ks
 }
 
+// checkPage fails unless the page m holds n articles, each the right one.
+func checkPage[K comparable](m map[K]Article, n int) error {
+	if len(m) != n {
+		return fmt.Errorf("%w: %d of %d values", errWrongValue, len(m), n)
+	}
+	for _, a := range m {
+		if err := checkArticle(a, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // batchReader is one contender on a page of batchSize keys.
 type batchReader struct {
 	// read reads the page, failing on a missing or wrong value.
@@ -172,15 +185,7 @@ func openTieredBatch(b *testing.B, s *redistest.Server, batch bool) batchReader 
 		if err != nil {
 			return err
 		}
-		if len(m) != len(keys) {
-			return fmt.Errorf("%w: %d of %d values", errWrongValue, len(m), len(keys))
-		}
-		for _, a := range m {
-			if err := checkArticle(a, nil); err != nil {
-				return err
-			}
-		}
-		return nil
+		return checkPage(m, len(keys))
 	}
 	if !batch {
 		read = func(ctx context.Context) error {
@@ -400,15 +405,7 @@ func openJetcacheBatch(b *testing.B, s *redistest.Server) batchReader {
 			if loadErr != nil {
 				return loadErr
 			}
-			if len(m) != len(ids) {
-				return fmt.Errorf("%w: %d of %d values", errWrongValue, len(m), len(ids))
-			}
-			for _, a := range m {
-				if err := checkArticle(a, nil); err != nil {
-					return err
-				}
-			}
-			return nil
+			return checkPage(m, len(ids))
 		},
 		rewrite: func(ctx context.Context, miss []int) error {
 			want := handled.Load() + uint64(len(miss))
