@@ -506,8 +506,8 @@ var withAndWithoutL1 = []struct {
 // same by hand with rueidis (rueidis-GET+SET+json), Serial and Parallel.
 //
 // tiercache-without-L1 is the same GetOrLoad on a cache with DisableL1: no PTTL beside the
-// read, no L1 fill, and no tracking listener, so Redis pushes no invalidation of the write to
-// this instance. The difference between the two rows is what coherence costs a miss;
+// read, no L1 fill, and a tracking listener that does not track the group, so Redis pushes no
+// invalidation of the write to this instance. The difference between the two rows is what coherence costs a miss;
 // redis-cpu-us/op shows Redis's share of it.
 func BenchmarkDataMissLoad(b *testing.B) {
 	s := redistest.Start(b)

@@ -23,25 +23,39 @@ import (
 func (c *Cache) l2Get(ctx context.Context, gc *groupCounters, key string, maxSize int64, withTTL bool) (raw []byte, ttl time.Duration, err error) {
 	limit := envelopeHeaderSize + maxSize // the last byte index read is limit: one too many
 	b := c.caller.B()
-	get := b.Getrange().Key(key).Start(0).End(limit).Build()
+	get := getrange(b, key, limit)
 	var s string
 	ttl = -1
 	if !withTTL {
 		s, err = c.caller.DoMoving(ctx, get, maxSize).ToString()
 	} else {
 		res := c.caller.DoMultiMoving(ctx, maxSize, get, b.Pttl().Key(key).Build())
-		if s, err = res[0].ToString(); err == nil {
-			var ms int64
-			if ms, err = res[1].AsInt64(); err == nil {
-				ttl = time.Duration(ms) * time.Millisecond
-				if ms == -2 { // gone between the two commands: a miss
-					s = ""
-				}
-			}
-		}
+		s, ttl, err = withPTTL(res[0], res[1])
 	}
 	raw, err = c.l2Outcome(gc, s, err, limit)
 	return raw, ttl, err
+}
+
+// getrange is the read of an envelope under limit (see l2Get).
+func getrange(b rueidis.Builder, key string, limit int64) rueidis.Completed {
+	return b.Getrange().Key(key).Start(0).End(limit).Build()
+}
+
+// withPTTL is the value and TTL of a GETRANGE's and PTTL's results: a key gone between the two
+// commands is a miss ("").
+func withPTTL(get, pttl rueidis.RedisResult) (string, time.Duration, error) {
+	s, err := get.ToString()
+	if err != nil {
+		return "", -1, err
+	}
+	ms, err := pttl.AsInt64()
+	if err != nil {
+		return "", -1, err
+	}
+	if ms == -2 {
+		s = ""
+	}
+	return s, time.Duration(ms) * time.Millisecond, nil
 }
 
 // l2Outcome counts and classifies one value read by l2Get or l2GetMany: s read with a limit

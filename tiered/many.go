@@ -17,8 +17,8 @@ import (
 //
 // L1 first; the rest in one pipeline per node (GETRANGE for each key, and PTTL where the
 // value may go to L1, as single reads do: a value over the group's limit is never moved
-// whole, and no L1 entry outlives its Redis TTL); one loader call for what is still missing; its values stored in one
-// pipeline, and filled into L1 under the same guard as single reads. Loads share keys with
+// whole, and no L1 entry outlives its Redis TTL); one loader call for what is still missing;
+// its values stored in one pipeline, and filled into L1 under the same guard as single reads. Loads share keys with
 // concurrent GetOrLoad calls and batches (internal/flight): no key is loaded twice at once.
 
 // GetMany returns the values of keys that either tier holds: a key that is missing, expired,
@@ -382,7 +382,7 @@ func (c *Cache) l2GetMany(ctx context.Context, gc *groupCounters, keys []string,
 	}
 	cmds := make(rueidis.Commands, 0, per*len(keys))
 	for _, k := range keys {
-		cmds = append(cmds, b.Getrange().Key(k).Start(0).End(limit).Build())
+		cmds = append(cmds, getrange(b, k, limit))
 		if withTTL {
 			cmds = append(cmds, b.Pttl().Key(k).Build())
 		}
@@ -390,16 +390,13 @@ func (c *Cache) l2GetMany(ctx context.Context, gc *groupCounters, keys []string,
 	res := c.caller.DoMultiMoving(ctx, int64(len(keys))*maxSize, cmds...)
 	raws, ttls, errs = make([][]byte, len(keys)), make([]time.Duration, len(keys)), make([]error, len(keys))
 	for i := range keys {
-		s, err := res[per*i].ToString()
-		ttls[i] = -1
-		if err == nil && withTTL {
-			var ms int64
-			if ms, err = res[2*i+1].AsInt64(); err == nil {
-				ttls[i] = time.Duration(ms) * time.Millisecond
-				if ms == -2 { // gone between the two commands: a miss
-					s = ""
-				}
-			}
+		var s string
+		var err error
+		if withTTL {
+			s, ttls[i], err = withPTTL(res[2*i], res[2*i+1])
+		} else {
+			s, err = res[i].ToString()
+			ttls[i] = -1
 		}
 		raws[i], errs[i] = c.l2Outcome(gc, s, err, limit)
 	}

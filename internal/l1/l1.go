@@ -438,6 +438,12 @@ func (l *L1) Live() bool { return l.live.Load() }
 // hot path: no allocation, no lock of ours.
 func (l *L1) Get(h uint64, owner *Owner, key string) (any, bool) {
 	v, ok := l.lookup(h, owner, key)
+	return l.unwrap(v, ok)
+}
+
+// unwrap is what a stored value v is to its owner: itself, or with eager refresh the value
+// its *refreshing holds.
+func (l *L1) unwrap(v any, ok bool) (any, bool) {
 	if ok && l.eager {
 		v = v.(*refreshing).v
 	}
@@ -622,11 +628,7 @@ func (l *L1) GetStale(h uint64, owner *Owner, key string) (any, bool) {
 			return nil, false
 		}
 	}
-	v, ok := e.val.load()
-	if ok && l.eager {
-		v = v.(*refreshing).v
-	}
-	return v, ok
+	return l.unwrap(e.val.load())
 }
 
 // Stats are the lookup counters since New, the sums of its owners' (see Owner.Stats).

@@ -23,9 +23,10 @@ import (
 // value. EntryOverhead charges for those bytes. Lookups that still hold a cleared entry find no
 // value and miss.
 
-// slabEntries is how many entries a slab holds: 16 × 32 bytes, a size class of its own. At
-// worst (one live entry per slab, the rest gone) entries cost 16× their size; BenchmarkL1Size
-// shows the GC gain levelling off above 16.
+// slabEntries is how many entries a slab holds: 8 × 32 bytes, a size class of its own. At
+// worst (one live entry per slab, the rest gone) entries cost 8× their size, 256 bytes; under
+// heavy churn about 180 (EntryOverhead). With 8 the collector's cost is already a raw
+// ristretto's (BenchmarkL1Size, 100k entries); 16 lowered it no further and wasted ~270.
 const slabEntries = 8
 
 // slabCursor hands out the entries of one slab in turn. Cursors live in a sync.Pool, one per P
