@@ -340,52 +340,78 @@ func (g *Group[T]) fetch(ctx context.Context, st *groupState, key string, h uint
 
 // take decodes an envelope read from Redis under snapshot s, and fills L1 with it.
 func (g *Group[T]) take(ctx context.Context, s snapshot, st *groupState, key string, h uint64, raw []byte, redisTTL time.Duration) (any, error) {
+	o, err := g.open(ctx, st, key, raw)
+	if err != nil {
+		return nil, err
+	}
+	return g.keep(o, s, st, key, h, redisTTL)
+}
+
+// opened is an envelope read from Redis and decoded, not yet checked against its TTL nor
+// filled into L1.
+type opened struct {
+	v        any // the value, boxed once for L1 and the caller (a struct T is copied at each boxing); nil for a cached miss
+	miss     bool
+	expiryMs int64
+	refs     []tagRef
+	size     int64 // of the payload
+}
+
+// open decodes an envelope read from Redis. A value that cannot be decoded is a miss, as is
+// one a tag invalidated since it was stored.
+func (g *Group[T]) open(ctx context.Context, st *groupState, key string, raw []byte) (opened, error) {
 	env, err := decodeEnvelope(raw)
 	if err == nil && env.codec != g.codecID {
 		err = fmt.Errorf("%w: codec %d, group %q uses %d", errForeignValue, env.codec, g.name, g.codecID)
 	}
-	var refs []tagRef
+	o := opened{expiryMs: env.expiryMs, size: int64(len(env.payload))}
 	if err == nil && env.tags != nil {
 		// A tag invalidated since the value was stored makes it a miss, fail-safe included.
 		ok, terr := false, error(nil)
-		if refs, ok, terr = g.c.checkEnvelopeTags(ctx, env); terr != nil {
-			return nil, terr
+		if o.refs, ok, terr = g.c.checkEnvelopeTags(ctx, env); terr != nil {
+			return o, terr
 		} else if !ok {
 			g.c.st.tagStale.Add(1)
-			return nil, errTagStale
+			return o, errTagStale
 		}
 	}
-	miss := err == nil && env.flags&flagNegative != 0
-	var v T
-	if err == nil && !miss {
+	o.miss = err == nil && env.flags&flagNegative != 0
+	if err == nil && !o.miss {
+		var v T
 		err = g.codec.Unmarshal(env.payload, &v)
+		o.v = v
 	}
 	if err != nil {
 		g.c.st.decodeErrors.Add(1)
 		g.c.log.Warn("undecodable value in redis: treated as a miss", zap.String("key", st.base+key), zap.Error(err))
-		return nil, errUndecodable
+		return o, errUndecodable
 	}
+	return o, nil
+}
+
+// keep checks an opened envelope against its TTL and fills L1 with it under snapshot s. A
+// value past its TTL is a miss (errStale, with the value, within the fail-safe bound).
+func (g *Group[T]) keep(o opened, s snapshot, st *groupState, key string, h uint64, redisTTL time.Duration) (any, error) {
 	ttl := g.ttl
-	if env.expiryMs > 0 {
-		ttl = time.Until(time.UnixMilli(env.expiryMs))
+	if o.expiryMs > 0 {
+		ttl = time.Until(time.UnixMilli(o.expiryMs))
 	}
 	if ttl <= 0 {
 		// Past its TTL: a miss. Within the fail-safe bound, with the value as a last resort.
-		if -ttl < g.c.opts.FailSafeMaxStale && !miss {
-			return v, errStale
+		if -ttl < g.c.opts.FailSafeMaxStale && !o.miss {
+			return o.v, errStale
 		}
 		return nil, errExpired
 	}
 	if redisTTL >= 0 && redisTTL < ttl {
 		ttl = redisTTL // shortened by another client: Redis drops it sooner than its envelope says
 	}
-	if miss {
-		g.fillL1(h, s, st, key, withTags(negative, refs), 0, ttl, ttl)
+	if o.miss {
+		g.fillL1(h, s, st, key, withTags(negative, o.refs), 0, ttl, ttl)
 		return nil, errCachedMiss
 	}
-	av := any(v) // boxed once, for L1 and the caller: a struct T is copied at each boxing
-	g.fillL1(h, s, st, key, withTags(av, refs), int64(len(env.payload)), ttl, g.ttl)
-	return av, nil
+	g.fillL1(h, s, st, key, withTags(o.v, o.refs), o.size, ttl, g.ttl)
+	return o.v, nil
 }
 
 // negative stands in L1 for a cached miss.
