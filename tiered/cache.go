@@ -34,12 +34,13 @@ type Cache struct {
 	hash      hasher           // the L1's keys
 	log       *zap.Logger
 
-	life    *lifetime.Lifetime // Close: loads, refreshes, listeners, counters built on the cache
-	breaker *rcall.Breaker
-	caller  *rcall.Caller // every Redis call of the cache
-	redis   rueidis.Client
-	client  *rcall.Client // redis, as handed out by Redis()
-	owns    bool          // the cache dialled redis and closes it
+	life      *lifetime.Lifetime // Close: loads, refreshes, listeners, counters built on the cache
+	breaker   *rcall.Breaker
+	caller    *rcall.Caller // every Redis call of the cache but ownCaller's
+	ownCaller *rcall.Caller // writes whose values this instance keeps in L1, on the listener's connection (see ownWriter)
+	redis     rueidis.Client
+	client    *rcall.Client // redis, as handed out by Redis()
+	owns      bool          // the cache dialled redis and closes it
 
 	l1      *l1.L1
 	tracker *tracker // the invalidation listener in Tracking mode (nil otherwise, or on a caller's client)
@@ -124,10 +125,14 @@ func New(ctx context.Context, opts Options) (*Cache, error) {
 			c.startedOffline.Store(true)
 		}
 	}
-	c.caller = rcall.New(c.redis, rcall.Options{
+	callerOpts := rcall.Options{
 		Timeout: p.opts.Timeout, Breaker: c.breaker, Life: c.life,
 		Unavailable: ErrUnavailable, Closed: ErrClosed, Observe: p.opts.redisObserve(),
-	})
+	}
+	c.caller = rcall.New(c.redis, callerOpts)
+	if c.tracker != nil {
+		c.ownCaller = rcall.New(c.tracker.client, callerOpts)
+	}
 	c.client = rcall.Wrap(c.redis, c.caller)
 
 	// 3. The L1, now that the mode is known. With a listener it stays off until attach
@@ -182,7 +187,7 @@ func NewFromEnv(ctx context.Context) (*Cache, error) {
 // trackingOptions are the CLIENT TRACKING arguments of broadcast mode on the whole
 // keyPrefix (the listener's, past maxTrackedPrefixes groups).
 func trackingOptions(keyPrefix string) []string {
-	opts := []string{"BCAST"}
+	opts := []string{"BCAST", "NOLOOP"}
 	if keyPrefix != "" {
 		opts = append(opts, "PREFIX", keyPrefix)
 	}

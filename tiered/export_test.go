@@ -49,3 +49,6 @@ func (c *Cache) HearInvalidationsForTest(ctx context.Context) error {
 	}
 	return c.tracker.ping(ctx, time.Second)
 }
+
+// WaitL1ForTest waits until the L1 fills made so far are applied (ristretto buffers them).
+func (c *Cache) WaitL1ForTest() { c.l1.Wait() }

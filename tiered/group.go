@@ -447,6 +447,23 @@ func (g *groupCore) fillL1(h uint64, s snapshot, st *groupState, key string, v a
 	g.c.l1.Fill(h, s.Snapshot, g.ns.owner, key, v, size, ttl, fullTTL)
 }
 
+// keepOwn fills L1 with a value this instance wrote to Redis under snapshot s: through the
+// listener if own (see ownWriter), else through the data client. A write through the listener
+// is heard of by no instance but the others, so it first makes every other fill of the key
+// in flight unservable (a read made before the write, which may carry the value it
+// replaced), unless an invalidation of the stripe has come since s: then the value is not
+// kept. Through the data client, the write's own push ends the entry a moment later.
+func (g *groupCore) keepOwn(own bool, h uint64, s snapshot, st *groupState, key string, v any, size int64, ttl, fullTTL time.Duration) {
+	if own {
+		renewed, ok := g.c.l1.Renew(h, s.Snapshot)
+		if !ok {
+			return
+		}
+		s.Snapshot = renewed
+	}
+	g.fillL1(h, s, st, key, v, size, ttl, fullTTL)
+}
+
 // maxPublishedKey is the longest Redis key the bus can carry (a uvarint length and the bytes
 // within bus.MaxBatchBytes).
 const maxPublishedKey = bus.MaxBatchBytes - 10
@@ -522,13 +539,15 @@ func (g *groupCore) encode(v any, ttl time.Duration, refs []tagRef) ([]byte, err
 
 // write stores an encoded value. The key's stripe is bumped before and after the Redis
 // write: a fill that read Redis before the write landed is never served, and this
-// instance's next read goes to Redis, which has the value in the order Redis applied the
-// writes (filling L1 here from the writer's copy could serve the older of two racing
-// writes).
+// instance's next read goes to Redis. The value is not kept in L1: the caller's v may share
+// memory it changes later (a slice, a pointer), and a copy would cost a decode per write,
+// which the next read pays only if there is one. A group with L1 writes through the listener
+// all the same (see ownWriter): Redis then pushes this write to the other instances only.
 func (g *groupCore) write(ctx context.Context, st *groupState, key string, env []byte, ttl time.Duration) error {
 	h, full := st.hash(key), st.base+key
 	g.c.l1.Invalidate(h)
-	err := g.c.l2Set(ctx, full, env, g.l2TTL(ttl))
+	w, _ := g.c.ownWriter(g.mayFill(g.snapshot(h)))
+	err := g.c.l2Set(ctx, w, full, env, g.l2TTL(ttl))
 	g.c.l1.Invalidate(h)
 	g.c.flight.Forget(full) // a GetOrLoad from now on does not join a load begun before
 	g.c.st.invLocal.Add(1)
@@ -811,22 +830,24 @@ func (g *Group[T]) load(ctx context.Context, st *groupState, key string, h uint6
 		g.c.log.Error("loaded value not cached", zap.String("group", g.name), zap.Error(err))
 		return lv, nil
 	}
-	if err := g.c.l2Set(ctx, st.base+key, env, g.l2TTL(ttl)); err != nil {
+	w, own := g.c.ownWriter(g.mayFill(s))
+	if err := g.c.l2Set(ctx, w, st.base+key, env, g.l2TTL(ttl)); err != nil {
 		g.c.log.Debug("loaded value not stored in redis", zap.String("key", st.base+key), zap.Error(err))
 		return lv, nil // not confirmed by Redis: not in L1 either
 	}
-	g.fillL1(h, s, st, key, withTags(lv, refs), int64(len(env)-envelopeHeaderSize), ttl, ttl)
+	g.keepOwn(own, h, s, st, key, withTags(lv, refs), int64(len(env)-envelopeHeaderSize), ttl, ttl)
 	return lv, nil
 }
 
 // storeMiss caches that key does not exist, for ttl, with tags refs, in Redis and (once
 // Redis has it) L1.
 func (g *groupCore) storeMiss(ctx context.Context, s snapshot, st *groupState, key string, h uint64, ttl time.Duration, refs []tagRef) {
-	if err := g.c.l2Set(ctx, st.base+key, g.encodeMiss(ttl, refs), ttl); err != nil {
+	w, own := g.c.ownWriter(g.mayFill(s))
+	if err := g.c.l2Set(ctx, w, st.base+key, g.encodeMiss(ttl, refs), ttl); err != nil {
 		g.c.log.Debug("miss not stored in redis", zap.String("key", st.base+key), zap.Error(err))
 		return
 	}
-	g.fillL1(h, s, st, key, withTags(negative, refs), 0, ttl, ttl)
+	g.keepOwn(own, h, s, st, key, withTags(negative, refs), 0, ttl, ttl)
 }
 
 // loadWithoutRedis serves a GetOrLoad miss while Redis cannot be asked (down, breaker open,

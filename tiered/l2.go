@@ -6,6 +6,8 @@ import (
 	"unsafe"
 
 	"github.com/redis/rueidis"
+
+	"github.com/synspirit/tiercache/internal/rcall"
 )
 
 // The L2 tier: reads and writes of envelopes in Redis, through the cache's Caller (deadline,
@@ -84,11 +86,31 @@ func (c *Cache) l2Outcome(gc *groupCounters, s string, err error, limit int64) (
 // errOversize is l2Get's answer for a value larger than the group's MaxValueBytes.
 var errOversize = notFound("larger than the group's MaxValueBytes")
 
-func (c *Cache) l2Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	cmd := c.caller.B().Set().Key(key).Value(rueidis.BinaryString(value)).PxMilliseconds(max(ttl.Milliseconds(), 1)).Build()
-	if err := c.caller.DoMoving(ctx, cmd, int64(len(value))).Error(); err != nil {
+// l2Set stores an envelope through w: the cache's caller, or ownCaller (see ownWriter).
+func (c *Cache) l2Set(ctx context.Context, w *rcall.Caller, key string, value []byte, ttl time.Duration) error {
+	cmd := w.B().Set().Key(key).Value(rueidis.BinaryString(value)).PxMilliseconds(max(ttl.Milliseconds(), 1)).Build()
+	if err := w.DoMoving(ctx, cmd, int64(len(value))).Error(); err != nil {
 		c.st.l2Errors.Add(1)
 		return err
 	}
 	return nil
+}
+
+// ownWriter is the caller for a write whose value this instance will keep in L1 (keep: the
+// group's values go to L1, and its prefix is tracked): the listener's connection, which
+// tracks with NOLOOP, so that Redis tells this instance of no write of its own. Otherwise
+// the data client, and own is false.
+//
+// Through the data client, Redis would report the write to the listener a moment after its
+// reply: the push would drop the value filled from the write, and the next read would go to
+// Redis for what this instance just wrote or loaded. It cannot be told apart from the push
+// of another instance's write of the key, which Redis merges with it when both come in one
+// turn of its event loop. With NOLOOP, Redis leaves the listener out of a key's push only
+// if the listener made the key's last write of that turn: a push that does come is for a
+// newer value, and drops the filled one (see keepOwn).
+func (c *Cache) ownWriter(keep bool) (w *rcall.Caller, own bool) {
+	if keep && c.ownCaller != nil && c.l1.Live() {
+		return c.ownCaller, true
+	}
+	return c.caller, false
 }

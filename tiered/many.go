@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/synspirit/tiercache/internal/flight"
+	"github.com/synspirit/tiercache/internal/rcall"
 )
 
 // Batches: a page of keys read and loaded in as few round trips as there are Redis nodes.
@@ -344,7 +345,8 @@ func (g *Group[T]) loadBatch(ctx context.Context, st *groupState, keys []string,
 			out[k] = negative
 		}
 	}
-	for j, err := range g.c.l2SetMany(ctx, full, envs, ttls) {
+	w, own := g.c.ownWriter(len(snaps) > 0 && g.mayFill(snaps[0]))
+	for j, err := range g.c.l2SetMany(ctx, w, full, envs, ttls) {
 		i := at[j]
 		k := keys[i]
 		if err != nil {
@@ -355,10 +357,10 @@ func (g *Group[T]) loadBatch(ctx context.Context, st *groupState, keys []string,
 			continue // not confirmed by Redis: not in L1 either
 		}
 		if out[k] == negative {
-			g.fillL1(hashes[i], snaps[i], st, k, withTags(negative, refs[j]), 0, missTTL, missTTL)
+			g.keepOwn(own, hashes[i], snaps[i], st, k, withTags(negative, refs[j]), 0, missTTL, missTTL)
 			continue
 		}
-		g.fillL1(hashes[i], snaps[i], st, k, withTags(out[k], refs[j]), int64(len(envs[j])-envelopeHeaderSize), ttl, ttl)
+		g.keepOwn(own, hashes[i], snaps[i], st, k, withTags(out[k], refs[j]), int64(len(envs[j])-envelopeHeaderSize), ttl, ttl)
 	}
 	return out, tooBig
 }
@@ -411,12 +413,12 @@ func (c *Cache) l2GetMany(ctx context.Context, gc *groupCounters, keys []string,
 	return raws, ttls, errs
 }
 
-// l2SetMany stores many envelopes in one pipeline per node.
-func (c *Cache) l2SetMany(ctx context.Context, keys []string, values [][]byte, ttls []time.Duration) []error {
+// l2SetMany stores many envelopes in one pipeline per node, through w (see l2Set).
+func (c *Cache) l2SetMany(ctx context.Context, w *rcall.Caller, keys []string, values [][]byte, ttls []time.Duration) []error {
 	if len(keys) == 0 {
 		return nil
 	}
-	b := c.caller.B()
+	b := w.B()
 	cmds := make(rueidis.Commands, len(keys))
 	var size int64
 	for i, k := range keys {
@@ -424,7 +426,7 @@ func (c *Cache) l2SetMany(ctx context.Context, keys []string, values [][]byte, t
 		size += int64(len(values[i]))
 	}
 	errs := make([]error, len(keys))
-	for i, r := range c.caller.DoMultiMoving(ctx, size, cmds...) {
+	for i, r := range w.DoMultiMoving(ctx, size, cmds...) {
 		if err := r.Error(); err != nil {
 			c.st.l2Errors.Add(1)
 			errs[i] = err

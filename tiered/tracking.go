@@ -19,9 +19,10 @@ import (
 
 // Server-assisted tracking, on a connection of its own.
 //
-// The cache listens for invalidations on a separate, otherwise idle rueidis client with
-// CLIENT TRACKING ON BCAST and one PREFIX per L1 group, and reads and writes through a plain
-// client.
+// The cache listens for invalidations on a separate rueidis client with CLIENT TRACKING ON
+// BCAST NOLOOP and one PREFIX per L1 group, and reads and writes through a plain client, but
+// for the writes whose values it keeps in L1 (Set, and what a load stores): those go through
+// the listener, whose own writes Redis does not report back to it (NOLOOP; see ownWriter).
 // Why BCAST on a listener rather than OPTIN with DoCache on the data connections (rueidis's
 // default), measured on loopback with a 300-byte value:
 //
@@ -102,7 +103,7 @@ const maxTrackedPrefixes = 1024
 // static is the one prefix every listener connection gets from rueidis when it connects:
 // the group generation keys. Group prefixes are added by the keeper.
 func trackingStatic(keyPrefix string) []string {
-	return []string{"BCAST", "PREFIX", genKeyPrefix(keyPrefix)}
+	return []string{"BCAST", "NOLOOP", "PREFIX", genKeyPrefix(keyPrefix)}
 }
 
 // options are the listener client's: p's, tracking every connection it opens.
@@ -579,5 +580,5 @@ func trackingCmd(node rueidis.Client, prefixes []string) rueidis.Completed {
 	for _, p := range prefixes {
 		args = append(args, "PREFIX", p)
 	}
-	return node.B().Arbitrary("CLIENT", "TRACKING", "ON", "BCAST").Args(args...).Build()
+	return node.B().Arbitrary("CLIENT", "TRACKING", "ON", "BCAST", "NOLOOP").Args(args...).Build()
 }

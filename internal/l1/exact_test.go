@@ -131,3 +131,41 @@ func TestFillKeepsNoKey(t *testing.T) {
 		}
 	}, 5*time.Second, 10*time.Millisecond, "the key's string was kept")
 }
+
+// Renew, for a write this instance keeps: the written value is served; the value of a read
+// made before the write (whose fill may land after) never is; and nothing is kept if an
+// invalidation of the stripe came between the write's snapshot and Renew.
+func TestRenew(t *testing.T) {
+	l := newTestL1(t, 1<<20)
+	o := l.NewOwner("g")
+	const h = 77
+	l.Fill(h, l.Snapshot(h), o, "k", "v0", 10, time.Minute, time.Minute)
+	l.Wait()
+	_, ok := l.Get(h, o, "k")
+	require.True(t, ok)
+
+	read := l.Snapshot(h)  // a read of v0 starts
+	write := l.Snapshot(h) // the write of v1 starts, and lands
+	renewed, ok := l.Renew(h, write)
+	require.True(t, ok)
+	_, ok = l.Get(h, o, "k")
+	require.False(t, ok, "v0 is not served once v1 is written")
+	l.Fill(h, renewed, o, "k", "v1", 10, time.Minute, time.Minute)
+	l.Wait()
+	v, ok := l.Get(h, o, "k")
+	require.True(t, ok)
+	require.Equal(t, "v1", v)
+	l.Fill(h, read, o, "k", "v0", 10, time.Minute, time.Minute) // the read's fill comes last
+	l.Wait()
+	v, ok = l.Get(h, o, "k")
+	require.True(t, !ok || v == "v1", "the read made before the write filled %v", v)
+
+	write = l.Snapshot(h)
+	l.Invalidate(h + numStripes) // another key of the stripe: heard between the write's snapshot and Renew
+	_, ok = l.Renew(h, write)
+	require.False(t, ok)
+	write = l.Snapshot(h)
+	l.Flush()
+	_, ok = l.Renew(h, write)
+	require.False(t, ok, "after a flush")
+}

@@ -376,6 +376,27 @@ func (l *L1) tag(owner *Owner, key string) uint32 {
 // any goroutine, rueidis's reader included (ristretto's Get takes a shard's read lock).
 func (l *L1) Invalidate(h uint64) {
 	l.stripes[h&stripeMask].Add(1)
+	l.kill(h)
+}
+
+// Renew is Invalidate for a write made under snapshot s whose value this instance keeps: it
+// makes every other entry of the key, and every fill in flight from a read made before now,
+// unservable, and returns the snapshot under which to Fill the written value. It does so only
+// if nothing has moved the key's stripe or the epoch since s (no invalidation heard since,
+// of this key or another of its stripe); otherwise it is Invalidate, and ok is false: the
+// written value is not to be kept.
+func (l *L1) Renew(h uint64, s Snapshot) (_ Snapshot, ok bool) {
+	stripe := &l.stripes[h&stripeMask]
+	if s.epoch != l.epoch.Load() || !stripe.CompareAndSwap(s.gen, s.gen+1) {
+		l.Invalidate(h)
+		return Snapshot{}, false
+	}
+	l.kill(h)
+	return Snapshot{gen: s.gen + 1, epoch: s.epoch}, true
+}
+
+// kill marks the key's entries dead, in the front and in ristretto.
+func (l *L1) kill(h uint64) {
 	if l.store == nil {
 		return
 	}
