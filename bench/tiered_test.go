@@ -506,9 +506,11 @@ var withAndWithoutL1 = []struct {
 // same by hand with rueidis (rueidis-GET+SET+json), Serial and Parallel.
 //
 // tiercache-without-L1 is the same GetOrLoad on a cache with DisableL1: no PTTL beside the
-// read, no L1 fill, and a tracking listener that does not track the group, so Redis pushes no
-// invalidation of the write to this instance. The difference between the two rows is what coherence costs a miss;
-// redis-cpu-us/op shows Redis's share of it.
+// read and no L1 fill (the loaded value kept in L1 under a compare-and-swap of its stripe).
+// Neither row makes Redis push the write back to this instance: with L1 the write goes
+// through the listener, which tracks with NOLOOP; without, the listener does not track the
+// group. The difference between the two rows is what coherence costs a miss; redis-cpu-us/op
+// shows Redis's share of it.
 func BenchmarkDataMissLoad(b *testing.B) {
 	s := redistest.Start(b)
 	for _, c := range withAndWithoutL1 {
@@ -559,8 +561,9 @@ func rueidisGetOrLoad(ctx context.Context, rc rueidis.Client, key string) error 
 
 // BenchmarkDataSet writes the struct; each goroutine writes its own key. Target: tiercache at
 // most 1.05× encoding/json + a rueidis SET (rueidis-SET+json), Serial and Parallel.
-// tiercache-without-L1 writes through a cache with DisableL1, whose tracking listener does not
-// track the group: Redis pushes no invalidation of the write to it (see BenchmarkDataMissLoad).
+// tiercache-without-L1 writes through a cache with DisableL1. Redis pushes the write back to
+// neither (see BenchmarkDataMissLoad): tiercache writes through its NOLOOP listener, and on
+// one connection per node rather than the data client's.
 func BenchmarkDataSet(b *testing.B) {
 	s := redistest.Start(b)
 	for _, c := range withAndWithoutL1 {
