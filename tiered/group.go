@@ -547,7 +547,7 @@ func (g *groupCore) write(ctx context.Context, st *groupState, key string, env [
 	h, full := st.hash(key), st.base+key
 	g.c.l1.Invalidate(h)
 	w, _ := g.c.ownWriter(g.mayFill(g.snapshot(h)))
-	err := g.c.l2Set(ctx, w, full, env, g.l2TTL(ttl))
+	err := g.c.l2Set(ctx, w, full, h, env, g.l2TTL(ttl))
 	g.c.l1.Invalidate(h)
 	g.c.flight.Forget(full) // a GetOrLoad from now on does not join a load begun before
 	g.c.st.invLocal.Add(1)
@@ -831,7 +831,7 @@ func (g *Group[T]) load(ctx context.Context, st *groupState, key string, h uint6
 		return lv, nil
 	}
 	w, own := g.c.ownWriter(g.mayFill(s))
-	if err := g.c.l2Set(ctx, w, st.base+key, env, g.l2TTL(ttl)); err != nil {
+	if err := g.c.l2Set(ctx, w, st.base+key, h, env, g.l2TTL(ttl)); err != nil {
 		g.c.log.Debug("loaded value not stored in redis", zap.String("key", st.base+key), zap.Error(err))
 		return lv, nil // not confirmed by Redis: not in L1 either
 	}
@@ -843,7 +843,7 @@ func (g *Group[T]) load(ctx context.Context, st *groupState, key string, h uint6
 // Redis has it) L1.
 func (g *groupCore) storeMiss(ctx context.Context, s snapshot, st *groupState, key string, h uint64, ttl time.Duration, refs []tagRef) {
 	w, own := g.c.ownWriter(g.mayFill(s))
-	if err := g.c.l2Set(ctx, w, st.base+key, g.encodeMiss(ttl, refs), ttl); err != nil {
+	if err := g.c.l2Set(ctx, w, st.base+key, h, g.encodeMiss(ttl, refs), ttl); err != nil {
 		g.c.log.Debug("miss not stored in redis", zap.String("key", st.base+key), zap.Error(err))
 		return
 	}

@@ -86,14 +86,28 @@ func (c *Cache) l2Outcome(gc *groupCounters, s string, err error, limit int64) (
 // errOversize is l2Get's answer for a value larger than the group's MaxValueBytes.
 var errOversize = notFound("larger than the group's MaxValueBytes")
 
-// l2Set stores an envelope through w: the cache's caller, or ownCaller (see ownWriter).
-func (c *Cache) l2Set(ctx context.Context, w *rcall.Caller, key string, value []byte, ttl time.Duration) error {
+// l2Set stores an envelope through w: the cache's caller, or ownCaller (see ownWriter). h is
+// the key's L1 hash.
+func (c *Cache) l2Set(ctx context.Context, w *rcall.Caller, key string, h uint64, value []byte, ttl time.Duration) error {
 	cmd := w.B().Set().Key(key).Value(rueidis.BinaryString(value)).PxMilliseconds(max(ttl.Milliseconds(), 1)).Build()
-	if err := w.DoMoving(ctx, cmd, int64(len(value))).Error(); err != nil {
+	res, settled := w.DoMovingSettled(ctx, cmd, int64(len(value)))
+	if err := res.Error(); err != nil {
 		c.st.l2Errors.Add(1)
+		c.unsettledWrite(w, settled, h)
 		return err
 	}
 	return nil
+}
+
+// unsettledWrite is told, after a write through w of the keys of L1 hashes hs failed,
+// whether its fate is settled. A write through the listener that may still be applied (see
+// rcall's DoMovingSettled) would be heard of by no one here (NOLOOP): its keys stay out of
+// L1 until the listener answers a PING, which Redis answers after that write (see
+// tracker.unsettledWrite).
+func (c *Cache) unsettledWrite(w *rcall.Caller, settled bool, hs ...uint64) {
+	if !settled && w == c.ownCaller {
+		c.tracker.unsettledWrite(c, hs)
+	}
 }
 
 // ownWriter is the caller for a write whose value this instance will keep in L1 (keep: the
@@ -107,7 +121,9 @@ func (c *Cache) l2Set(ctx context.Context, w *rcall.Caller, key string, value []
 // of another instance's write of the key, which Redis merges with it when both come in one
 // turn of its event loop. With NOLOOP, Redis leaves the listener out of a key's push only
 // if the listener made the key's last write of that turn: a push that does come is for a
-// newer value, and drops the filled one (see keepOwn).
+// newer value, and drops the filled one (see keepOwn). A write that fails without Redis's
+// answer may still land later: then its keys stay out of L1 until the listener is known to
+// be past it (unsettledWrite).
 func (c *Cache) ownWriter(keep bool) (w *rcall.Caller, own bool) {
 	if keep && c.ownCaller != nil && c.l1.Live() {
 		return c.ownCaller, true

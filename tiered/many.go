@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/synspirit/tiercache/internal/flight"
+	"github.com/synspirit/tiercache/internal/l1"
 	"github.com/synspirit/tiercache/internal/rcall"
 )
 
@@ -346,21 +347,50 @@ func (g *Group[T]) loadBatch(ctx context.Context, st *groupState, keys []string,
 		}
 	}
 	w, own := g.c.ownWriter(len(snaps) > 0 && g.mayFill(snaps[0]))
-	for j, err := range g.c.l2SetMany(ctx, w, full, envs, ttls) {
-		i := at[j]
-		k := keys[i]
+	stored := make([]int, 0, len(full)) // index in full of the values Redis confirmed
+	hs := make([]uint64, len(full))
+	for j, i := range at {
+		hs[j] = hashes[i]
+	}
+	for j, err := range g.c.l2SetMany(ctx, w, full, hs, envs, ttls) {
 		if err != nil {
 			g.c.log.Debug("loaded value not stored in redis", zap.String("key", full[j]), zap.Error(err))
-			if out[k] == negative {
+			if k := keys[at[j]]; out[k] == negative {
 				delete(out, k)
 			}
 			continue // not confirmed by Redis: not in L1 either
 		}
-		if out[k] == negative {
-			g.keepOwn(own, hashes[i], snaps[i], st, k, withTags(negative, refs[j]), 0, missTTL, missTTL)
+		stored = append(stored, j)
+	}
+	// Written through the listener, the values are kept under their stripes' renewed
+	// snapshots (keepOwn), one bump per stripe for the whole batch.
+	fillSnaps := make([]snapshot, len(stored))
+	keepSnaps := make([]bool, len(stored))
+	if own {
+		hs, ss := make([]uint64, len(stored)), make([]l1.Snapshot, len(stored))
+		for n, j := range stored {
+			hs[n], ss[n] = hashes[at[j]], snaps[at[j]].Snapshot
+		}
+		renewed, ok := g.c.l1.RenewMany(hs, ss)
+		for n, j := range stored {
+			fillSnaps[n], keepSnaps[n] = snapshot{Snapshot: renewed[n], armed: snaps[at[j]].armed}, ok[n]
+		}
+	} else {
+		for n, j := range stored {
+			fillSnaps[n], keepSnaps[n] = snaps[at[j]], true
+		}
+	}
+	for n, j := range stored {
+		if !keepSnaps[n] {
 			continue
 		}
-		g.keepOwn(own, hashes[i], snaps[i], st, k, withTags(out[k], refs[j]), int64(len(envs[j])-envelopeHeaderSize), ttl, ttl)
+		i := at[j]
+		k := keys[i]
+		if out[k] == negative {
+			g.fillL1(hashes[i], fillSnaps[n], st, k, withTags(negative, refs[j]), 0, missTTL, missTTL)
+			continue
+		}
+		g.fillL1(hashes[i], fillSnaps[n], st, k, withTags(out[k], refs[j]), int64(len(envs[j])-envelopeHeaderSize), ttl, ttl)
 	}
 	return out, tooBig
 }
@@ -413,8 +443,9 @@ func (c *Cache) l2GetMany(ctx context.Context, gc *groupCounters, keys []string,
 	return raws, ttls, errs
 }
 
-// l2SetMany stores many envelopes in one pipeline per node, through w (see l2Set).
-func (c *Cache) l2SetMany(ctx context.Context, w *rcall.Caller, keys []string, values [][]byte, ttls []time.Duration) []error {
+// l2SetMany stores many envelopes in one pipeline per node, through w (see l2Set); hs are
+// the keys' L1 hashes.
+func (c *Cache) l2SetMany(ctx context.Context, w *rcall.Caller, keys []string, hs []uint64, values [][]byte, ttls []time.Duration) []error {
 	if len(keys) == 0 {
 		return nil
 	}
@@ -426,11 +457,13 @@ func (c *Cache) l2SetMany(ctx context.Context, w *rcall.Caller, keys []string, v
 		size += int64(len(values[i]))
 	}
 	errs := make([]error, len(keys))
-	for i, r := range w.DoMultiMoving(ctx, size, cmds...) {
+	res, settled := w.DoMultiMovingSettled(ctx, size, cmds...)
+	for i, r := range res {
 		if err := r.Error(); err != nil {
 			c.st.l2Errors.Add(1)
 			errs[i] = err
 		}
 	}
+	c.unsettledWrite(w, settled, hs...)
 	return errs
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"runtime/metrics"
 	"strings"
@@ -81,6 +82,10 @@ type tracker struct {
 	// was in flight must not be overwritten by that check's success.
 	liveMu sync.Mutex
 	drops  uint64 // drops reported by rueidis; guarded by liveMu
+	// held are the L1 hashes of the keys of writes through the listener that failed without
+	// Redis's answer, waiting for the keeper's next successful check (see unsettledWrite).
+	heldMu sync.Mutex
+	held   []uint64
 	upAt   uint64 // drops when the first PING succeeded; guarded by liveMu
 	up     bool   // the first PING succeeded; guarded by liveMu
 
@@ -113,6 +118,10 @@ func (t *tracker) options(p plan) rueidis.ClientOption {
 	opt.ClientTrackingOptions = trackingStatic(p.opts.KeyPrefix)
 	opt.OnInvalidations = t.onInvalidations
 	opt.PipelineMultiplex = -1 // one connection per node is enough to listen
+	// Every write through the listener must go on that connection, which tracks with NOLOOP
+	// and which the keeper's PING follows (see unsettledWrite): rueidis sends a pipeline of
+	// BlockingPipeline commands or more on a pooled connection of its own.
+	opt.BlockingPipeline = math.MaxInt32
 	opt.BlockingPoolSize = 1
 	opt.CacheSizeEachConn = 1 << 16 // rueidis's own client-side cache stays unused
 	opt.ClientName += "-tracking"
@@ -167,6 +176,46 @@ func (t *tracker) attach(c *Cache) {
 	c.life.Go(func() { t.keep(c) })
 }
 
+// unsettledWrite is told of a write through the listener that failed without Redis's
+// answer, of the keys whose L1 hashes are hs: it may still be applied, and Redis will not
+// report it here (NOLOOP). Those keys are held in L1 (invalidated, and not filled: a read
+// made meanwhile would fill the value the write replaces) until the keeper's next check
+// succeeds: its PING, sent after the write on the same connection, is answered after it.
+// (If that connection drops instead, rueidis reports a drop, and L1 is flushed.) Only those
+// keys' stripes wait: an overloaded process whose writes time out keeps its L1.
+func (t *tracker) unsettledWrite(c *Cache, hs []uint64) {
+	for _, h := range hs {
+		c.l1.Hold(h)
+	}
+	t.heldMu.Lock()
+	t.held = append(t.held, hs...)
+	t.heldMu.Unlock()
+	t.wake()
+}
+
+// takeHeld returns the keys held so far, for the check about to start.
+func (t *tracker) takeHeld() []uint64 {
+	t.heldMu.Lock()
+	defer t.heldMu.Unlock()
+	hs := t.held
+	t.held = nil
+	return hs
+}
+
+// endHeld ends the holds of hs once a check that began after their writes has succeeded;
+// after a failed check they wait for the next.
+func (t *tracker) endHeld(c *Cache, hs []uint64, checked bool) {
+	if !checked {
+		t.heldMu.Lock()
+		t.held = append(t.held, hs...)
+		t.heldMu.Unlock()
+		return
+	}
+	for _, h := range hs {
+		c.l1.Release(h)
+	}
+}
+
 func (t *tracker) wake() {
 	select {
 	case t.kick <- struct{}{}:
@@ -213,6 +262,7 @@ func (t *tracker) keep(c *Cache) {
 		t.liveMu.Lock()
 		drops := t.drops
 		t.liveMu.Unlock()
+		held := t.takeHeld()
 		if drops > logged {
 			// rueidis reports a drop without its cause: the connection closed (killed, reset,
 			// or no reply to its keepalive). Once per drop, from here rather than from its
@@ -223,6 +273,7 @@ func (t *tracker) keep(c *Cache) {
 		}
 		sched.mark()
 		err := t.check(ctx, pingTimeout)
+		t.endHeld(c, held, err == nil)
 		// The answer reaches the keeper through three goroutines that each wait in the run
 		// queue (rueidis's writer and reader, then the keeper): a goroutine that waited a
 		// quarter of the timeout for a P explains a late answer.

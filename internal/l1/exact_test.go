@@ -169,3 +169,47 @@ func TestRenew(t *testing.T) {
 	_, ok = l.Renew(h, write)
 	require.False(t, ok, "after a flush")
 }
+
+// RenewMany bumps a stripe once for all the keys of a batch in it: every key is kept. A key
+// whose stripe moved since its snapshot is not, nor the others of its stripe.
+func TestRenewManySharesStripes(t *testing.T) {
+	l := newTestL1(t, 1<<20)
+	const a, b, c, d = 5, 5 + numStripes, 5 + 2*numStripes, 6 // a, b, c share a stripe
+	hs := []uint64{a, b, c, d}
+	ss := []Snapshot{l.Snapshot(a), l.Snapshot(b), l.Snapshot(c), l.Snapshot(d)}
+	_, ok := l.RenewMany(hs, ss)
+	require.Equal(t, []bool{true, true, true, true}, ok)
+
+	ss = []Snapshot{l.Snapshot(a), l.Snapshot(b), l.Snapshot(c), l.Snapshot(d)}
+	l.Invalidate(c) // heard after the snapshots
+	_, ok = l.RenewMany(hs, ss)
+	require.Equal(t, []bool{false, false, false, true}, ok)
+}
+
+// A held key is not filled until it is released, and a fill from a read made while it was
+// held is never served.
+func TestHold(t *testing.T) {
+	l := newTestL1(t, 1<<20)
+	o := l.NewOwner("g")
+	const h = 99
+	l.Fill(h, l.Snapshot(h), o, "k", "v0", 10, time.Minute, time.Minute)
+	l.Wait()
+	l.Hold(h)
+	_, ok := l.Get(h, o, "k")
+	require.False(t, ok, "held: the value before the write is not served")
+	during := l.Snapshot(h) // a read made while held
+	l.Fill(h, during, o, "k", "v0", 10, time.Minute, time.Minute)
+	l.Wait()
+	_, ok = l.Get(h, o, "k")
+	require.False(t, ok, "held: nothing is filled")
+	l.Release(h)
+	l.Fill(h, during, o, "k", "v0", 10, time.Minute, time.Minute)
+	l.Wait()
+	_, ok = l.Get(h, o, "k")
+	require.False(t, ok, "a read made while held is not served after the release")
+	l.Fill(h, l.Snapshot(h), o, "k", "v1", 10, time.Minute, time.Minute)
+	l.Wait()
+	v, ok := l.Get(h, o, "k")
+	require.True(t, ok)
+	require.Equal(t, "v1", v)
+}

@@ -246,6 +246,7 @@ type L1 struct {
 	_         [64]byte
 
 	stripes [numStripes]atomic.Uint32
+	holds   [numStripes]atomic.Uint32             // writes whose fate is not known yet, by stripe (see Hold)
 	_       [64]byte                              // the front is read on every hit, the stripes written on every invalidation
 	front   [frontSlots]atomic.Pointer[frontItem] // see lookup
 	_       [64]byte                              // keep the written shards off the lines of the read-mostly fields
@@ -393,6 +394,52 @@ func (l *L1) Renew(h uint64, s Snapshot) (_ Snapshot, ok bool) {
 	}
 	l.kill(h)
 	return Snapshot{gen: s.gen + 1, epoch: s.epoch}, true
+}
+
+// RenewMany is Renew for the keys of one batch of writes, hs[i] written under ss[i]: keys
+// of one stripe bump it once between them, so that none makes another's value unservable.
+// A key whose stripe moved since its snapshot, or since another key's of its stripe, is
+// invalidated, and its ok is false.
+func (l *L1) RenewMany(hs []uint64, ss []Snapshot) (renewed []Snapshot, ok []bool) {
+	renewed, ok = make([]Snapshot, len(hs)), make([]bool, len(hs))
+	type bump struct {
+		from Snapshot
+		ok   bool
+	}
+	var done map[uint64]bump // by stripe, once a second key is seen
+	for i, h := range hs {
+		stripe := h & stripeMask
+		b, seen := done[stripe]
+		switch {
+		case !seen:
+			renewed[i], ok[i] = l.Renew(h, ss[i])
+			if done == nil {
+				done = make(map[uint64]bump, len(hs))
+			}
+			done[stripe] = bump{from: ss[i], ok: ok[i]}
+		case b.ok && b.from == ss[i]:
+			l.kill(h)
+			renewed[i], ok[i] = Snapshot{gen: b.from.gen + 1, epoch: b.from.epoch}, true
+		default:
+			l.Invalidate(h)
+		}
+	}
+	return renewed, ok
+}
+
+// Hold is told of a write of the key with hash h whose fate is not known (it may still be
+// applied, unreported): the key is invalidated, and no value of its stripe is filled until
+// Release. Holds of one stripe add up.
+func (l *L1) Hold(h uint64) {
+	l.holds[h&stripeMask].Add(1)
+	l.Invalidate(h) // after the hold: a fill that missed the hold has a snapshot before this
+}
+
+// Release ends a Hold once the write's fate is known: the key is invalidated again, so that
+// a fill from a read made during the hold is never served, and then filled as usual.
+func (l *L1) Release(h uint64) {
+	l.Invalidate(h)
+	l.holds[h&stripeMask].Add(^uint32(0))
 }
 
 // kill marks the key's entries dead, in the front and in ristretto.
@@ -566,7 +613,7 @@ func (l *L1) confirm(e *entry, h uint64, m uint32) bool {
 // outlives it. fullTTL is the entry's whole TTL, from which eager refresh is timed. cost is
 // the value's encoded size.
 func (l *L1) Fill(h uint64, s Snapshot, owner *Owner, key string, value any, cost int64, ttl, fullTTL time.Duration) {
-	if l.store == nil || !l.live.Load() || !l.current(h, s) || ttl <= 0 {
+	if l.store == nil || !l.live.Load() || !l.current(h, s) || ttl <= 0 || l.holds[h&stripeMask].Load() != 0 {
 		return
 	}
 	tag := l.tag(owner, key)

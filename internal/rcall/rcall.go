@@ -162,17 +162,35 @@ func (c *Caller) Do(ctx context.Context, cmd rueidis.Completed) rueidis.RedisRes
 // DoMoving is Do for a command that moves about n bytes (a value written, or the largest
 // value a read may return): past TransferAllowance it gets a longer deadline.
 func (c *Caller) DoMoving(ctx context.Context, cmd rueidis.Completed, n int64) rueidis.RedisResult {
+	res, _ := c.DoMovingSettled(ctx, cmd, n)
+	return res
+}
+
+// DoMovingSettled is DoMoving that also tells whether the command's fate is settled when it
+// returns: Redis answered it (a nil or error reply included), or it was never sent (the
+// owner closed, the breaker open, the caller's context done before). Otherwise (its
+// deadline passed, its connection broke) it may have been sent, and a write may still be
+// applied later: rueidis leaves a pipelined command queued when its caller stops waiting.
+func (c *Caller) DoMovingSettled(ctx context.Context, cmd rueidis.Completed, n int64) (rueidis.RedisResult, bool) {
 	b, probe, err := c.start(ctx, n)
 	if err != nil {
-		return rueidis.NewErrorResult(err)
+		return rueidis.NewErrorResult(err), true
 	}
 	if c.o.Observe == nil {
-		return c.finish(ctx, &b, probe, c.client.Do(b.ctx, cmd.Pin()))
+		res := c.client.Do(b.ctx, cmd.Pin())
+		return c.finish(ctx, &b, probe, res), answered(res.Error())
 	}
 	name, start := commandName(cmd), time.Now()
-	res := c.finish(ctx, &b, probe, c.client.Do(b.ctx, cmd.Pin()))
+	raw := c.client.Do(b.ctx, cmd.Pin())
+	res := c.finish(ctx, &b, probe, raw)
 	c.observe(name, start, res.Error())
-	return res
+	return res, answered(raw.Error())
+}
+
+// answered tells whether err, a command's result as rueidis returned it, is Redis's answer.
+func answered(err error) bool {
+	var re *rueidis.RedisError
+	return err == nil || errors.As(err, &re)
 }
 
 // observe tells Options.Observe of a call that started at start and ended with err.
@@ -209,15 +227,22 @@ func (c *Caller) DoMulti(ctx context.Context, cmds ...rueidis.Completed) []rueid
 
 // DoMultiMoving is DoMulti for commands that move about n bytes in all.
 func (c *Caller) DoMultiMoving(ctx context.Context, n int64, cmds ...rueidis.Completed) []rueidis.RedisResult {
+	res, _ := c.DoMultiMovingSettled(ctx, n, cmds...)
+	return res
+}
+
+// DoMultiMovingSettled is DoMultiMoving that also tells whether the fate of every command
+// is settled when it returns (see DoMovingSettled).
+func (c *Caller) DoMultiMovingSettled(ctx context.Context, n int64, cmds ...rueidis.Completed) (_ []rueidis.RedisResult, settled bool) {
 	if len(cmds) == 0 {
-		return []rueidis.RedisResult{}
+		return []rueidis.RedisResult{}, true
 	}
 	if err := c.refuse(ctx); err != nil {
-		return failAll(len(cmds), err)
+		return failAll(len(cmds), err), true
 	}
 	ok, probe := c.o.Breaker.allow()
 	if !ok {
-		return failAll(len(cmds), c.unavailable(errBreakerOpen))
+		return failAll(len(cmds), c.unavailable(errBreakerOpen)), true
 	}
 	for i := range cmds {
 		cmds[i] = cmds[i].Pin()
@@ -239,11 +264,13 @@ func (c *Caller) DoMultiMoving(ctx context.Context, n int64, cmds ...rueidis.Com
 		res = out
 	}
 	worst := success
+	settled = true
 	var first error // the first error of the pipeline's, for Observe
 	for i, r := range res {
 		// One Error call: each returns a new *RedisError for an error reply, which a second
 		// call's would never equal.
 		rerr := r.Error()
+		settled = settled && answered(rerr)
 		oc, err := c.classify(ctx, rerr, &b)
 		worst = max(worst, oc)
 		if err != rerr {
@@ -258,7 +285,7 @@ func (c *Caller) DoMultiMoving(ctx context.Context, n int64, cmds ...rueidis.Com
 	if c.o.Observe != nil {
 		c.observe(name, start, first)
 	}
-	return res
+	return res, settled
 }
 
 // handsOverResults tells whether client is one of rueidis's own (single, cluster,
