@@ -82,12 +82,13 @@ type tracker struct {
 	// was in flight must not be overwritten by that check's success.
 	liveMu sync.Mutex
 	drops  uint64 // drops reported by rueidis; guarded by liveMu
+	upAt   uint64 // drops when the first PING succeeded; guarded by liveMu
+	up     bool   // the first PING succeeded; guarded by liveMu
+
 	// held are the L1 hashes of the keys of writes through the listener that failed without
 	// Redis's answer, waiting for the keeper's next successful check (see unsettledWrite).
 	heldMu sync.Mutex
 	held   []uint64
-	upAt   uint64 // drops when the first PING succeeded; guarded by liveMu
-	up     bool   // the first PING succeeded; guarded by liveMu
 
 	pingHook atomic.Pointer[func(context.Context, time.Duration) error] // tests: replaces ping
 	starved  atomic.Uint64                                              // slow checks forgiven as the process's lateness (for tests)

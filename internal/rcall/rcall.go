@@ -189,8 +189,11 @@ func (c *Caller) DoMovingSettled(ctx context.Context, cmd rueidis.Completed, n i
 
 // answered tells whether err, a command's result as rueidis returned it, is Redis's answer.
 func answered(err error) bool {
+	if _, ok := err.(*rueidis.RedisError); ok || err == nil { // as rueidis returns it: no unwrapping
+		return true
+	}
 	var re *rueidis.RedisError
-	return err == nil || errors.As(err, &re)
+	return errors.As(err, &re)
 }
 
 // observe tells Options.Observe of a call that started at start and ended with err.
