@@ -502,7 +502,7 @@ func (g *Group[T]) Set(ctx context.Context, key string, v T, opts ...CallOption)
 	if err != nil {
 		return g.fail("set", key, err)
 	}
-	if err := g.write(ctx, st, key, env, ttl); err != nil {
+	if err := g.write(ctx, st, key, env, ttl, nil); err != nil {
 		return g.fail("set", key, err)
 	}
 	return nil
@@ -537,18 +537,25 @@ func (g *groupCore) encode(v any, ttl time.Duration, refs []tagRef) ([]byte, err
 	return appendEnvelope(make([]byte, 0, envelopeHeaderSize+len(tags)+len(payload)), 0, g.codecID, expiry, tags, payload), nil
 }
 
-// write stores an encoded value. The key's stripe is bumped before and after the Redis
-// write: a fill that read Redis before the write landed is never served, and this
-// instance's next read goes to Redis. The value is not kept in L1: the caller's v may share
-// memory it changes later (a slice, a pointer), and a copy would cost a decode per write,
-// which the next read pays only if there is one. A group with L1 writes through the listener
-// all the same (see ownWriter): Redis then pushes this write to the other instances only.
-func (g *groupCore) write(ctx context.Context, st *groupState, key string, env []byte, ttl time.Duration) error {
+// write stores an encoded value, and keeps v in L1 (boxed, with its tags) unless v is nil.
+// The key's stripe is bumped before the Redis write, and again after it, so that a fill
+// that read Redis before the write landed is never served: by keepOwn's Renew when v is
+// kept, else by an Invalidate, and the next read goes to Redis. Set keeps nothing: the
+// caller's value may share memory it changes later (a slice, a pointer), and a copy would
+// cost a decode per write, which the next read pays only if there is one. An eager refresh
+// keeps its loader's value. A group with L1 writes through the listener either way (see
+// ownWriter): Redis then pushes the write to the other instances only.
+func (g *groupCore) write(ctx context.Context, st *groupState, key string, env []byte, ttl time.Duration, v any) error {
 	h, full := st.hash(key), st.base+key
 	g.c.l1.Invalidate(h)
-	w, _ := g.c.ownWriter(g.mayFill(g.snapshot(h)))
+	s := g.snapshot(h)
+	w, own := g.c.ownWriter(g.mayFill(s))
 	err := g.c.l2Set(ctx, w, full, h, env, g.l2TTL(ttl))
-	g.c.l1.Invalidate(h)
+	if err == nil && own && v != nil {
+		g.keepOwn(own, h, s, st, key, v, int64(len(env)-envelopeHeaderSize), ttl, ttl)
+	} else {
+		g.c.l1.Invalidate(h)
+	}
 	g.c.flight.Forget(full) // a GetOrLoad from now on does not join a load begun before
 	g.c.st.invLocal.Add(1)
 	g.c.st.sets.Add(1)
@@ -937,9 +944,10 @@ func (g *Group[T]) refreshAhead(st *groupState, key string, load func(context.Co
 		v, ctl, err := callLoader(ctx, &g.groupCore, c, load)
 		if err == nil && !ctl.noCache.Load() {
 			ttl := g.ttlFor(ctl, co.ttl)
+			av, refs := any(v), ctl.tagRefs(callRefs, "") // boxed once, for the codec and L1
 			var env []byte
-			if env, err = g.encode(v, ttl, ctl.tagRefs(callRefs, "")); err == nil {
-				err = g.write(ctx, st, key, env, ttl)
+			if env, err = g.encode(av, ttl, refs); err == nil {
+				err = g.write(ctx, st, key, env, ttl, withTags(av, refs)) // the loader's value: kept
 			}
 		}
 		if err != nil {

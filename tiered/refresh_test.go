@@ -59,3 +59,28 @@ func TestEagerRefresh(t *testing.T) {
 	}
 	require.EqualValues(t, 1, refreshes, "one refresh across the instances")
 }
+
+// The instance that refreshed a key ahead of its expiry keeps the new value in its L1: its
+// readers never leave L1 for it (its write reaches only the other instances, NOLOOP).
+func TestEagerRefreshKeepsTheNewValueInL1(t *testing.T) {
+	s := redistest.Start(t)
+	c := newCache(t, s, func(o *tiered.Options) { o.EagerRefresh = 0.5 })
+	g := tiered.NewGroup[int64](c, "hot", 600*time.Millisecond)
+	ctx := context.Background()
+	var version atomic.Int64
+	load := func(context.Context) (int64, error) { return version.Add(1), nil }
+	_, err := g.GetOrLoad(ctx, "k", load)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, warm(t, c, g, "k"))
+	require.Eventually(t, func() bool { // past half the TTL, a hit starts the refresh
+		_, err := g.GetOrLoad(ctx, "k", load)
+		require.NoError(t, err)
+		return c.Stats().Refreshes == 1
+	}, time.Second, tick)
+	require.NoError(t, c.HearInvalidationsForTest(ctx))
+	c.WaitL1ForTest()
+	var v int64
+	require.True(t, l1Hit(c, func() { v, err = g.Get(ctx, "k") }), "the refreshed value is read from Redis")
+	require.NoError(t, err)
+	require.EqualValues(t, 2, v)
+}
