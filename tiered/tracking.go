@@ -274,7 +274,7 @@ func (t *tracker) keep(c *Cache) {
 		}
 		sched.mark()
 		err := t.check(ctx, pingTimeout)
-		t.endHeld(c, held, err == nil)
+		t.endHeld(c, held, err == nil && len(t.client.Nodes()) > 0) // a PING went to every node
 		// The answer reaches the keeper through three goroutines that each wait in the run
 		// queue (rueidis's writer and reader, then the keeper): a goroutine that waited a
 		// quarter of the timeout for a P explains a late answer.

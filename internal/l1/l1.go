@@ -399,7 +399,8 @@ func (l *L1) Renew(h uint64, s Snapshot) (_ Snapshot, ok bool) {
 // RenewMany is Renew for the keys of one batch of writes, hs[i] written under ss[i]: keys
 // of one stripe bump it once between them, so that none makes another's value unservable.
 // A key whose stripe moved since its snapshot, or since another key's of its stripe, is
-// invalidated, and its ok is false.
+// invalidated, and its ok is false; that invalidation also makes the values of the keys of
+// its stripe renewed before it unservable (Fill drops them), whatever their ok.
 func (l *L1) RenewMany(hs []uint64, ss []Snapshot) (renewed []Snapshot, ok []bool) {
 	renewed, ok = make([]Snapshot, len(hs)), make([]bool, len(hs))
 	type bump struct {
