@@ -52,7 +52,9 @@ func TestReviewHoldSurvivesFailedCheckThenReturns(t *testing.T) {
 		}
 		require.Equal(t, "v0", v)
 	}
-	require.Eventually(t, func() bool { return rawGet(t, raw, redisKey(t, g, "k")) != "" && a.HearInvalidationsForTest(ctx) == nil }, 5*time.Second, tick)
+	require.Eventually(t, func() bool {
+		return rawGet(t, raw, redisKey(t, g, "k")) != "" && a.HearInvalidationsForTest(ctx) == nil
+	}, 5*time.Second, tick)
 	require.Eventually(t, func() bool {
 		v, err := g.Get(ctx, "k")
 		a.WaitL1ForTest()
