@@ -52,3 +52,10 @@ func (c *Cache) HearInvalidationsForTest(ctx context.Context) error {
 
 // WaitL1ForTest waits until the L1 fills made so far are applied (ristretto buffers them).
 func (c *Cache) WaitL1ForTest() { c.l1.Wait() }
+
+// RefreshingForTest is how many eager refreshes of this instance are running.
+func (c *Cache) RefreshingForTest() int {
+	n := 0
+	c.refreshing.Range(func(any, any) bool { n++; return true })
+	return n
+}

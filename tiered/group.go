@@ -915,14 +915,18 @@ func (g *groupCore) countLoadError() {
 }
 
 // refreshAhead starts one background load of key that replaces its value before it
-// expires (Options.EagerRefresh). Callers keep the current value meanwhile.
+// expires (Options.EagerRefresh). Callers keep the current value meanwhile. A write of the
+// key that this instance makes or hears of while the loader runs stands: the refresh, whose
+// value may predate it, is dropped rather than written over it. (One that lands between that
+// check and the refresh's write, a round trip, is overwritten, as with any load.)
 func (g *Group[T]) refreshAhead(st *groupState, key string, load func(context.Context) (T, error), opts []CallOption) {
 	c := g.c
 	co, err := g.callOptions(opts)
 	if err != nil {
 		return
 	}
-	full := st.base + key
+	full, h := st.base+key, st.hash(key)
+	before := c.l1.Snapshot(h) // the value the refresh replaces was current then
 	if _, busy := c.refreshing.LoadOrStore(full, struct{}{}); busy {
 		return
 	}
@@ -942,6 +946,9 @@ func (g *Group[T]) refreshAhead(st *groupState, key string, load func(context.Co
 			return
 		}
 		v, ctl, err := callLoader(ctx, &g.groupCore, c, load)
+		if err == nil && !c.l1.Current(h, before) {
+			return // written meanwhile (or its stripe invalidated, or L1 flushed): that write stands
+		}
 		if err == nil && !ctl.noCache.Load() {
 			ttl := g.ttlFor(ctl, co.ttl)
 			av, refs := any(v), ctl.tagRefs(callRefs, "") // boxed once, for the codec and L1

@@ -168,8 +168,10 @@ type Options struct {
 	// TTL (e.g. 0.8), a GetOrLoad that hits it in L1 still returns it at once, and starts
 	// one background load that replaces it before it expires — one per key per instance,
 	// and one across instances (a short lock in Redis). The instance that refreshed keeps
-	// the new value in L1; the others drop the old one and read the new from Redis. Zero
-	// (the default) turns it off; otherwise it must be in (0, 1).
+	// the new value in L1; the others drop the old one and read the new from Redis. A
+	// refresh whose key is written meanwhile (heard by the refreshing instance before its
+	// load returns) is dropped: the write stands. Zero (the default) turns it off;
+	// otherwise it must be in (0, 1).
 	EagerRefresh float64
 
 	// Invalidation selects the coherence mechanism; default Auto.

@@ -84,3 +84,52 @@ func TestEagerRefreshKeepsTheNewValueInL1(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 2, v)
 }
+
+// A write made while a refresh's loader runs stands: the refresh, whose value may predate
+// it, does not overwrite it (before, the refreshed value replaced it in Redis: a lost update).
+func TestEagerRefreshYieldsToAWriteMadeMeanwhile(t *testing.T) {
+	s := redistest.Start(t)
+	ctx := context.Background()
+	for _, who := range []string{"this instance", "another instance"} {
+		t.Run(who, func(t *testing.T) {
+			a := newCache(t, s, func(o *tiered.Options) { o.EagerRefresh = 0.5; o.KeyPrefix = "y" + who[:1] + ":" })
+			b := newCache(t, s, func(o *tiered.Options) { o.KeyPrefix = "y" + who[:1] + ":" })
+			ga := tiered.NewGroup[string](a, "hot", 600*time.Millisecond)
+			gb := tiered.NewGroup[string](b, "hot", 600*time.Millisecond)
+			writer := ga
+			if who == "another instance" {
+				writer = gb
+			}
+			var loads atomic.Int64
+			entered, release := make(chan struct{}), make(chan struct{})
+			load := func(context.Context) (string, error) {
+				if loads.Add(1) == 1 {
+					return "v1", nil
+				}
+				close(entered)
+				<-release
+				return "refreshed", nil
+			}
+			_, err := ga.GetOrLoad(ctx, "k", load)
+			require.NoError(t, err)
+			warm(t, a, ga, "k")
+			require.Eventually(t, func() bool { // past half the TTL, a hit starts the refresh
+				_, err := ga.GetOrLoad(ctx, "k", load)
+				require.NoError(t, err)
+				return loads.Load() == 2
+			}, time.Second, tick)
+			<-entered
+			require.NoError(t, writer.Set(ctx, "k", "theirs"))
+			require.NoError(t, a.HearInvalidationsForTest(ctx))
+			close(release)
+			require.Eventually(t, func() bool { return a.RefreshingForTest() == 0 }, waitFor, tick)
+			require.NoError(t, a.HearInvalidationsForTest(ctx))
+			require.NoError(t, b.HearInvalidationsForTest(ctx))
+			for name, g := range map[string]*tiered.Group[string]{"a": ga, "b": gb} {
+				v, err := g.Get(ctx, "k")
+				require.NoError(t, err)
+				require.Equal(t, "theirs", v, "%s", name)
+			}
+		})
+	}
+}

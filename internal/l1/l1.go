@@ -359,6 +359,10 @@ func (l *L1) Snapshot(h uint64) Snapshot {
 	return Snapshot{gen: l.stripes[h&stripeMask].Load(), epoch: l.epoch.Load()}
 }
 
+// Current reports whether nothing has moved the key's stripe or the epoch since s: no
+// invalidation heard since, of this key or of another of its stripe, and no flush.
+func (l *L1) Current(h uint64, s Snapshot) bool { return l.current(h, s) }
+
 func (l *L1) current(h uint64, s Snapshot) bool {
 	return s.epoch == l.epoch.Load() && s.gen == l.stripes[h&stripeMask].Load()
 }
