@@ -464,6 +464,31 @@ func (g *groupCore) keepOwn(own bool, h uint64, s snapshot, st *groupState, key 
 	g.fillL1(h, s, st, key, v, size, ttl, fullTTL)
 }
 
+// keepOwnMany is keepOwn's decision for the values of one batch of writes, the key of L1
+// hash hs[i] written under ss[i]: the snapshot to fill each under, and whether to keep it.
+// Through the listener (own), one bump per stripe for the whole batch (l1.RenewMany), so
+// that keys of one stripe do not end each other's values.
+func (g *groupCore) keepOwnMany(own bool, hs []uint64, ss []snapshot) (fill []snapshot, keep []bool) {
+	if !own {
+		keep = make([]bool, len(ss))
+		for i := range keep {
+			keep[i] = true
+		}
+		return ss, keep
+	}
+	l1s := make([]l1.Snapshot, len(ss))
+	for i := range ss {
+		l1s[i] = ss[i].Snapshot
+	}
+	var renewed []l1.Snapshot
+	renewed, keep = g.c.l1.RenewMany(hs, l1s)
+	fill = make([]snapshot, len(ss))
+	for i := range ss {
+		fill[i] = snapshot{Snapshot: renewed[i], armed: ss[i].armed}
+	}
+	return fill, keep
+}
+
 // maxPublishedKey is the longest Redis key the bus can carry (a uvarint length and the bytes
 // within bus.MaxBatchBytes).
 const maxPublishedKey = bus.MaxBatchBytes - 10

@@ -11,7 +11,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/synspirit/tiercache/internal/flight"
-	"github.com/synspirit/tiercache/internal/l1"
 	"github.com/synspirit/tiercache/internal/rcall"
 )
 
@@ -347,11 +346,13 @@ func (g *Group[T]) loadBatch(ctx context.Context, st *groupState, keys []string,
 		}
 	}
 	w, own := g.c.ownWriter(len(snaps) > 0 && g.mayFill(snaps[0]))
-	stored := make([]int, 0, len(full)) // index in full of the values Redis confirmed
 	hs := make([]uint64, len(full))
 	for j, i := range at {
 		hs[j] = hashes[i]
 	}
+	var stored []int // index in full of the values Redis confirmed
+	var storedHs []uint64
+	var storedSnaps []snapshot
 	for j, err := range g.c.l2SetMany(ctx, w, full, hs, envs, ttls) {
 		if err != nil {
 			g.c.log.Debug("loaded value not stored in redis", zap.String("key", full[j]), zap.Error(err))
@@ -360,26 +361,9 @@ func (g *Group[T]) loadBatch(ctx context.Context, st *groupState, keys []string,
 			}
 			continue // not confirmed by Redis: not in L1 either
 		}
-		stored = append(stored, j)
+		stored, storedHs, storedSnaps = append(stored, j), append(storedHs, hs[j]), append(storedSnaps, snaps[at[j]])
 	}
-	// Written through the listener, the values are kept under their stripes' renewed
-	// snapshots (keepOwn), one bump per stripe for the whole batch.
-	fillSnaps := make([]snapshot, len(stored))
-	keepSnaps := make([]bool, len(stored))
-	if own {
-		hs, ss := make([]uint64, len(stored)), make([]l1.Snapshot, len(stored))
-		for n, j := range stored {
-			hs[n], ss[n] = hashes[at[j]], snaps[at[j]].Snapshot
-		}
-		renewed, ok := g.c.l1.RenewMany(hs, ss)
-		for n, j := range stored {
-			fillSnaps[n], keepSnaps[n] = snapshot{Snapshot: renewed[n], armed: snaps[at[j]].armed}, ok[n]
-		}
-	} else {
-		for n, j := range stored {
-			fillSnaps[n], keepSnaps[n] = snaps[at[j]], true
-		}
-	}
+	fillSnaps, keepSnaps := g.keepOwnMany(own, storedHs, storedSnaps)
 	for n, j := range stored {
 		if !keepSnaps[n] {
 			continue

@@ -289,13 +289,7 @@ func TestReviewNoloopClusterConverges(t *testing.T) {
 		for i := range many {
 			many[i] = fmt.Sprint("many-", i)
 		}
-		_, err := g.GetOrLoadMany(ctx, many, func(_ context.Context, missing []string) (map[string]string, error) {
-			out := map[string]string{}
-			for _, m := range missing {
-				out[m] = "batch"
-			}
-			return out, nil
-		})
+		_, err := g.GetOrLoadMany(ctx, many, loadAllAs("batch"))
 		require.NoError(t, err)
 		require.NoError(t, g.Set(ctx, "own-set", "v"))
 		require.NoError(t, a.HearInvalidationsForTest(ctx))
@@ -496,13 +490,7 @@ func TestReviewNoloopLargeBatchNotHeardBack(t *testing.T) {
 			keys[i] = fmt.Sprintf("n%d-%d", n, i)
 		}
 		before := a.Stats().Invalidations.Tracking
-		_, err := g.GetOrLoadMany(ctx, keys, func(_ context.Context, missing []string) (map[string]string, error) {
-			out := make(map[string]string, len(missing))
-			for _, m := range missing {
-				out[m] = "v"
-			}
-			return out, nil
-		})
+		_, err := g.GetOrLoadMany(ctx, keys, loadAllAs("v"))
 		require.NoError(t, err)
 		require.NoError(t, a.HearInvalidationsForTest(ctx))
 		heard := a.Stats().Invalidations.Tracking - before
@@ -524,13 +512,7 @@ func TestReviewNoloopBatchKeysShareStripes(t *testing.T) {
 	for i := range keys {
 		keys[i] = fmt.Sprint("p-", i)
 	}
-	_, err := g.GetOrLoadMany(ctx, keys, func(_ context.Context, missing []string) (map[string]string, error) {
-		out := make(map[string]string, len(missing))
-		for _, m := range missing {
-			out[m] = "v"
-		}
-		return out, nil
-	})
+	_, err := g.GetOrLoadMany(ctx, keys, loadAllAs("v"))
 	require.NoError(t, err)
 	require.NoError(t, a.HearInvalidationsForTest(ctx))
 	a.WaitL1ForTest()
@@ -541,4 +523,15 @@ func TestReviewNoloopBatchKeysShareStripes(t *testing.T) {
 		}
 	}
 	require.Empty(t, missed, "%d of %d loaded keys not served from L1", len(missed), len(keys))
+}
+
+// loadAllAs is a batch loader that finds every key, with value v.
+func loadAllAs(v string) func(context.Context, []string) (map[string]string, error) {
+	return func(_ context.Context, missing []string) (map[string]string, error) {
+		out := make(map[string]string, len(missing))
+		for _, m := range missing {
+			out[m] = v
+		}
+		return out, nil
+	}
 }

@@ -177,14 +177,12 @@ func (c *Caller) DoMovingSettled(ctx context.Context, cmd rueidis.Completed, n i
 		return rueidis.NewErrorResult(err), true
 	}
 	if c.o.Observe == nil {
-		res := c.client.Do(b.ctx, cmd.Pin())
-		return c.finish(ctx, &b, probe, res), answered(res.Error())
+		return c.finish(ctx, &b, probe, c.client.Do(b.ctx, cmd.Pin()))
 	}
 	name, start := commandName(cmd), time.Now()
-	raw := c.client.Do(b.ctx, cmd.Pin())
-	res := c.finish(ctx, &b, probe, raw)
+	res, settled := c.finish(ctx, &b, probe, c.client.Do(b.ctx, cmd.Pin()))
 	c.observe(name, start, res.Error())
-	return res, answered(raw.Error())
+	return res, settled
 }
 
 // answered tells whether err, a command's result as rueidis returned it, is Redis's answer.
@@ -367,21 +365,21 @@ func (c *Caller) start(ctx context.Context, n int64) (b bound, probe bool, err e
 }
 
 // finish ends a call begun by start with its result: classification and the breaker's
-// accounting.
-func (c *Caller) finish(ctx context.Context, b *bound, probe bool, res rueidis.RedisResult) rueidis.RedisResult {
+// accounting. It also tells whether the command's fate is settled (see DoMovingSettled).
+func (c *Caller) finish(ctx context.Context, b *bound, probe bool, res rueidis.RedisResult) (_ rueidis.RedisResult, settled bool) {
 	err := res.Error()
 	if err == nil || rueidis.IsRedisNil(err) {
 		b.cancel()
 		c.o.Breaker.success(probe)
-		return res
+		return res, true
 	}
 	oc, cerr := c.classify(ctx, err, b)
 	b.cancel()
 	c.account(oc, probe)
 	if cerr != err {
-		return rueidis.NewErrorResult(cerr)
+		return rueidis.NewErrorResult(cerr), answered(err)
 	}
-	return res
+	return res, answered(err)
 }
 
 // refuse fails a call before it is sent: the owner is closed, or the caller's context is

@@ -37,7 +37,7 @@ func (c *Caller) Exec(ctx context.Context, s *Script, keys, args []string) rueid
 	if re, ok := rueidis.IsRedisErr(res.Error()); ok && re.IsNoScript() {
 		res = c.client.Do(b.ctx, cmd.Eval().Script(s.src).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build().Pin())
 	}
-	res = c.finish(ctx, &b, probe, res)
+	res, _ = c.finish(ctx, &b, probe, res)
 	if c.o.Observe != nil {
 		c.observe("EVALSHA", start, res.Error())
 	}
