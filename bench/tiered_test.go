@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -435,7 +438,7 @@ func BenchmarkDataL2Hit(b *testing.B) {
 		if err := g.Set(ctx, "123", sample); err != nil {
 			b.Fatal(err)
 		}
-		serialAndParallel(b, same(func(ctx context.Context) error { return checkArticle(g.Get(ctx, "123")) }), redisCPUPerOp(b, s))
+		serialAndParallel(b, same(func(ctx context.Context) error { return checkArticle(g.Get(ctx, "123")) }), costs(b, s))
 	})
 	b.Run("go-redis-cache", func(b *testing.B) {
 		cd := newGoRedisCache(newGoRedisClient(b, s), nil)
@@ -445,7 +448,7 @@ func BenchmarkDataL2Hit(b *testing.B) {
 		serialAndParallel(b, same(func(ctx context.Context) error {
 			var a Article
 			return checkArticle(a, cd.Get(ctx, "gr:articles:123", &a))
-		}), redisCPUPerOp(b, s))
+		}), costs(b, s))
 	})
 	b.Run("rueidis-GET+json", func(b *testing.B) {
 		rc := newRueidisClient(b, s, false)
@@ -459,7 +462,7 @@ func BenchmarkDataL2Hit(b *testing.B) {
 				err = json.Unmarshal(bs, &a)
 			}
 			return checkArticle(a, err)
-		}), redisCPUPerOp(b, s))
+		}), costs(b, s))
 	})
 	b.Run("go-redis-csc-localmiss", func(b *testing.B) {
 		rdb := newGoRedisCSC(b, s, goredis.ClientSideCacheConfig{MaxEntries: 1})
@@ -479,7 +482,7 @@ func BenchmarkDataL2Hit(b *testing.B) {
 				n++
 				return checkArticle(goRedisGetJSON(ctx, rdb, mine[n&1]))
 			}
-		}, probes(cscHitRatio(rdb), redisCPUPerOp(b, s)))
+		}, probes(cscHitRatio(rdb), costs(b, s)))
 	})
 	// After its first read, DoCache answers from rueidis's own client-side cache: this is not
 	// an L2 read, and is labelled so.
@@ -518,7 +521,7 @@ func BenchmarkDataMissLoad(b *testing.B) {
 			g := tiered.NewGroup[Article](newTiered(b, s, c.mod), "data:miss", time.Minute)
 			serialAndParallel(b, same(func(ctx context.Context) error {
 				return checkArticle(g.GetOrLoad(ctx, freshKey(), loadSample))
-			}), redisCPUPerOp(b, s))
+			}), costs(b, s))
 		})
 	}
 	b.Run("go-redis-cache", func(b *testing.B) {
@@ -534,7 +537,7 @@ func BenchmarkDataMissLoad(b *testing.B) {
 		rc := newRueidisClient(b, s, false)
 		serialAndParallel(b, same(func(ctx context.Context) error {
 			return rueidisGetOrLoad(ctx, rc, "ru:miss:"+freshKey())
-		}), redisCPUPerOp(b, s))
+		}), costs(b, s))
 	})
 }
 
@@ -572,7 +575,7 @@ func BenchmarkDataSet(b *testing.B) {
 			serialAndParallel(b, func(w int) func(context.Context) error {
 				key := strconv.Itoa(w)
 				return func(ctx context.Context) error { return g.Set(ctx, key, sample) }
-			}, redisCPUPerOp(b, s))
+			}, costs(b, s))
 		})
 	}
 	b.Run("go-redis-cache", func(b *testing.B) {
@@ -582,7 +585,7 @@ func BenchmarkDataSet(b *testing.B) {
 			return func(ctx context.Context) error {
 				return cd.Set(&gocache.Item{Ctx: ctx, Key: key, Value: &sample, TTL: longTTL})
 			}
-		}, redisCPUPerOp(b, s))
+		}, costs(b, s))
 	})
 	b.Run("rueidis-SET+json", func(b *testing.B) {
 		rc := newRueidisClient(b, s, false)
@@ -595,7 +598,7 @@ func BenchmarkDataSet(b *testing.B) {
 				}
 				return rc.Do(ctx, rc.B().Set().Key(key).Value(rueidis.BinaryString(js)).Ex(longTTL).Build()).Error()
 			}
-		}, redisCPUPerOp(b, s))
+		}, costs(b, s))
 	})
 }
 
@@ -716,4 +719,45 @@ func BenchmarkNewGroup(b *testing.B) {
 			}
 		}
 	})
+}
+
+// costs are the probes of the benchmarks that go to Redis: the CPU time of redis-server
+// (redis-cpu-us/op) and of this process (client-cpu-us/op) per operation, and this process's
+// write syscalls per operation (writes/op: how well the client's pipelining batches).
+func costs(b *testing.B, s *redistest.Server) probe {
+	return probes(redisCPUPerOp(b, s), clientCPUPerOp(), sysWritesPerOp())
+}
+
+// sysWritesPerOp reports the process's write syscalls per operation (Linux, /proc/self/io).
+func sysWritesPerOp() probe {
+	read := func() float64 {
+		bs, err := os.ReadFile("/proc/self/io")
+		if err != nil {
+			return 0
+		}
+		for _, l := range strings.Split(string(bs), "\n") {
+			if v, ok := strings.CutPrefix(l, "syscw: "); ok {
+				n, _ := strconv.ParseFloat(v, 64)
+				return n
+			}
+		}
+		return 0
+	}
+	return func() func(*testing.B) {
+		w0 := read()
+		return func(b *testing.B) { b.ReportMetric((read()-w0)/float64(b.N), "writes/op") }
+	}
+}
+
+// clientCPUPerOp reports this process's CPU time (user + system) per operation.
+func clientCPUPerOp() probe {
+	read := func() float64 {
+		var ru syscall.Rusage
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e3
+	}
+	return func() func(*testing.B) {
+		c0 := read()
+		return func(b *testing.B) { b.ReportMetric((read()-c0)/float64(b.N), "client-cpu-us/op") }
+	}
 }

@@ -27,13 +27,14 @@ func Register(c *tiered.Cache, mp metric.MeterProvider, opts ...Option) (*Regist
 	m := mp.Meter(ScopeName)
 	var (
 		requests, loads, loadErrors, shared, redisErrors, invalidations metric.Int64ObservableCounter
-		flushes, opens, failSafe, publishErrors                         metric.Int64ObservableCounter
+		flushes, opens, failSafe, publishErrors, yielded                metric.Int64ObservableCounter
 	)
 	instruments, err := newCounters(m, []counterSpec{
 		{"tiercache.requests", "{request}", "Lookups of a group's keys, by tier and result.", &requests},
 		{"tiercache.loads", "{load}", "Loader calls, by group.", &loads},
 		{"tiercache.load.errors", "{load}", "Loader calls that returned an error or panicked, by group.", &loadErrors},
 		{"tiercache.loads.shared", "{request}", "GetOrLoad calls that joined another caller's load.", &shared},
+		{"tiercache.loads.yielded", "{load}", "Loaded values not stored because their key was written while the loader ran.", &yielded},
 		{"tiercache.redis.errors", "{error}", "Redis calls that failed, breaker rejections included.", &redisErrors},
 		{"tiercache.invalidations", "{key}", "Keys invalidated in L1, by where the invalidation came from.", &invalidations},
 		{"tiercache.l1.flushes", "{flush}", "Whole-L1 invalidations: a lost connection, FLUSHALL, the breaker, Flush.", &flushes},
@@ -85,6 +86,7 @@ func Register(c *tiered.Cache, mp metric.MeterProvider, opts ...Option) (*Regist
 			o.ObserveInt64(loadErrors, clamp(gs.LoadErrors), g.group)
 		}
 		o.ObserveInt64(shared, clamp(st.LoadsShared), plain)
+		o.ObserveInt64(yielded, clamp(st.LoadsYielded), plain)
 		o.ObserveInt64(redisErrors, clamp(st.L2Errors), plain)
 		inv := st.Invalidations
 		for i, n := range []uint64{inv.Local, inv.Tracking, inv.Bus, inv.Keyspace} {

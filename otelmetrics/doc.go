@@ -24,6 +24,7 @@
 //	| tiercache.loads                       | counter (async)       | {load}      | tiercache.group                                               | loader calls                                          |
 //	| tiercache.load.errors                 | counter (async)       | {load}      | tiercache.group                                               | loader calls that failed or panicked                  |
 //	| tiercache.loads.shared                | counter (async)       | {request}   |                                                               | GetOrLoad calls that joined another caller's load     |
+//	| tiercache.loads.yielded               | counter (async)       | {load}      |                                                               | loaded values not stored: their key was written meanwhile |
 //	| tiercache.redis.errors                | counter (async)       | {error}     |                                                               | Redis calls that failed, breaker rejections included  |
 //	| tiercache.invalidations               | counter (async)       | {key}       | tiercache.invalidation.source (local, tracking, bus, keyspace) | keys invalidated in L1, by where it was heard         |
 //	| tiercache.l1.flushes                  | counter (async)       | {flush}     |                                                               | whole-L1 invalidations                                |

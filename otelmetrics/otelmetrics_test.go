@@ -157,7 +157,7 @@ func TestCacheMetrics(t *testing.T) {
 
 	// Every metric is there from the first collection.
 	names := []string{
-		"tiercache.requests", "tiercache.loads", "tiercache.load.errors", "tiercache.loads.shared",
+		"tiercache.requests", "tiercache.loads", "tiercache.load.errors", "tiercache.loads.shared", "tiercache.loads.yielded",
 		"tiercache.redis.errors", "tiercache.invalidations", "tiercache.l1.flushes", "tiercache.breaker.state",
 		"tiercache.breaker.opens", "tiercache.fail_safe.answers", "tiercache.bus.publish.errors",
 	}

@@ -63,6 +63,7 @@ type Cache struct {
 type counters struct {
 	l2Hits, l2Misses, l2Errors atomic.Uint64
 	loads, loadErrors          atomic.Uint64
+	loadsYielded               atomic.Uint64
 	sets, deletes              atomic.Uint64
 	decodeErrors               atomic.Uint64
 	invLocal, invTracking      atomic.Uint64

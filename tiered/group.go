@@ -330,7 +330,12 @@ func (g *Group[T]) Get(ctx context.Context, key string) (T, error) {
 // fetch reads key from Redis and fills L1. A value that cannot be decoded is a miss; a
 // cached miss (WithNotFoundTTL) is errCachedMiss, and kept in L1 as such.
 func (g *Group[T]) fetch(ctx context.Context, st *groupState, key string, h uint64) (any, error) {
-	s := g.snapshot(h)
+	return g.fetchAt(ctx, g.snapshot(h), st, key, h)
+}
+
+// fetchAt is fetch under snapshot s, taken before it. A key Redis holds nothing for is
+// ErrNotFound itself (not wrapped).
+func (g *Group[T]) fetchAt(ctx context.Context, s snapshot, st *groupState, key string, h uint64) (any, error) {
 	raw, redisTTL, err := g.c.l2Get(ctx, &g.ns.st, st.base+key, g.maxValue, g.mayFill(s))
 	if err != nil {
 		return nil, err
@@ -575,7 +580,7 @@ func (g *groupCore) write(ctx context.Context, st *groupState, key string, env [
 	g.c.l1.Invalidate(h)
 	s := g.snapshot(h)
 	w, own := g.c.ownWriter(g.mayFill(s))
-	err := g.c.l2Set(ctx, w, full, h, env, g.l2TTL(ttl))
+	_, err := g.c.l2Set(ctx, w, full, h, env, g.l2TTL(ttl), false)
 	if err == nil && own && v != nil {
 		g.keepOwn(own, h, s, st, key, v, int64(len(env)-envelopeHeaderSize), ttl, ttl)
 	} else {
@@ -798,10 +803,12 @@ func (g *Group[T]) load(ctx context.Context, st *groupState, key string, h uint6
 			return v, nil
 		}
 	}
-	v, err := g.fetch(ctx, st, key, h)
+	s := g.snapshot(h) // before the read: a write of key from now on is one the load yields to
+	v, err := g.fetchAt(ctx, s, st, key, h)
 	if err == nil || err == errCachedMiss {
 		return v, err
 	}
+	absent := err == ErrNotFound // Redis holds nothing: the load stores only if that is still so
 	if !errors.Is(err, ErrNotFound) && ctx.Err() != nil {
 		return nil, err
 	}
@@ -826,7 +833,6 @@ func (g *Group[T]) load(ctx context.Context, st *groupState, key string, h uint6
 		}
 		defer release()
 	}
-	s := g.snapshot(h)
 	// The tags' versions before the loader reads what they stand for.
 	callRefs, tagErr := g.c.tagRefs(ctx, co.tags, true)
 	g.countLoad()
@@ -838,7 +844,7 @@ func (g *Group[T]) load(ctx context.Context, st *groupState, key string, h uint6
 	refs := ctl.tagRefs(callRefs, "")
 	if err != nil {
 		if g.notFoundTTL > 0 && errors.Is(err, ErrNotFound) && !ctl.noCache.Load() {
-			g.storeMiss(ctx, s, st, key, h, g.ttlFor(ctl, g.notFoundTTL), refs)
+			g.storeMiss(ctx, s, absent, st, key, h, g.ttlFor(ctl, g.notFoundTTL), refs)
 			return nil, &loaderError{err}
 		}
 		g.countLoadError()
@@ -862,24 +868,43 @@ func (g *Group[T]) load(ctx context.Context, st *groupState, key string, h uint6
 		g.c.log.Error("loaded value not cached", zap.String("group", g.name), zap.Error(err))
 		return lv, nil
 	}
-	w, own := g.c.ownWriter(g.mayFill(s))
-	if err := g.c.l2Set(ctx, w, st.base+key, h, env, g.l2TTL(ttl)); err != nil {
-		g.c.log.Debug("loaded value not stored in redis", zap.String("key", st.base+key), zap.Error(err))
-		return lv, nil // not confirmed by Redis: not in L1 either
-	}
-	g.keepOwn(own, h, s, st, key, withTags(lv, refs), int64(len(env)-envelopeHeaderSize), ttl, ttl)
+	g.store(ctx, s, absent, st, key, h, env, g.l2TTL(ttl), withTags(lv, refs), int64(len(env)-envelopeHeaderSize), ttl)
 	return lv, nil
 }
 
-// storeMiss caches that key does not exist, for ttl, with tags refs, in Redis and (once
-// Redis has it) L1.
-func (g *groupCore) storeMiss(ctx context.Context, s snapshot, st *groupState, key string, h uint64, ttl time.Duration, refs []tagRef) {
-	w, own := g.c.ownWriter(g.mayFill(s))
-	if err := g.c.l2Set(ctx, w, st.base+key, h, g.encodeMiss(ttl, refs), ttl); err != nil {
-		g.c.log.Debug("miss not stored in redis", zap.String("key", st.base+key), zap.Error(err))
+// storeMiss caches that key does not exist, for ttl, with tags refs (see store).
+func (g *groupCore) storeMiss(ctx context.Context, s snapshot, absent bool, st *groupState, key string, h uint64, ttl time.Duration, refs []tagRef) {
+	g.store(ctx, s, absent, st, key, h, g.encodeMiss(ttl, refs), ttl, withTags(negative, refs), 0, ttl)
+}
+
+// store keeps what a load of key got (envelope env, for Redis TTL redisTTL; v for L1, of
+// payload size and TTL ttl) in Redis and, once Redis has it, in L1, unless the key was
+// written since s, taken before the load's read: then that write stands, and the loaded
+// value is only returned. absent tells that the read found nothing: the value is then
+// stored only if that is still so (SET NX), and no write that Redis applied since can be
+// gone over. Other writes are known by the key's L1 stripe (or the epoch) having moved since
+// s: every write and Delete made on this instance, and those made elsewhere that Redis
+// reports to this instance's listener (a group whose values go to L1, tracked by then). A
+// move of the stripe by another of its keys (1 key in 4096 shares it) costs the store.
+// Not known: another instance's Delete of a key Redis did not hold (no change, nothing is
+// reported), another instance's write when this one does not track the group (DisableL1),
+// and a write applied in the round trip between the check and the SET.
+func (g *groupCore) store(ctx context.Context, s snapshot, absent bool, st *groupState, key string, h uint64, env []byte, redisTTL time.Duration, v any, size int64, ttl time.Duration) {
+	if !g.c.l1.Current(h, s.Snapshot) {
+		g.c.st.loadsYielded.Add(1)
 		return
 	}
-	g.keepOwn(own, h, s, st, key, withTags(negative, refs), 0, ttl, ttl)
+	w, own := g.c.ownWriter(g.mayFill(s))
+	stored, err := g.c.l2Set(ctx, w, st.base+key, h, env, redisTTL, absent)
+	switch {
+	case err != nil:
+		g.c.log.Debug("loaded value not stored in redis", zap.String("key", st.base+key), zap.Error(err))
+		return // not confirmed by Redis: not in L1 either
+	case !stored:
+		g.c.st.loadsYielded.Add(1) // Redis holds a value written since the read
+		return
+	}
+	g.keepOwn(own, h, s, st, key, v, size, ttl, ttl)
 }
 
 // loadWithoutRedis serves a GetOrLoad miss while Redis cannot be asked (down, breaker open,
@@ -972,6 +997,7 @@ func (g *Group[T]) refreshAhead(st *groupState, key string, load func(context.Co
 		}
 		v, ctl, err := callLoader(ctx, &g.groupCore, c, load)
 		if err == nil && !c.l1.Current(h, before) {
+			c.st.loadsYielded.Add(1)
 			return // written meanwhile (or its stripe invalidated, or L1 flushed): that write stands
 		}
 		if err == nil && !ctl.noCache.Load() {

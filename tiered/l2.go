@@ -87,16 +87,29 @@ func (c *Cache) l2Outcome(gc *groupCounters, s string, err error, limit int64) (
 var errOversize = notFound("larger than the group's MaxValueBytes")
 
 // l2Set stores an envelope through w: the cache's caller, or ownCaller (see ownWriter). h is
-// the key's L1 hash.
-func (c *Cache) l2Set(ctx context.Context, w *rcall.Caller, key string, h uint64, value []byte, ttl time.Duration) error {
-	cmd := w.B().Set().Key(key).Value(rueidis.BinaryString(value)).PxMilliseconds(max(ttl.Milliseconds(), 1)).Build()
-	res, settled := w.DoMovingSettled(ctx, cmd, int64(len(value)))
+// the key's L1 hash. With ifAbsent (SET NX) it is stored only if Redis holds nothing for the
+// key, and stored reports whether it was: a load that read nothing stores so, and a write
+// made since its read stands (see groupCore.store).
+func (c *Cache) l2Set(ctx context.Context, w *rcall.Caller, key string, h uint64, value []byte, ttl time.Duration, ifAbsent bool) (stored bool, err error) {
+	res, settled := w.DoMovingSettled(ctx, setCmd(w.B(), key, value, ttl, ifAbsent), int64(len(value)))
 	if err := res.Error(); err != nil {
+		if rueidis.IsRedisNil(err) { // SET NX: the key exists
+			return false, nil
+		}
 		c.st.l2Errors.Add(1)
 		c.unsettledWrite(w, settled, h)
-		return err
+		return false, err
 	}
-	return nil
+	return true, nil
+}
+
+// setCmd is the SET of an envelope (see l2Set).
+func setCmd(b rueidis.Builder, key string, value []byte, ttl time.Duration, ifAbsent bool) rueidis.Completed {
+	px := max(ttl.Milliseconds(), 1)
+	if ifAbsent {
+		return b.Set().Key(key).Value(rueidis.BinaryString(value)).Nx().PxMilliseconds(px).Build()
+	}
+	return b.Set().Key(key).Value(rueidis.BinaryString(value)).PxMilliseconds(px).Build()
 }
 
 // unsettledWrite is told, after a write through w of the keys of L1 hashes hs failed,

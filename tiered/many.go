@@ -32,7 +32,7 @@ func (g *Group[T]) GetMany(ctx context.Context, keys []string) (map[string]T, er
 	if err != nil || len(rest) == 0 {
 		return out, err
 	}
-	found, _, errs := g.readMany(ctx, st, rest)
+	found, _, errs, _ := g.readMany(ctx, st, rest, false)
 	for k, v := range found {
 		out[k] = v.(T)
 	}
@@ -64,6 +64,7 @@ func (g *Group[T]) GetOrLoadMany(ctx context.Context, keys []string, load func(c
 		return out, err
 	}
 	var stale map[string]any
+	var reads map[string]readMark
 	var missing []string
 	if err != nil { // the generation cannot be read: the loader serves everything
 		if expiredCtx(ctx, err) {
@@ -72,8 +73,8 @@ func (g *Group[T]) GetOrLoadMany(ctx context.Context, keys []string, load func(c
 		missing = rest
 		st = nil
 	} else {
-		found, st2, errs := g.readMany(ctx, st, rest)
-		stale = st2
+		found, st2, errs, r := g.readMany(ctx, st, rest, true)
+		stale, reads = st2, r
 		for _, k := range rest {
 			if v, ok := found[k]; ok {
 				out[k] = v.(T)
@@ -85,7 +86,7 @@ func (g *Group[T]) GetOrLoadMany(ctx context.Context, keys []string, load func(c
 	if len(missing) == 0 {
 		return out, nil
 	}
-	loaded, errs, tooBig := g.loadMany(ctx, st, missing, load, co)
+	loaded, errs, tooBig := g.loadMany(ctx, st, missing, reads, load, co)
 	for k, v := range loaded {
 		out[k] = v.(T)
 	}
@@ -168,10 +169,14 @@ func dedupe(ks []string) []string {
 
 // readMany reads keys from Redis in one pipeline per node, and fills L1. It returns the
 // values found, the stale ones (past their TTL, kept for fail-safe) and, for the others, why
-// not: a miss (matching ErrNotFound), errCachedMiss, or a failure to read.
-func (g *Group[T]) readMany(ctx context.Context, st *groupState, keys []string) (found, stale map[string]any, errs map[string]error) {
+// not: a miss (matching ErrNotFound), errCachedMiss, or a failure to read. With mark, reads
+// tells the load of each key not found how its read went (see readMark).
+func (g *Group[T]) readMany(ctx context.Context, st *groupState, keys []string, mark bool) (found, stale map[string]any, errs map[string]error, reads map[string]readMark) {
 	found = make(map[string]any, len(keys))
 	errs = map[string]error{}
+	if mark {
+		reads = make(map[string]readMark, len(keys))
+	}
 	snaps := make([]snapshot, len(keys))
 	hashes := make([]uint64, len(keys))
 	full := make([]string, len(keys))
@@ -193,6 +198,9 @@ func (g *Group[T]) readMany(ctx context.Context, st *groupState, keys []string) 
 		}
 	}
 	for i, k := range keys {
+		if mark && rerrs[i] != nil {
+			reads[k] = readMark{s: snaps[i], absent: rerrs[i] == ErrNotFound}
+		}
 		if rerrs[i] != nil {
 			errs[k] = rerrs[i]
 			continue
@@ -211,13 +219,20 @@ func (g *Group[T]) readMany(ctx context.Context, st *groupState, keys []string) 
 			errs[k] = err
 		}
 	}
-	return found, stale, errs
+	return found, stale, errs, reads
+}
+
+// readMark is what a batch's read of a key tells its load (see groupCore.store): the
+// snapshot taken before the read, and whether Redis held nothing for the key.
+type readMark struct {
+	s      snapshot
+	absent bool
 }
 
 // loadMany loads missing keys with one loader call, shared with concurrent loads of the same
 // keys, and stores what it returns. st is nil when Redis cannot be asked: then nothing is
-// stored.
-func (g *Group[T]) loadMany(ctx context.Context, st *groupState, missing []string, load func(context.Context, []string) (map[string]T, error), co callOpts) (map[string]any, map[string]error, error) {
+// stored. reads tells of each key's read (nil: none).
+func (g *Group[T]) loadMany(ctx context.Context, st *groupState, missing []string, reads map[string]readMark, load func(context.Context, []string) (map[string]T, error), co callOpts) (map[string]any, map[string]error, error) {
 	flightKey := func(k string) string { return "\x00" + g.name + "\x00" + k }
 	if st != nil {
 		flightKey = func(k string) string { return st.base + k }
@@ -234,7 +249,7 @@ func (g *Group[T]) loadMany(ctx context.Context, st *groupState, missing []strin
 		for i, fk := range led {
 			keys[i] = byFlight[fk]
 		}
-		got, err := g.loadBatch(lctx, st, keys, load, co)
+		got, err := g.loadBatch(lctx, st, keys, reads, load, co)
 		if got == nil {
 			return nil, err
 		}
@@ -270,17 +285,24 @@ func (g *Group[T]) loadMany(ctx context.Context, st *groupState, missing []strin
 }
 
 // loadBatch calls the loader for keys and stores its values (and, with WithNotFoundTTL, its
-// misses) in one pipeline, then in L1. It returns the values by key (negative for a cached
+// misses) in one pipeline, then in L1, each as groupCore.store does: a key written since
+// its read (reads) keeps that write. It returns the values by key (negative for a cached
 // miss); a value over the limit is returned with an ErrTooLarge error.
-func (g *Group[T]) loadBatch(ctx context.Context, st *groupState, keys []string, load func(context.Context, []string) (map[string]T, error), co callOpts) (map[string]any, error) {
+func (g *Group[T]) loadBatch(ctx context.Context, st *groupState, keys []string, reads map[string]readMark, load func(context.Context, []string) (map[string]T, error), co callOpts) (map[string]any, error) {
 	var snaps []snapshot
 	var hashes []uint64
+	var absent []bool
 	if st != nil {
 		snaps = make([]snapshot, len(keys))
 		hashes = make([]uint64, len(keys))
+		absent = make([]bool, len(keys))
 		for i, k := range keys {
 			hashes[i] = st.hash(k)
-			snaps[i] = g.snapshot(hashes[i])
+			if r, ok := reads[k]; ok {
+				snaps[i], absent[i] = r.s, r.absent
+			} else {
+				snaps[i] = g.snapshot(hashes[i])
+			}
 		}
 	}
 	var callRefs []tagRef
@@ -327,6 +349,10 @@ func (g *Group[T]) loadBatch(ctx context.Context, st *groupState, keys []string,
 	}
 	for i, k := range keys {
 		v, ok := got[k]
+		if (ok || missTTL > 0) && !g.c.l1.Current(hashes[i], snaps[i].Snapshot) {
+			g.c.st.loadsYielded.Add(1) // written since its read: that write stands
+			continue
+		}
 		kr := ctl.tagRefs(callRefs, k)
 		switch {
 		case ok:
@@ -347,13 +373,19 @@ func (g *Group[T]) loadBatch(ctx context.Context, st *groupState, keys []string,
 	}
 	w, own := g.c.ownWriter(len(snaps) > 0 && g.mayFill(snaps[0]))
 	hs := make([]uint64, len(full))
+	nx := make([]bool, len(full))
 	for j, i := range at {
-		hs[j] = hashes[i]
+		hs[j], nx[j] = hashes[i], absent[i]
 	}
 	var stored []int // index in full of the values Redis confirmed
 	var storedHs []uint64
 	var storedSnaps []snapshot
-	for j, err := range g.c.l2SetMany(ctx, w, full, hs, envs, ttls) {
+	storedOK, errs := g.c.l2SetMany(ctx, w, full, hs, envs, ttls, nx)
+	for j, err := range errs {
+		if err == nil && !storedOK[j] {
+			g.c.st.loadsYielded.Add(1) // Redis holds a value written since the read
+			continue
+		}
 		if err != nil {
 			g.c.log.Debug("loaded value not stored in redis", zap.String("key", full[j]), zap.Error(err))
 			if k := keys[at[j]]; out[k] == negative {
@@ -428,26 +460,30 @@ func (c *Cache) l2GetMany(ctx context.Context, gc *groupCounters, keys []string,
 }
 
 // l2SetMany stores many envelopes in one pipeline per node, through w (see l2Set); hs are
-// the keys' L1 hashes.
-func (c *Cache) l2SetMany(ctx context.Context, w *rcall.Caller, keys []string, hs []uint64, values [][]byte, ttls []time.Duration) []error {
+// the keys' L1 hashes, ifAbsent[i] asks for SET NX (see l2Set), and stored[i] tells whether
+// the value was stored.
+func (c *Cache) l2SetMany(ctx context.Context, w *rcall.Caller, keys []string, hs []uint64, values [][]byte, ttls []time.Duration, ifAbsent []bool) (stored []bool, errs []error) {
 	if len(keys) == 0 {
-		return nil
+		return nil, nil
 	}
 	b := w.B()
 	cmds := make(rueidis.Commands, len(keys))
 	var size int64
 	for i, k := range keys {
-		cmds[i] = b.Set().Key(k).Value(rueidis.BinaryString(values[i])).PxMilliseconds(max(ttls[i].Milliseconds(), 1)).Build()
+		cmds[i] = setCmd(b, k, values[i], ttls[i], ifAbsent[i])
 		size += int64(len(values[i]))
 	}
-	errs := make([]error, len(keys))
+	stored, errs = make([]bool, len(keys)), make([]error, len(keys))
 	res, settled := w.DoMultiMovingSettled(ctx, size, cmds...)
 	for i, r := range res {
-		if err := r.Error(); err != nil {
+		switch err := r.Error(); {
+		case err == nil:
+			stored[i] = true
+		case !rueidis.IsRedisNil(err): // nil: SET NX found the key
 			c.st.l2Errors.Add(1)
 			errs[i] = err
 		}
 	}
 	c.unsettledWrite(w, settled, hs...)
-	return errs
+	return stored, errs
 }

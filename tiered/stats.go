@@ -28,8 +28,11 @@ type Stats struct {
 	Loads       uint64 `json:"loads"`        // loader calls
 	LoadErrors  uint64 `json:"load_errors"`  // loader calls that returned an error or panicked
 	LoadsShared uint64 `json:"loads_shared"` // GetOrLoad calls that joined another caller's load
-	Sets        uint64 `json:"sets"`
-	Deletes     uint64 `json:"deletes"`
+	// LoadsYielded counts loaded values (and eager refreshes) not stored because the key was
+	// written while the loader ran: the write stands (the README's consistency model).
+	LoadsYielded uint64 `json:"loads_yielded"`
+	Sets         uint64 `json:"sets"`
+	Deletes      uint64 `json:"deletes"`
 
 	DecodeErrors uint64 `json:"decode_errors"` // values in Redis that were not ours or corrupt
 	TooLarge     uint64 `json:"too_large"`     // values refused with ErrTooLarge
@@ -129,6 +132,7 @@ func (c *Cache) Stats() Stats {
 		Loads:           c.st.loads.Load(),
 		LoadErrors:      c.st.loadErrors.Load(),
 		LoadsShared:     c.flight.Joined(),
+		LoadsYielded:    c.st.loadsYielded.Load(),
 		Sets:            c.st.sets.Load(),
 		Deletes:         c.st.deletes.Load(),
 		DecodeErrors:    c.st.decodeErrors.Load(),

@@ -38,16 +38,18 @@ var scenarioNotes = map[string]string{
 		"because it is what a rueidis user would reach for. go-redis-csc-localmiss is go-redis's " +
 		"client-side cache made to miss every read (one entry, each goroutine reading two keys in turn): " +
 		"a GET to Redis plus the cache's reservation, copy and eviction, what a go-redis-csc read costs " +
-		"when the value is not local; l1-hit-ratio shows it misses. redis-cpu-us/op as in DataMissLoad.",
+		"when the value is not local; l1-hit-ratio shows it misses. redis-cpu-us/op, client-cpu-us/op and writes/op as in DataMissLoad.",
 	"DataMissLoad": "A key in neither tier: read, call the loader (a constant), store the value. " +
 		"tiercache GetOrLoad, go-redis/cache Once, rueidis GET + SET by hand. tiercache-without-L1 is " +
 		"GetOrLoad on a cache with DisableL1: no PTTL beside the read and no L1 fill (neither row has " +
 		"its own write pushed back to it: with L1 it writes through its NOLOOP listener); the gap " +
 		"between the two tiercache rows is what keeping L1 coherent costs a miss. redis-cpu-us/op: redis-server's CPU time (INFO cpu) per " +
-		"operation, the Redis side of each row (it shares the 2 CPUs with the benchmark).",
+		"operation, the Redis side of each row (it shares the 2 CPUs with the benchmark); client-cpu-us/op: " +
+		"the benchmark process's CPU time per operation; writes/op: its write syscalls per operation " +
+		"(how many commands each pipelined flush carries).",
 	"DataSet": "A write of the struct (each goroutine its own key). tiercache-without-L1: a cache with " +
 		"DisableL1; Redis pushes the write back to neither (see DataMissLoad), and tiercache writes " +
-		"on its listener's one connection; redis-cpu-us/op as in DataMissLoad.",
+		"on its listener's one connection; redis-cpu-us/op, client-cpu-us/op and writes/op as in DataMissLoad.",
 	"DataDeleteReread": "An invalidation followed by the read that rebuilds the entry " +
 		"(Delete + GetOrLoad; go-redis/cache Delete + Once; DEL + GET + SET).",
 	"DataZipf": "100k keys, Zipf(s=1.01), 95% reads / 5% writes, alternating between two instances " +
