@@ -54,6 +54,7 @@ type Cache struct {
 	republish  republisher
 	busSeq     map[string]uint64 // last sequence number heard from each sender; the bus's receive goroutine only
 	refreshing sync.Map          // keys being refreshed ahead by this instance
+	wrote      localWrites       // this instance's writes by key stripe, for the loads in flight (see storeCond)
 	closeOnce  sync.Once
 
 	st counters

@@ -336,11 +336,24 @@ func (g *Group[T]) fetch(ctx context.Context, st *groupState, key string, h uint
 // fetchAt is fetch under snapshot s, taken before it. A key Redis holds nothing for is
 // ErrNotFound itself (not wrapped).
 func (g *Group[T]) fetchAt(ctx context.Context, s snapshot, st *groupState, key string, h uint64) (any, error) {
-	raw, redisTTL, err := g.c.l2Get(ctx, &g.ns.st, st.base+key, g.maxValue, g.mayFill(s))
-	if err != nil {
-		return nil, err
+	v, _, err := g.fetchCond(ctx, s, st, key, h, false)
+	return v, err
+}
+
+// fetchCond is fetchAt for a load: withCond, it also returns the condition of the load's
+// store (see storeCond) when it found no value to serve.
+func (g *Group[T]) fetchCond(ctx context.Context, s snapshot, st *groupState, key string, h uint64, withCond bool) (v any, cond storeCond, err error) {
+	withTTL := g.mayFill(s)
+	raw, redisTTL, err := g.c.l2Get(ctx, &g.ns.st, st.base+key, g.maxValue, withTTL)
+	if err == nil {
+		if v, err = g.take(ctx, s, st, key, h, raw, redisTTL); err == nil || err == errCachedMiss {
+			return v, cond, err
+		}
 	}
-	return g.take(ctx, s, st, key, h, raw, redisTTL)
+	if withCond {
+		cond, _ = readCond(raw, err, envelopeHeaderSize+g.maxValue, withTTL)
+	}
+	return v, cond, err
 }
 
 // take decodes an envelope read from Redis under snapshot s, and fills L1 with it.
@@ -580,7 +593,8 @@ func (g *groupCore) write(ctx context.Context, st *groupState, key string, env [
 	g.c.l1.Invalidate(h)
 	s := g.snapshot(h)
 	w, own := g.c.ownWriter(g.mayFill(s))
-	_, err := g.c.l2Set(ctx, w, full, h, env, g.l2TTL(ttl), false)
+	g.c.wrote.bump(h) // before the write: a load in flight that checks after this yields
+	_, err := g.c.l2Set(ctx, w, full, h, env, g.l2TTL(ttl), storeCond{})
 	if err == nil && own && v != nil {
 		g.keepOwn(own, h, s, st, key, v, int64(len(env)-envelopeHeaderSize), ttl, ttl)
 	} else {
@@ -618,6 +632,7 @@ func (g *Group[T]) Delete(ctx context.Context, keys ...string) error {
 	hashes := make([]uint64, len(keys))
 	for i, k := range keys {
 		full[i], hashes[i] = st.base+k, st.hash(k)
+		g.c.wrote.bump(hashes[i])
 		g.c.l1.Invalidate(hashes[i])
 	}
 	err = g.c.caller.Del(ctx, full)
@@ -700,11 +715,16 @@ func (g *Group[T]) GetOrLoad(ctx context.Context, key string, load func(context.
 		})
 	}
 	if err == nil {
+		if v == negative { // joined a batch load (GetOrLoadMany) that cached the key as a miss
+			return zero, g.fail("get or load", key, errCachedMiss)
+		}
 		return v.(T), nil
 	}
 	var le *loaderError
 	var pe *PanicError
 	switch {
+	case errors.Is(err, flight.ErrMissing): // joined a batch load whose loader left the key out
+		return zero, g.fail("load", key, ErrNotFound)
 	case ctx.Err() == nil && g.c.isClosed() && errors.Is(err, context.Canceled):
 		return zero, ErrClosed // Close cancelled the load: the caller cancelled nothing
 	case errors.As(err, &le):
@@ -803,12 +823,13 @@ func (g *Group[T]) load(ctx context.Context, st *groupState, key string, h uint6
 			return v, nil
 		}
 	}
-	s := g.snapshot(h) // before the read: a write of key from now on is one the load yields to
-	v, err := g.fetchAt(ctx, s, st, key, h)
+	wrote := g.c.wrote.mark(h) // before the read: a write of key made here from now on stands
+	s := g.snapshot(h)
+	v, cond, err := g.fetchCond(ctx, s, st, key, h, true)
 	if err == nil || err == errCachedMiss {
 		return v, err
 	}
-	absent := err == ErrNotFound // Redis holds nothing: the load stores only if that is still so
+	cond.wrote, cond.checked = wrote, true
 	if !errors.Is(err, ErrNotFound) && ctx.Err() != nil {
 		return nil, err
 	}
@@ -844,7 +865,7 @@ func (g *Group[T]) load(ctx context.Context, st *groupState, key string, h uint6
 	refs := ctl.tagRefs(callRefs, "")
 	if err != nil {
 		if g.notFoundTTL > 0 && errors.Is(err, ErrNotFound) && !ctl.noCache.Load() {
-			g.storeMiss(ctx, s, absent, st, key, h, g.ttlFor(ctl, g.notFoundTTL), refs)
+			g.storeMiss(ctx, s, cond, st, key, h, g.ttlFor(ctl, g.notFoundTTL), refs)
 			return nil, &loaderError{err}
 		}
 		g.countLoadError()
@@ -868,37 +889,34 @@ func (g *Group[T]) load(ctx context.Context, st *groupState, key string, h uint6
 		g.c.log.Error("loaded value not cached", zap.String("group", g.name), zap.Error(err))
 		return lv, nil
 	}
-	g.store(ctx, s, absent, st, key, h, env, g.l2TTL(ttl), withTags(lv, refs), int64(len(env)-envelopeHeaderSize), ttl)
+	g.store(ctx, s, cond, st, key, h, env, g.l2TTL(ttl), withTags(lv, refs), int64(len(env)-envelopeHeaderSize), ttl)
 	return lv, nil
 }
 
 // storeMiss caches that key does not exist, for ttl, with tags refs (see store).
-func (g *groupCore) storeMiss(ctx context.Context, s snapshot, absent bool, st *groupState, key string, h uint64, ttl time.Duration, refs []tagRef) {
-	g.store(ctx, s, absent, st, key, h, g.encodeMiss(ttl, refs), ttl, withTags(negative, refs), 0, ttl)
+func (g *groupCore) storeMiss(ctx context.Context, s snapshot, cond storeCond, st *groupState, key string, h uint64, ttl time.Duration, refs []tagRef) {
+	g.store(ctx, s, cond, st, key, h, g.encodeMiss(ttl, refs), ttl, withTags(negative, refs), 0, ttl)
 }
 
 // store keeps what a load of key got (envelope env, for Redis TTL redisTTL; v for L1, of
-// payload size and TTL ttl) in Redis and, once Redis has it, in L1, unless the key was
-// written since s, taken before the load's read: then that write stands, and the loaded
-// value is only returned. absent tells that the read found nothing: the value is then
-// stored only if that is still so (SET NX), and no write that Redis applied since can be
-// gone over. Other writes are known by the key's L1 stripe (or the epoch) having moved since
-// s: every write and Delete made on this instance, and those made elsewhere that Redis
-// reports to this instance's listener (a group whose values go to L1, tracked by then). A
-// move of the stripe by another of its keys (1 key in 4096 shares it) costs the store.
-// Not known: another instance's Delete of a key Redis did not hold (no change, nothing is
-// reported), another instance's write when this one does not track the group (DisableL1),
-// and a write applied in the round trip between the check and the SET.
-func (g *groupCore) store(ctx context.Context, s snapshot, absent bool, st *groupState, key string, h uint64, env []byte, redisTTL time.Duration, v any, size int64, ttl time.Duration) {
-	if !g.c.l1.Current(h, s.Snapshot) {
-		g.c.st.loadsYielded.Add(1)
+// payload size and TTL ttl) in Redis under cond, and once Redis has it in L1 (under s, taken
+// before the load's read). A write of the key made since the read stands (see storeCond):
+// then the loaded value is only returned, and counted in LoadsYielded.
+func (g *groupCore) store(ctx context.Context, s snapshot, cond storeCond, st *groupState, key string, h uint64, env []byte, redisTTL time.Duration, v any, size int64, ttl time.Duration) {
+	if cond.checked && g.c.wrote.since(h, cond.wrote) {
+		g.c.st.loadsYielded.Add(1) // written here since the read
 		return
 	}
 	w, own := g.c.ownWriter(g.mayFill(s))
-	stored, err := g.c.l2Set(ctx, w, st.base+key, h, env, redisTTL, absent)
+	full := st.base + key
+	stored, err := g.c.l2Set(ctx, w, full, h, env, redisTTL, cond)
+	if err == nil && !stored && cond.kind == condAbsent && cond.unsure {
+		// The read could not tell an empty string from no key: store over either.
+		stored, err = g.c.l2Set(ctx, w, full, h, env, redisTTL, sameAs(nil, 0))
+	}
 	switch {
 	case err != nil:
-		g.c.log.Debug("loaded value not stored in redis", zap.String("key", st.base+key), zap.Error(err))
+		g.c.log.Debug("loaded value not stored in redis", zap.String("key", full), zap.Error(err))
 		return // not confirmed by Redis: not in L1 either
 	case !stored:
 		g.c.st.loadsYielded.Add(1) // Redis holds a value written since the read

@@ -119,7 +119,11 @@ func (c *Cache) onBusMessage(m bus.Message) {
 		c.flushL1()
 	}
 	for _, k := range m.Keys {
-		c.invalidateRedisKey(k)
+		if h, ok := c.invalidateRedisKey(k); ok {
+			// Another instance's write or Delete (the bus carries no expiry): a load here
+			// whose read found nothing yields to it, as to this instance's (see storeCond).
+			c.wrote.bump(h)
+		}
 	}
 	for _, name := range m.Groups {
 		c.invalidateGroupGen(name)
@@ -128,19 +132,23 @@ func (c *Cache) onBusMessage(m bus.Message) {
 }
 
 // invalidateRedisKey handles a changed Redis key, whoever reported it: a group's value (its
-// L1 entry), or a group's generation. Anything else is no L1 entry's.
-func (c *Cache) invalidateRedisKey(k string) {
+// L1 entry, whose hash it returns with ok), or a group's generation. Anything else is no L1
+// entry's.
+func (c *Cache) invalidateRedisKey(k string) (h uint64, ok bool) {
 	if name, ok := strings.CutPrefix(k, c.genPrefix); ok {
 		if tag, ok := strings.CutPrefix(name, "@"); ok { // no group name has '@'
 			c.tags.heard(tag)
-			return
+			return 0, false
 		}
 		c.invalidateGroupGen(name)
-		return
+		return 0, false
 	}
 	if base, key, ok := splitRedisKey(c.opts.KeyPrefix, k); ok {
-		c.l1.Invalidate(c.hash.key(c.hash.base(base), key))
+		h = c.hash.key(c.hash.base(base), key)
+		c.l1.Invalidate(h)
+		return h, true
 	}
+	return 0, false
 }
 
 // splitRedisKey splits a group value's Redis key, <keyPrefix><name>@<gen>:<key>, into its

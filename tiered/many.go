@@ -93,8 +93,8 @@ func (g *Group[T]) GetOrLoadMany(ctx context.Context, keys []string, load func(c
 	loadErr := tooBig
 	for _, k := range missing {
 		e, ok := errs[k]
-		if !ok || errors.Is(e, flight.ErrMissing) || errors.Is(e, errCachedMiss) {
-			continue
+		if !ok || errors.Is(e, flight.ErrMissing) || errors.Is(e, ErrNotFound) {
+			continue // a miss: the loader left the key out, or said it does not exist (a joined GetOrLoad's)
 		}
 		if sv, ok := stale[k]; ok && !errors.Is(e, ErrTooLarge) {
 			g.c.st.failSafeServed.Add(1)
@@ -180,8 +180,15 @@ func (g *Group[T]) readMany(ctx context.Context, st *groupState, keys []string, 
 	snaps := make([]snapshot, len(keys))
 	hashes := make([]uint64, len(keys))
 	full := make([]string, len(keys))
+	var wrote []uint32
+	if mark {
+		wrote = make([]uint32, len(keys))
+	}
 	for i, k := range keys {
 		hashes[i] = st.hash(k)
+		if mark {
+			wrote[i] = g.c.wrote.mark(hashes[i]) // before the read (see storeCond)
+		}
 		snaps[i] = g.snapshot(hashes[i])
 		full[i] = st.base + k
 	}
@@ -197,15 +204,23 @@ func (g *Group[T]) readMany(ctx context.Context, st *groupState, keys []string, 
 			opens[i], rerrs[i] = g.open(ctx, st, k, raws[i])
 		}
 	}
+	limit := envelopeHeaderSize + g.maxValue
 	for i, k := range keys {
-		if mark && rerrs[i] != nil {
-			reads[k] = readMark{s: snaps[i], absent: rerrs[i] == ErrNotFound}
+		if mark && rerrs[i] != nil && rerrs[i] != errCachedMiss {
+			cond, _ := readCond(raws[i], rerrs[i], limit, withTTL)
+			cond.wrote, cond.checked = wrote[i], true
+			reads[k] = readMark{s: snaps[i], cond: cond}
 		}
 		if rerrs[i] != nil {
 			errs[k] = rerrs[i]
 			continue
 		}
 		v, err := g.keep(opens[i], snaps[i], st, k, hashes[i], ttls[i])
+		if mark && err != nil && err != errCachedMiss {
+			cond := sameAs(raws[i], limit) // read, not served: past its TTL
+			cond.wrote, cond.checked = wrote[i], true
+			reads[k] = readMark{s: snaps[i], cond: cond}
+		}
 		switch {
 		case err == nil:
 			found[k] = v
@@ -223,10 +238,10 @@ func (g *Group[T]) readMany(ctx context.Context, st *groupState, keys []string, 
 }
 
 // readMark is what a batch's read of a key tells its load (see groupCore.store): the
-// snapshot taken before the read, and whether Redis held nothing for the key.
+// snapshot taken before the read, and the condition of the load's store.
 type readMark struct {
-	s      snapshot
-	absent bool
+	s    snapshot
+	cond storeCond
 }
 
 // loadMany loads missing keys with one loader call, shared with concurrent loads of the same
@@ -291,17 +306,18 @@ func (g *Group[T]) loadMany(ctx context.Context, st *groupState, missing []strin
 func (g *Group[T]) loadBatch(ctx context.Context, st *groupState, keys []string, reads map[string]readMark, load func(context.Context, []string) (map[string]T, error), co callOpts) (map[string]any, error) {
 	var snaps []snapshot
 	var hashes []uint64
-	var absent []bool
+	var conds []storeCond
 	if st != nil {
 		snaps = make([]snapshot, len(keys))
 		hashes = make([]uint64, len(keys))
-		absent = make([]bool, len(keys))
+		conds = make([]storeCond, len(keys))
 		for i, k := range keys {
 			hashes[i] = st.hash(k)
 			if r, ok := reads[k]; ok {
-				snaps[i], absent[i] = r.s, r.absent
+				snaps[i], conds[i] = r.s, r.cond
 			} else {
 				snaps[i] = g.snapshot(hashes[i])
+				conds[i] = storeCond{wrote: g.c.wrote.mark(hashes[i]), checked: true}
 			}
 		}
 	}
@@ -347,12 +363,15 @@ func (g *Group[T]) loadBatch(ctx context.Context, st *groupState, keys []string,
 	if g.notFoundTTL > 0 {
 		missTTL = g.ttlFor(ctl, g.notFoundTTL)
 	}
+	yielded := func(i int) bool { // written here since its read: that write stands
+		if conds[i].checked && g.c.wrote.since(hashes[i], conds[i].wrote) {
+			g.c.st.loadsYielded.Add(1)
+			return true
+		}
+		return false
+	}
 	for i, k := range keys {
 		v, ok := got[k]
-		if (ok || missTTL > 0) && !g.c.l1.Current(hashes[i], snaps[i].Snapshot) {
-			g.c.st.loadsYielded.Add(1) // written since its read: that write stands
-			continue
-		}
 		kr := ctl.tagRefs(callRefs, k)
 		switch {
 		case ok:
@@ -363,24 +382,30 @@ func (g *Group[T]) loadBatch(ctx context.Context, st *groupState, keys []string,
 				}
 				continue
 			}
+			if yielded(i) {
+				continue
+			}
 			full, envs, ttls, at = append(full, st.base+k), append(envs, env), append(ttls, g.l2TTL(ttl)), append(at, i)
 			refs = append(refs, kr)
 		case missTTL > 0:
+			out[k] = negative
+			if yielded(i) {
+				continue
+			}
 			full, envs, ttls, at = append(full, st.base+k), append(envs, g.encodeMiss(missTTL, kr)), append(ttls, missTTL), append(at, i)
 			refs = append(refs, kr)
-			out[k] = negative
 		}
 	}
 	w, own := g.c.ownWriter(len(snaps) > 0 && g.mayFill(snaps[0]))
 	hs := make([]uint64, len(full))
-	nx := make([]bool, len(full))
+	cs := make([]storeCond, len(full))
 	for j, i := range at {
-		hs[j], nx[j] = hashes[i], absent[i]
+		hs[j], cs[j] = hashes[i], conds[i]
 	}
 	var stored []int // index in full of the values Redis confirmed
 	var storedHs []uint64
 	var storedSnaps []snapshot
-	storedOK, errs := g.c.l2SetMany(ctx, w, full, hs, envs, ttls, nx)
+	storedOK, errs := g.c.l2SetMany(ctx, w, full, hs, envs, ttls, cs)
 	for j, err := range errs {
 		if err == nil && !storedOK[j] {
 			g.c.st.loadsYielded.Add(1) // Redis holds a value written since the read
@@ -448,42 +473,46 @@ func (c *Cache) l2GetMany(ctx context.Context, gc *groupCounters, keys []string,
 	for i := range keys {
 		var s string
 		var err error
+		exists := false
 		if withTTL {
-			s, ttls[i], err = withPTTL(res[2*i], res[2*i+1])
+			s, ttls[i], exists, err = withPTTL(res[2*i], res[2*i+1])
 		} else {
 			s, err = res[i].ToString()
 			ttls[i] = -1
 		}
-		raws[i], errs[i] = c.l2Outcome(gc, s, err, limit)
+		raws[i], errs[i] = c.l2Outcome(gc, s, exists, err, limit)
 	}
 	return raws, ttls, errs
 }
 
 // l2SetMany stores many envelopes in one pipeline per node, through w (see l2Set); hs are
-// the keys' L1 hashes, ifAbsent[i] asks for SET NX (see l2Set), and stored[i] tells whether
-// the value was stored.
-func (c *Cache) l2SetMany(ctx context.Context, w *rcall.Caller, keys []string, hs []uint64, values [][]byte, ttls []time.Duration, ifAbsent []bool) (stored []bool, errs []error) {
-	if len(keys) == 0 {
-		return nil, nil
-	}
-	b := w.B()
-	cmds := make(rueidis.Commands, len(keys))
-	var size int64
-	for i, k := range keys {
-		cmds[i] = setCmd(b, k, values[i], ttls[i], ifAbsent[i])
-		size += int64(len(values[i]))
-	}
+// the keys' L1 hashes, conds[i] the condition of value i (see storeCond), and stored[i]
+// tells whether it was stored. Values refused under an unsure condAbsent (the read could
+// not tell an empty string from no key) are tried again in a second pipeline, over either.
+func (c *Cache) l2SetMany(ctx context.Context, w *rcall.Caller, keys []string, hs []uint64, values [][]byte, ttls []time.Duration, conds []storeCond) (stored []bool, errs []error) {
 	stored, errs = make([]bool, len(keys)), make([]error, len(keys))
-	res, settled := w.DoMultiMovingSettled(ctx, size, cmds...)
-	for i, r := range res {
-		switch err := r.Error(); {
-		case err == nil:
-			stored[i] = true
-		case !rueidis.IsRedisNil(err): // nil: SET NX found the key
-			c.st.l2Errors.Add(1)
-			errs[i] = err
-		}
+	pending := make([]int, len(keys))
+	for i := range pending {
+		pending[i] = i
 	}
-	c.unsettledWrite(w, settled, hs...)
+	for round := 0; round < 2 && len(pending) > 0; round++ {
+		b := w.B()
+		cmds := make(rueidis.Commands, len(pending))
+		var size int64
+		for n, i := range pending {
+			cmds[n] = setCmd(b, keys[i], values[i], ttls[i], conds[i])
+			size += int64(len(values[i]))
+		}
+		res, settled := w.DoMultiMovingSettled(ctx, size, cmds...)
+		var again []int
+		for n, i := range pending {
+			stored[i], errs[i] = c.setOutcome(w, res[n], settled, conds[i], hs[i])
+			if errs[i] == nil && !stored[i] && conds[i].kind == condAbsent && conds[i].unsure {
+				conds[i] = sameAs(nil, 0)
+				again = append(again, i)
+			}
+		}
+		pending = again
+	}
 	return stored, errs
 }
