@@ -351,7 +351,8 @@ func (g *Group[T]) fetchCond(ctx context.Context, s snapshot, st *groupState, ke
 		}
 	}
 	if withCond {
-		cond, _ = readCond(raw, err, envelopeHeaderSize+g.maxValue, withTTL)
+		cond, _ = readCond(raw, err, withTTL)
+		cond = g.c.digestOf(ctx, st.base+key, cond)
 	}
 	return v, cond, err
 }
@@ -903,16 +904,18 @@ func (g *groupCore) storeMiss(ctx context.Context, s snapshot, cond storeCond, s
 // before the load's read). A write of the key made since the read stands (see storeCond):
 // then the loaded value is only returned, and counted in LoadsYielded.
 func (g *groupCore) store(ctx context.Context, s snapshot, cond storeCond, st *groupState, key string, h uint64, env []byte, redisTTL time.Duration, v any, size int64, ttl time.Duration) {
-	if cond.checked && g.c.wrote.since(h, cond.wrote) {
+	if g.c.yielded(h, cond) {
 		g.c.st.loadsYielded.Add(1) // written here since the read
 		return
 	}
-	w, own := g.c.ownWriter(g.mayFill(s))
+	w, own := g.c.ownWriterFor(g.mayFill(s), cond)
 	full := st.base + key
 	stored, err := g.c.l2Set(ctx, w, full, h, env, redisTTL, cond)
 	if err == nil && !stored && cond.kind == condAbsent && cond.unsure {
 		// The read could not tell an empty string from no key: store over either.
-		stored, err = g.c.l2Set(ctx, w, full, h, env, redisTTL, sameAs(nil, 0))
+		cond = emptyOrAbsent(cond)
+		w, own = g.c.ownWriterFor(g.mayFill(s), cond)
+		stored, err = g.c.l2Set(ctx, w, full, h, env, redisTTL, cond)
 	}
 	switch {
 	case err != nil:

@@ -26,8 +26,8 @@ import (
 // PEXPIRE, PERSIST from another client), so that an L1 entry never outlives it: only a read
 // that may fill L1 asks for it (a PTTL beside the GETRANGE); the others get ttl -1. ttl < 0
 // means none. The bytes are a view of the reply's memory: decode them, do not keep them. A
-// value over the limit comes with errOversize and the bytes read; an empty string, known
-// from the PTTL of a key that exists, with errEmptyValue and no bytes.
+// value over the limit is errOversize; an empty string, known from the PTTL of a key that
+// exists, errEmptyValue.
 func (c *Cache) l2Get(ctx context.Context, gc *groupCounters, key string, maxSize int64, withTTL bool) (raw []byte, ttl time.Duration, err error) {
 	limit := envelopeHeaderSize + maxSize // the last byte index read is limit: one too many
 	b := c.caller.B()
@@ -85,7 +85,7 @@ func (c *Cache) l2Outcome(gc *groupCounters, s string, exists bool, err error, l
 		c.st.l2Misses.Add(1)
 		gc.l2Misses.Add(1)
 		c.st.tooLarge.Add(1)
-		return unsafe.Slice(unsafe.StringData(s), len(s)), errOversize
+		return nil, errOversize
 	}
 	c.st.l2Hits.Add(1)
 	gc.l2Hits.Add(1)
@@ -100,14 +100,17 @@ var (
 )
 
 // readCond is the condition of a load's store after a read of its key that found raw (or
-// nothing) and ended with err, under limit; withTTL: the read asked the key's PTTL. ok is
-// false when the read tells nothing (it failed).
-func readCond(raw []byte, err error, limit int64, withTTL bool) (cond storeCond, ok bool) {
+// nothing) and ended with err; withTTL: the read asked the key's PTTL. A value over the
+// limit was not read whole: its digest must be asked of Redis (digestOf). ok is false when
+// the read tells nothing (it failed).
+func readCond(raw []byte, err error, withTTL bool) (cond storeCond, ok bool) {
 	switch {
 	case err == ErrNotFound:
 		return storeCond{kind: condAbsent, unsure: !withTTL}, true
+	case err == errOversize:
+		return storeCond{kind: condSame, digestLater: true}, true
 	case err == errEmptyValue || raw != nil:
-		return sameAs(raw, limit), true
+		return sameAs(raw), true
 	}
 	return storeCond{}, false
 }
@@ -146,18 +149,27 @@ func (c *Cache) setOutcome(w *rcall.Caller, res rueidis.RedisResult, settled boo
 //     delete), and Redis reports nothing: one made on this instance (or, in BusOnly mode,
 //     announced on the bus by another) is known by wrote, a count of those writes by the
 //     stripe of their key (1 key in 4096 shares it), and the load then stores nothing. One
-//     made on another instance in Tracking mode is not known.
+//     made on another instance in Tracking mode is not known, nor one made here in the round
+//     trip between that check and the SET.
 //   - condSame: the read found a value the load replaces (past its TTL, not decodable, too
-//     large, of a tag invalidated since). Stored only if the key still holds the same bytes
-//     (compareAndSet, a script): any write or Delete since, anywhere, stands.
-//   - condNone: the read failed, so nothing is known: stored as it is.
+//     large, of a tag invalidated since, an empty string). Stored only if the key still holds
+//     the same value, compared by its fingerprint in a script (compareAndSet): any write or
+//     Delete since, anywhere, stands. A value over the limit is not read whole: Redis
+//     fingerprints it (digestOf), once the read has found it too large. The fingerprint is
+//     the SHA-1 of the value's first and last fingerprintEdge bytes and its length, so that
+//     Redis, which runs the script alone, hashes at most 8 KiB whatever the value's size: a
+//     write of a value of the same length, the same first and last 4 KiB (its envelope's
+//     header, expiry to the millisecond included, among them) and another middle is taken
+//     for the value read.
+//   - condNone: the read failed, so nothing is known: stored as it is, unless wrote moved.
 type storeCond struct {
-	kind    condKind
-	digest  string // condSame: the SHA-1 (hex) of the bytes read, up to the group's limit
-	limit   int64  // condSame: the last byte offset read (GETRANGE 0 limit)
-	unsure  bool   // condAbsent: the read could not tell an empty string from no key (no PTTL)
-	wrote   uint32 // this instance's writes of the key's stripe before the read (localWrites)
-	checked bool   // wrote was taken
+	kind        condKind
+	digest      string // condSame: the fingerprint of the value read (see fingerprint)
+	digestLater bool   // condSame: digest is to be asked of Redis (a value over the limit)
+	orAbsent    bool   // condSame: an empty value read without PTTL, which may have been no key
+	unsure      bool   // condAbsent: the read could not tell an empty string from no key (no PTTL)
+	wrote       uint32 // writes of the key's stripe before the read (localWrites)
+	checked     bool   // wrote was taken
 }
 
 type condKind uint8
@@ -168,10 +180,59 @@ const (
 	condSame
 )
 
-// compareAndSet stores ARGV[3] for ARGV[4] ms under KEYS[1] if the key's first ARGV[2]+1
-// bytes still have the SHA-1 ARGV[1]: 1 if stored, else 0.
-const compareAndSet = `if redis.sha1hex(redis.call("GETRANGE", KEYS[1], 0, ARGV[2])) == ARGV[1] then
-redis.call("SET", KEYS[1], ARGV[3], "PX", ARGV[4]) return 1 end return 0`
+// yielded tells whether a load under cond of the key of L1 hash h must not store because a
+// write of its stripe was made since its read (see storeCond). A compare-and-set knows
+// better by itself.
+func (c *Cache) yielded(h uint64, cond storeCond) bool {
+	return cond.checked && cond.kind != condSame && c.wrote.since(h, cond.wrote)
+}
+
+// fingerprintEdge is how many bytes of each end of a value its fingerprint covers.
+const fingerprintEdge = 4096
+
+// fingerprintLua is the fingerprint of the string key k holds (see storeCond), in Lua: the
+// same as fingerprint's. GETRANGE clamps a start before the string's to its first byte, as
+// fingerprint's tail does.
+const fingerprintLua = `redis.sha1hex(redis.call("GETRANGE", k, 0, 4095) .. redis.call("GETRANGE", k, -4096, -1) .. redis.call("STRLEN", k))`
+
+// fingerprint is the fingerprint of a value read whole (see storeCond).
+func fingerprint(v []byte) string {
+	h := sha1.New()
+	h.Write(v[:min(len(v), fingerprintEdge)])
+	h.Write(v[max(0, len(v)-fingerprintEdge):])
+	h.Write(strconv.AppendInt(nil, int64(len(v)), 10))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// compareAndSet stores ARGV[3] for ARGV[4] ms under KEYS[1] if the key holds a value whose
+// fingerprint is ARGV[1], or, with ARGV[2] = "1", if it holds an empty string or nothing: 1
+// if stored, else 0.
+const compareAndSet = `local k = KEYS[1]
+if redis.call("EXISTS", k) == 0 then
+  if ARGV[2] ~= "1" then return 0 end
+elseif ARGV[2] == "1" then
+  if redis.call("STRLEN", k) ~= 0 then return 0 end
+elseif ` + fingerprintLua + ` ~= ARGV[1] then return 0 end
+redis.call("SET", k, ARGV[3], "PX", ARGV[4]) return 1`
+
+// digestScript is the fingerprint of the value KEYS[1] holds, or nil: for a value too large
+// to be read.
+var digestScript = rcall.NewScript(`local k = KEYS[1] if redis.call("EXISTS", k) == 0 then return false end return ` + fingerprintLua)
+
+// digestOf completes a condSame whose value was too large to read: Redis fingerprints what
+// the key holds now (a write made between the read and now, before the loader ran, is then
+// the one compared). An error, or a key gone, makes the condition condNone.
+func (c *Cache) digestOf(ctx context.Context, key string, cond storeCond) storeCond {
+	if !cond.digestLater {
+		return cond
+	}
+	d, err := c.caller.Exec(ctx, digestScript, []string{key}, nil).ToString()
+	if err != nil {
+		return storeCond{wrote: cond.wrote, checked: cond.checked}
+	}
+	cond.digest, cond.digestLater = d, false
+	return cond
+}
 
 // setCmd is the write of an envelope under cond (see l2Set). The compare-and-set is an EVAL
 // rather than an EVALSHA: it is rare (a load over a value it could not serve), and an EVAL
@@ -182,16 +243,33 @@ func setCmd(b rueidis.Builder, key string, value []byte, ttl time.Duration, cond
 	case condAbsent:
 		return b.Set().Key(key).Value(rueidis.BinaryString(value)).Nx().PxMilliseconds(px).Build()
 	case condSame:
+		orAbsent := "0"
+		if cond.orAbsent {
+			orAbsent = "1"
+		}
 		return b.Eval().Script(compareAndSet).Numkeys(1).Key(key).
-			Arg(cond.digest, strconv.FormatInt(cond.limit, 10), rueidis.BinaryString(value), strconv.FormatInt(px, 10)).Build()
+			Arg(cond.digest, orAbsent, rueidis.BinaryString(value), strconv.FormatInt(px, 10)).Build()
 	}
 	return b.Set().Key(key).Value(rueidis.BinaryString(value)).PxMilliseconds(px).Build()
 }
 
-// sameAs is the condSame condition of bytes raw read with limit: stored only if Redis still holds them.
-func sameAs(raw []byte, limit int64) storeCond {
-	sum := sha1.Sum(raw)
-	return storeCond{kind: condSame, digest: hex.EncodeToString(sum[:]), limit: limit}
+// sameAs is the condSame condition of a value raw that was read whole.
+func sameAs(raw []byte) storeCond {
+	return storeCond{kind: condSame, digest: fingerprint(raw)}
+}
+
+// emptyOrAbsent is the condition of a store after a read without PTTL found "" (no key, or
+// an empty string) and SET NX was refused: stored over an empty string, or no key.
+func emptyOrAbsent(cond storeCond) storeCond {
+	return storeCond{kind: condSame, orAbsent: true, wrote: cond.wrote, checked: cond.checked}
+}
+
+// ownWriterFor is ownWriter for a load's store under cond: a compare-and-set goes through the
+// data client, whatever keep says. Redis runs the script's SET as its own client, which
+// NOLOOP does not leave out: through the listener it would be reported back to this instance
+// as another's write anyway, and dropped from L1 a moment after the fill.
+func (c *Cache) ownWriterFor(keep bool, cond storeCond) (w *rcall.Caller, own bool) {
+	return c.ownWriter(keep && cond.kind != condSame)
 }
 
 // localWrites counts this instance's writes (Set, Delete, an eager refresh's), and those the

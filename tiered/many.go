@@ -11,7 +11,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/synspirit/tiercache/internal/flight"
-	"github.com/synspirit/tiercache/internal/rcall"
 )
 
 // Batches: a page of keys read and loaded in as few round trips as there are Redis nodes.
@@ -204,10 +203,10 @@ func (g *Group[T]) readMany(ctx context.Context, st *groupState, keys []string, 
 			opens[i], rerrs[i] = g.open(ctx, st, k, raws[i])
 		}
 	}
-	limit := envelopeHeaderSize + g.maxValue
 	for i, k := range keys {
 		if mark && rerrs[i] != nil && rerrs[i] != errCachedMiss {
-			cond, _ := readCond(raws[i], rerrs[i], limit, withTTL)
+			cond, _ := readCond(raws[i], rerrs[i], withTTL)
+			cond = g.c.digestOf(ctx, full[i], cond)
 			cond.wrote, cond.checked = wrote[i], true
 			reads[k] = readMark{s: snaps[i], cond: cond}
 		}
@@ -217,7 +216,7 @@ func (g *Group[T]) readMany(ctx context.Context, st *groupState, keys []string, 
 		}
 		v, err := g.keep(opens[i], snaps[i], st, k, hashes[i], ttls[i])
 		if mark && err != nil && err != errCachedMiss {
-			cond := sameAs(raws[i], limit) // read, not served: past its TTL
+			cond := sameAs(raws[i]) // read, not served: past its TTL
 			cond.wrote, cond.checked = wrote[i], true
 			reads[k] = readMark{s: snaps[i], cond: cond}
 		}
@@ -364,7 +363,7 @@ func (g *Group[T]) loadBatch(ctx context.Context, st *groupState, keys []string,
 		missTTL = g.ttlFor(ctl, g.notFoundTTL)
 	}
 	yielded := func(i int) bool { // written here since its read: that write stands
-		if conds[i].checked && g.c.wrote.since(hashes[i], conds[i].wrote) {
+		if g.c.yielded(hashes[i], conds[i]) {
 			g.c.st.loadsYielded.Add(1)
 			return true
 		}
@@ -396,42 +395,48 @@ func (g *Group[T]) loadBatch(ctx context.Context, st *groupState, keys []string,
 			refs = append(refs, kr)
 		}
 	}
-	w, own := g.c.ownWriter(len(snaps) > 0 && g.mayFill(snaps[0]))
 	hs := make([]uint64, len(full))
 	cs := make([]storeCond, len(full))
 	for j, i := range at {
 		hs[j], cs[j] = hashes[i], conds[i]
 	}
-	var stored []int // index in full of the values Redis confirmed
-	var storedHs []uint64
-	var storedSnaps []snapshot
-	storedOK, errs := g.c.l2SetMany(ctx, w, full, hs, envs, ttls, cs)
+	keep := len(snaps) > 0 && g.mayFill(snaps[0])
+	storedOK, own, errs := g.c.storeMany(ctx, keep, full, hs, envs, ttls, cs)
+	var kept [2][]int // index in full of the values Redis confirmed: through the data client, through the listener
 	for j, err := range errs {
-		if err == nil && !storedOK[j] {
-			g.c.st.loadsYielded.Add(1) // Redis holds a value written since the read
-			continue
-		}
-		if err != nil {
+		switch {
+		case err != nil:
 			g.c.log.Debug("loaded value not stored in redis", zap.String("key", full[j]), zap.Error(err))
 			if k := keys[at[j]]; out[k] == negative {
 				delete(out, k)
 			}
-			continue // not confirmed by Redis: not in L1 either
+			// not confirmed by Redis: not in L1 either
+		case !storedOK[j]:
+			g.c.st.loadsYielded.Add(1) // Redis holds a value written since the read
+		case own[j]:
+			kept[1] = append(kept[1], j)
+		default:
+			kept[0] = append(kept[0], j)
 		}
-		stored, storedHs, storedSnaps = append(stored, j), append(storedHs, hs[j]), append(storedSnaps, snaps[at[j]])
 	}
-	fillSnaps, keepSnaps := g.keepOwnMany(own, storedHs, storedSnaps)
-	for n, j := range stored {
-		if !keepSnaps[n] {
-			continue
+	for o, js := range kept {
+		khs, kss := make([]uint64, len(js)), make([]snapshot, len(js))
+		for n, j := range js {
+			khs[n], kss[n] = hs[j], snaps[at[j]]
 		}
-		i := at[j]
-		k := keys[i]
-		if out[k] == negative {
-			g.fillL1(hashes[i], fillSnaps[n], st, k, withTags(negative, refs[j]), 0, missTTL, missTTL)
-			continue
+		fillSnaps, keepSnaps := g.keepOwnMany(o == 1, khs, kss)
+		for n, j := range js {
+			if !keepSnaps[n] {
+				continue
+			}
+			i := at[j]
+			k := keys[i]
+			if out[k] == negative {
+				g.fillL1(hashes[i], fillSnaps[n], st, k, withTags(negative, refs[j]), 0, missTTL, missTTL)
+				continue
+			}
+			g.fillL1(hashes[i], fillSnaps[n], st, k, withTags(out[k], refs[j]), int64(len(envs[j])-envelopeHeaderSize), ttl, ttl)
 		}
-		g.fillL1(hashes[i], fillSnaps[n], st, k, withTags(out[k], refs[j]), int64(len(envs[j])-envelopeHeaderSize), ttl, ttl)
 	}
 	return out, tooBig
 }
@@ -485,34 +490,44 @@ func (c *Cache) l2GetMany(ctx context.Context, gc *groupCounters, keys []string,
 	return raws, ttls, errs
 }
 
-// l2SetMany stores many envelopes in one pipeline per node, through w (see l2Set); hs are
-// the keys' L1 hashes, conds[i] the condition of value i (see storeCond), and stored[i]
-// tells whether it was stored. Values refused under an unsure condAbsent (the read could
-// not tell an empty string from no key) are tried again in a second pipeline, over either.
-func (c *Cache) l2SetMany(ctx context.Context, w *rcall.Caller, keys []string, hs []uint64, values [][]byte, ttls []time.Duration, conds []storeCond) (stored []bool, errs []error) {
-	stored, errs = make([]bool, len(keys)), make([]error, len(keys))
-	pending := make([]int, len(keys))
-	for i := range pending {
-		pending[i] = i
+// storeMany stores a batch's envelopes under their conditions (see storeCond): in one
+// pipeline per node through the listener when keep (see ownWriterFor), and through the data
+// client the compare-and-sets and, over an empty string, the values that an unsure SET NX
+// could not store. hs are the keys' L1 hashes. For each value: whether it was stored, and
+// through the listener (own), or its error.
+func (c *Cache) storeMany(ctx context.Context, keep bool, keys []string, hs []uint64, values [][]byte, ttls []time.Duration, conds []storeCond) (stored, own []bool, errs []error) {
+	stored, own, errs = make([]bool, len(keys)), make([]bool, len(keys)), make([]error, len(keys))
+	var first, second []int // the values of each round trip, by index
+	for i := range keys {
+		if conds[i].kind == condSame {
+			second = append(second, i)
+		} else {
+			first = append(first, i)
+		}
 	}
-	for round := 0; round < 2 && len(pending) > 0; round++ {
+	send := func(round []int) {
+		if len(round) == 0 {
+			return
+		}
+		w, o := c.ownWriterFor(keep, conds[round[0]]) // a round's values share their writer
 		b := w.B()
-		cmds := make(rueidis.Commands, len(pending))
+		cmds := make(rueidis.Commands, len(round))
 		var size int64
-		for n, i := range pending {
+		for n, i := range round {
 			cmds[n] = setCmd(b, keys[i], values[i], ttls[i], conds[i])
 			size += int64(len(values[i]))
 		}
 		res, settled := w.DoMultiMovingSettled(ctx, size, cmds...)
-		var again []int
-		for n, i := range pending {
+		for n, i := range round {
 			stored[i], errs[i] = c.setOutcome(w, res[n], settled, conds[i], hs[i])
+			own[i] = o
 			if errs[i] == nil && !stored[i] && conds[i].kind == condAbsent && conds[i].unsure {
-				conds[i] = sameAs(nil, 0)
-				again = append(again, i)
+				conds[i] = emptyOrAbsent(conds[i]) // the read could not tell "" from no key
+				second = append(second, i)
 			}
 		}
-		pending = again
 	}
-	return stored, errs
+	send(first)
+	send(second)
+	return stored, own, errs
 }

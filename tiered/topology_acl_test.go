@@ -27,7 +27,7 @@ import (
 var aclRules = []string{
 	"~synspirit:*", "&synspirit:*",
 	"+hello", "+auth", "+ping", "+client|setname", "+client|tracking", "+client|trackinginfo",
-	"+cluster|slots", "+get", "+getrange", "+pttl", "+set", "+del", "+exists", "+incr", "+incrby", "+mget",
+	"+cluster|slots", "+get", "+getrange", "+pttl", "+set", "+del", "+exists", "+strlen", "+incr", "+incrby", "+mget",
 	"+evalsha", "+eval", "+publish", "+subscribe", "+spublish", "+ssubscribe",
 }
 
