@@ -904,6 +904,9 @@ func (g *groupCore) storeMiss(ctx context.Context, s snapshot, cond storeCond, s
 // before the load's read). A write of the key made since the read stands (see storeCond):
 // then the loaded value is only returned, and counted in LoadsYielded.
 func (g *groupCore) store(ctx context.Context, s snapshot, cond storeCond, st *groupState, key string, h uint64, env []byte, redisTTL time.Duration, v any, size int64, ttl time.Duration) {
+	if !cond.storable() {
+		return
+	}
 	if g.c.yielded(h, cond) {
 		g.c.st.loadsYielded.Add(1) // written here since the read
 		return

@@ -162,6 +162,8 @@ func (c *Cache) setOutcome(w *rcall.Caller, res rueidis.RedisResult, settled boo
 //     header, expiry to the millisecond included, among them) and another middle is taken
 //     for the value read.
 //   - condNone: the read failed, so nothing is known: stored as it is, unless wrote moved.
+//   - condUnknown: the read found a value too large to read, and Redis could not fingerprint
+//     it (a timeout, the breaker): nothing is stored.
 type storeCond struct {
 	kind        condKind
 	digest      string // condSame: the fingerprint of the value read (see fingerprint)
@@ -178,6 +180,7 @@ const (
 	condNone condKind = iota
 	condAbsent
 	condSame
+	condUnknown
 )
 
 // yielded tells whether a load under cond of the key of L1 hash h must not store because a
@@ -186,6 +189,9 @@ const (
 func (c *Cache) yielded(h uint64, cond storeCond) bool {
 	return cond.checked && cond.kind != condSame && c.wrote.since(h, cond.wrote)
 }
+
+// storable tells whether anything may be stored under cond (not condUnknown).
+func (cond storeCond) storable() bool { return cond.kind != condUnknown }
 
 // fingerprintEdge is how many bytes of each end of a value its fingerprint covers.
 const fingerprintEdge = 4096
@@ -221,14 +227,17 @@ var digestScript = rcall.NewScript(`local k = KEYS[1] if redis.call("EXISTS", k)
 
 // digestOf completes a condSame whose value was too large to read: Redis fingerprints what
 // the key holds now (a write made between the read and now, before the loader ran, is then
-// the one compared). An error, or a key gone, makes the condition condNone.
+// the one compared). A key gone since makes it condAbsent; a failure, condUnknown.
 func (c *Cache) digestOf(ctx context.Context, key string, cond storeCond) storeCond {
 	if !cond.digestLater {
 		return cond
 	}
 	d, err := c.caller.Exec(ctx, digestScript, []string{key}, nil).ToString()
-	if err != nil {
-		return storeCond{wrote: cond.wrote, checked: cond.checked}
+	switch {
+	case rueidis.IsRedisNil(err):
+		return storeCond{kind: condAbsent, wrote: cond.wrote, checked: cond.checked}
+	case err != nil:
+		return storeCond{kind: condUnknown}
 	}
 	cond.digest, cond.digestLater = d, false
 	return cond

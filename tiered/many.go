@@ -363,6 +363,9 @@ func (g *Group[T]) loadBatch(ctx context.Context, st *groupState, keys []string,
 		missTTL = g.ttlFor(ctl, g.notFoundTTL)
 	}
 	yielded := func(i int) bool { // written here since its read: that write stands
+		if !conds[i].storable() {
+			return true // not counted: nothing was written
+		}
 		if g.c.yielded(hashes[i], conds[i]) {
 			g.c.st.loadsYielded.Add(1)
 			return true
@@ -497,19 +500,21 @@ func (c *Cache) l2GetMany(ctx context.Context, gc *groupCounters, keys []string,
 // through the listener (own), or its error.
 func (c *Cache) storeMany(ctx context.Context, keep bool, keys []string, hs []uint64, values [][]byte, ttls []time.Duration, conds []storeCond) (stored, own []bool, errs []error) {
 	stored, own, errs = make([]bool, len(keys)), make([]bool, len(keys)), make([]error, len(keys))
-	var first, second []int // the values of each round trip, by index
+	var listener, data []int // the values of each round trip, by index
 	for i := range keys {
 		if conds[i].kind == condSame {
-			second = append(second, i)
+			data = append(data, i)
 		} else {
-			first = append(first, i)
+			listener = append(listener, i)
 		}
 	}
-	send := func(round []int) {
+	// send stores the values of round, which share their writer, and returns those an unsure
+	// SET NX could not store, whose condition it makes emptyOrAbsent.
+	send := func(round []int) (again []int) {
 		if len(round) == 0 {
-			return
+			return nil
 		}
-		w, o := c.ownWriterFor(keep, conds[round[0]]) // a round's values share their writer
+		w, o := c.ownWriterFor(keep, conds[round[0]])
 		b := w.B()
 		cmds := make(rueidis.Commands, len(round))
 		var size int64
@@ -523,11 +528,12 @@ func (c *Cache) storeMany(ctx context.Context, keep bool, keys []string, hs []ui
 			own[i] = o
 			if errs[i] == nil && !stored[i] && conds[i].kind == condAbsent && conds[i].unsure {
 				conds[i] = emptyOrAbsent(conds[i]) // the read could not tell "" from no key
-				second = append(second, i)
+				again = append(again, i)
 			}
 		}
+		return again
 	}
-	send(first)
-	send(second)
+	again := send(listener)
+	send(append(data, again...)) // compare-and-sets all: through the data client
 	return stored, own, errs
 }
