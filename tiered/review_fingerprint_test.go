@@ -65,8 +65,6 @@ func (h *fpHook) once(fn func(), cmds ...string) <-chan struct{} {
 	return ran
 }
 
-func (h *fpHook) off() { h.f.Store(nil) }
-
 func fpHooked(h *fpHook) func(*tiered.Options) {
 	return func(o *tiered.Options) { o.Observer = h }
 }
