@@ -168,6 +168,18 @@ func TestCacheMetrics(t *testing.T) {
 	require.Equal(t, int64(1), m.sum("tiercache.breaker.state", otelmetrics.AttrState.String("closed")))
 	require.Equal(t, int64(0), m.sum("tiercache.breaker.state", otelmetrics.AttrState.String("open")))
 
+	// The group's prefix tracked (a value read is then kept in L1): its reads ask the TTL
+	// beside the value, in one pipeline (BATCH).
+	require.NoError(t, g.Set(ctx, "arming", "v"))
+	require.Eventually(t, func() bool {
+		before := m.sum("tiercache.requests", ga, tier.String("l1"), result.String("hit"))
+		_, err := g.Get(ctx, "arming")
+		require.NoError(t, err)
+		_, err = g.Get(ctx, "arming")
+		require.NoError(t, err)
+		return m.sum("tiercache.requests", ga, tier.String("l1"), result.String("hit")) > before
+	}, 5*time.Second, time.Millisecond, "the group's values reach L1")
+
 	// A load: an L1 miss, an L2 miss, a loader call timed, Redis calls timed.
 	m.moves("a load", "tiercache.loads", func() {
 		m.histMoves("a load", "tiercache.load.duration", func() {

@@ -220,6 +220,7 @@ func TestReviewStoreCondHoleEmptyStringDeletedMeanwhileIsGoneOver(t *testing.T) 
 				a, b := tp.cache(t, prefix), tp.cache(t, prefix)
 				ga := tiered.NewGroup[string](a, "g", time.Minute, shape.group...)
 				gb := tiered.NewGroup[string](b, "g", time.Minute, shape.group...)
+				armed(t, a, ga) // its reads ask the PTTL, which tells an empty string from no key
 				rk := redisKey(t, ga, "k")
 				tp.set(t, rk, "")
 				require.NoError(t, a.HearInvalidationsForTest(ctx))
