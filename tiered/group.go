@@ -908,7 +908,7 @@ func (g *groupCore) store(ctx context.Context, s snapshot, cond storeCond, st *g
 		return
 	}
 	if g.c.yielded(h, cond) {
-		g.c.st.loadsYielded.Add(1) // written here since the read
+		g.countYield() // written here since the read
 		return
 	}
 	w, own := g.c.ownWriterFor(g.mayFill(s), cond)
@@ -925,7 +925,7 @@ func (g *groupCore) store(ctx context.Context, s snapshot, cond storeCond, st *g
 		g.c.log.Debug("loaded value not stored in redis", zap.String("key", full), zap.Error(err))
 		return // not confirmed by Redis: not in L1 either
 	case !stored:
-		g.c.st.loadsYielded.Add(1) // Redis holds a value written since the read
+		g.countYield() // Redis holds a value written since the read
 		return
 	}
 	g.keepOwn(own, h, s, st, key, v, size, ttl, ttl)
@@ -983,6 +983,12 @@ func (g *groupCore) countLoad() {
 	g.ns.st.loads.Add(1)
 }
 
+// countYield counts a loaded value not stored: its key was written since the load's read.
+func (g *groupCore) countYield() {
+	g.c.st.loadsYielded.Add(1)
+	g.ns.st.loadsYielded.Add(1)
+}
+
 func (g *groupCore) countLoadError() {
 	g.c.st.loadErrors.Add(1)
 	g.ns.st.loadErrors.Add(1)
@@ -1021,7 +1027,7 @@ func (g *Group[T]) refreshAhead(st *groupState, key string, load func(context.Co
 		}
 		v, ctl, err := callLoader(ctx, &g.groupCore, c, load)
 		if err == nil && !c.l1.Current(h, before) {
-			c.st.loadsYielded.Add(1)
+			g.countYield()
 			return // written meanwhile (or its stripe invalidated, or L1 flushed): that write stands
 		}
 		if err == nil && !ctl.noCache.Load() {

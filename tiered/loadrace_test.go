@@ -102,6 +102,8 @@ func (r loadRace) run(t *testing.T, s *redistest.Server, prefix string) {
 	require.NoError(t, a.HearInvalidationsForTest(ctx)) // the loading instance has heard of the write
 	close(release)
 	require.NoError(t, <-done)
+	require.Equal(t, uint64(1), a.Stats().LoadsYielded, "one load yielded")
+	require.Equal(t, uint64(1), a.GroupStats()["race"].LoadsYielded, "one load of the group yielded")
 
 	// What Redis holds, read by an instance that held nothing before.
 	fresh := tiered.NewGroup[string](newCache(t, s, func(o *tiered.Options) { o.KeyPrefix = prefix; o.FailSafeMaxStale = time.Minute }), "race", time.Minute, opts...)

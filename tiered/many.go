@@ -367,7 +367,7 @@ func (g *Group[T]) loadBatch(ctx context.Context, st *groupState, keys []string,
 			return true // not counted: nothing was written
 		}
 		if g.c.yielded(hashes[i], conds[i]) {
-			g.c.st.loadsYielded.Add(1)
+			g.countYield()
 			return true
 		}
 		return false
@@ -415,7 +415,7 @@ func (g *Group[T]) loadBatch(ctx context.Context, st *groupState, keys []string,
 			}
 			// not confirmed by Redis: not in L1 either
 		case !storedOK[j]:
-			g.c.st.loadsYielded.Add(1) // Redis holds a value written since the read
+			g.countYield() // Redis holds a value written since the read
 		case own[j]:
 			kept[1] = append(kept[1], j)
 		default:

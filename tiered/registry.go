@@ -33,6 +33,7 @@ type namespace struct {
 type groupCounters struct {
 	l2Hits, l2Misses, l2Errors atomic.Uint64
 	loads, loadErrors          atomic.Uint64
+	loadsYielded               atomic.Uint64
 }
 
 // forgetGen makes the group re-read its generation before its next use. Safe on a reader

@@ -157,13 +157,14 @@ func (c *Cache) Stats() Stats {
 // Stats fields of the same names, counted for this group's keys only. Every group of one
 // name in a Cache shares them.
 type GroupStats struct {
-	L1Hits     uint64 `json:"l1_hits"` // sampled like Stats.L1Hits (exact with Options.ExactL1Stats)
-	L1Misses   uint64 `json:"l1_misses"`
-	L2Hits     uint64 `json:"l2_hits"`
-	L2Misses   uint64 `json:"l2_misses"`
-	L2Errors   uint64 `json:"l2_errors"` // reads of the group's values that failed (writes are not counted here)
-	Loads      uint64 `json:"loads"`
-	LoadErrors uint64 `json:"load_errors"`
+	L1Hits       uint64 `json:"l1_hits"` // sampled like Stats.L1Hits (exact with Options.ExactL1Stats)
+	L1Misses     uint64 `json:"l1_misses"`
+	L2Hits       uint64 `json:"l2_hits"`
+	L2Misses     uint64 `json:"l2_misses"`
+	L2Errors     uint64 `json:"l2_errors"` // reads of the group's values that failed (writes are not counted here)
+	Loads        uint64 `json:"loads"`
+	LoadErrors   uint64 `json:"load_errors"`
+	LoadsYielded uint64 `json:"loads_yielded"`
 }
 
 // L1HitRatio is L1Hits / (L1Hits + L1Misses), 0 without lookups.
@@ -179,13 +180,14 @@ func (c *Cache) GroupStats() map[string]GroupStats {
 		ns := v.(*namespace)
 		hits, misses := ns.owner.Stats()
 		out[ns.name] = GroupStats{
-			L1Hits:     hits,
-			L1Misses:   misses,
-			L2Hits:     ns.st.l2Hits.Load(),
-			L2Misses:   ns.st.l2Misses.Load(),
-			L2Errors:   ns.st.l2Errors.Load(),
-			Loads:      ns.st.loads.Load(),
-			LoadErrors: ns.st.loadErrors.Load(),
+			L1Hits:       hits,
+			L1Misses:     misses,
+			L2Hits:       ns.st.l2Hits.Load(),
+			L2Misses:     ns.st.l2Misses.Load(),
+			L2Errors:     ns.st.l2Errors.Load(),
+			Loads:        ns.st.loads.Load(),
+			LoadErrors:   ns.st.loadErrors.Load(),
+			LoadsYielded: ns.st.loadsYielded.Load(),
 		}
 		return true
 	})
