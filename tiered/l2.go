@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
+	"fmt"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -199,7 +200,8 @@ const fingerprintEdge = 4096
 // fingerprintLua is the fingerprint of the string key k holds (see storeCond), in Lua: the
 // same as fingerprint's. GETRANGE clamps a start before the string's to its first byte, as
 // fingerprint's tail does.
-const fingerprintLua = `redis.sha1hex(redis.call("GETRANGE", k, 0, 4095) .. redis.call("GETRANGE", k, -4096, -1) .. redis.call("STRLEN", k))`
+var fingerprintLua = fmt.Sprintf(`redis.sha1hex(redis.call("GETRANGE", k, 0, %d) .. redis.call("GETRANGE", k, -%d, -1) .. redis.call("STRLEN", k))`,
+	fingerprintEdge-1, fingerprintEdge)
 
 // fingerprint is the fingerprint of a value read whole (see storeCond).
 func fingerprint(v []byte) string {
@@ -213,7 +215,7 @@ func fingerprint(v []byte) string {
 // compareAndSet stores ARGV[3] for ARGV[4] ms under KEYS[1] if the key holds a value whose
 // fingerprint is ARGV[1], or, with ARGV[2] = "1", if it holds an empty string or nothing: 1
 // if stored, else 0.
-const compareAndSet = `local k = KEYS[1]
+var compareAndSet = `local k = KEYS[1]
 if redis.call("EXISTS", k) == 0 then
   if ARGV[2] ~= "1" then return 0 end
 elseif ARGV[2] == "1" then
@@ -282,8 +284,8 @@ func (c *Cache) ownWriterFor(keep bool, cond storeCond) (w *rcall.Caller, own bo
 }
 
 // localWrites counts this instance's writes (Set, Delete, an eager refresh's), and those the
-// bus announces, by the stripe of their key's L1 hash: a load whose read found nothing
-// stores nothing if a write of a key of its stripe was made since (see storeCond).
+// bus announces, by the stripe of their key's L1 hash: a load that is not a compare-and-set
+// stores nothing if a write of a key of its stripe was made since its read (see storeCond).
 type localWrites [4096]atomic.Uint32
 
 func (w *localWrites) mark(h uint64) uint32 { return w[h%uint64(len(w))].Load() }
