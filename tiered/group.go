@@ -662,7 +662,10 @@ func (g *Group[T]) Delete(ctx context.Context, keys ...string) error {
 // is returned to every waiter as an error wrapping a *PanicError. When Redis is unreachable
 // the loader's value is returned without error, and after Close the loader still runs: the
 // service keeps working without its cache. A loaded value larger than the group's
-// MaxValueBytes is returned together with an error matching ErrTooLarge, and not cached.
+// MaxValueBytes is returned together with an error matching ErrTooLarge, and not cached. A
+// loaded value whose key was written (Set, Delete, on any instance) while the loader ran is
+// returned but not stored: that write stands, and Stats.LoadsYielded counts it (the
+// README's consistency model, "Loads and writes", has the rule and its limits).
 func (g *Group[T]) GetOrLoad(ctx context.Context, key string, load func(context.Context) (T, error), opts ...CallOption) (T, error) {
 	var zero T
 	if g.err != nil {

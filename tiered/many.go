@@ -48,7 +48,8 @@ func (g *Group[T]) GetMany(ctx context.Context, keys []string) (map[string]T, er
 // serves everything); values Redis cannot store are returned, not kept in L1. If load fails,
 // the map holds what the tiers had (and fail-safe values, with FailSafeMaxStale), and the
 // error wraps the loader's (a *PanicError for a panic). A loaded value over the group's
-// MaxValueBytes is returned, not cached, and the error matches ErrTooLarge.
+// MaxValueBytes is returned, not cached, and the error matches ErrTooLarge. As with
+// GetOrLoad, a value whose key was written while the loader ran is returned, not stored.
 func (g *Group[T]) GetOrLoadMany(ctx context.Context, keys []string, load func(ctx context.Context, missing []string) (map[string]T, error), opts ...CallOption) (map[string]T, error) {
 	out := make(map[string]T, len(keys))
 	if load == nil && g.err == nil {
