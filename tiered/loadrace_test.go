@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -162,4 +163,50 @@ func TestLoadYieldsToAWriteMadeMeanwhile(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A load over a value too large to read, whose fingerprint Redis cannot give (here the user
+// may not run STRLEN, which the fingerprint script calls), stores nothing: it does not know whether the key was written since its
+// read. It still returns the loader's value, and the value Redis held stays. (A plain SET,
+// as before, would have gone over any write made meanwhile.)
+func TestLoadOverAnUnfingerprintedValueStoresNothing(t *testing.T) {
+	s := redistest.Start(t)
+	ctx := context.Background()
+	var rules []string
+	for _, r := range readmeACL(t) {
+		if r != "+strlen" {
+			rules = append(rules, r)
+		}
+	}
+	const pw = "pw-unfingerprinted"
+	s.SetUser("noscripts", pw, rules...)
+	big := tiered.NewGroup[string](newCache(t, s, func(o *tiered.Options) { o.KeyPrefix = "synspirit:" }), "docs", time.Minute)
+	require.NoError(t, big.Set(ctx, "k", strings.Repeat("x", 4096)))
+	held := redisGet(t, s, redisKey(t, big, "k"))
+	c := newCache(t, s, func(o *tiered.Options) { o.KeyPrefix = "synspirit:"; o.RedisURL = s.UserURL("noscripts", pw) })
+	for _, batch := range []bool{false, true} {
+		small := tiered.NewGroup[string](c, "docs", time.Minute, tiered.WithMaxValueBytes(64))
+		var v string
+		var err error
+		if batch {
+			var m map[string]string
+			m, err = small.GetOrLoadMany(ctx, []string{"k"}, func(context.Context, []string) (map[string]string, error) {
+				return map[string]string{"k": "loaded"}, nil
+			})
+			v = m["k"]
+		} else {
+			v, err = small.GetOrLoad(ctx, "k", func(context.Context) (string, error) { return "loaded", nil })
+		}
+		require.NoError(t, err)
+		require.Equal(t, "loaded", v, "batch=%v: the loader's value is returned", batch)
+		require.Equal(t, held, redisGet(t, s, redisKey(t, big, "k")), "batch=%v: stored over a value it could not fingerprint", batch)
+		require.Zero(t, c.Stats().LoadsYielded)
+		require.Positive(t, c.Stats().TooLarge, "the load read the value")
+	}
+}
+
+// redisGet is what Redis holds under rk, read by a client of its own.
+func redisGet(t *testing.T, s *redistest.Server, rk string) string {
+	t.Helper()
+	return rawGet(t, rawClient(t, s.Addr()), rk)
 }
