@@ -330,18 +330,13 @@ func (g *Group[T]) Get(ctx context.Context, key string) (T, error) {
 // fetch reads key from Redis and fills L1. A value that cannot be decoded is a miss; a
 // cached miss (WithNotFoundTTL) is errCachedMiss, and kept in L1 as such.
 func (g *Group[T]) fetch(ctx context.Context, st *groupState, key string, h uint64) (any, error) {
-	return g.fetchAt(ctx, g.snapshot(h), st, key, h)
-}
-
-// fetchAt is fetch under snapshot s, taken before it. A key Redis holds nothing for is
-// ErrNotFound itself (not wrapped).
-func (g *Group[T]) fetchAt(ctx context.Context, s snapshot, st *groupState, key string, h uint64) (any, error) {
-	v, _, err := g.fetchCond(ctx, s, st, key, h, false)
+	v, _, err := g.fetchCond(ctx, g.snapshot(h), st, key, h, false)
 	return v, err
 }
 
-// fetchCond is fetchAt for a load: withCond, it also returns the condition of the load's
-// store (see storeCond) when it found no value to serve.
+// fetchCond is fetch under snapshot s, taken before it; withCond (a load's read), it also
+// returns the condition of the load's store (see storeCond) when it found no value to serve.
+// A key Redis holds nothing for is ErrNotFound itself (not wrapped).
 func (g *Group[T]) fetchCond(ctx context.Context, s snapshot, st *groupState, key string, h uint64, withCond bool) (v any, cond storeCond, err error) {
 	withTTL := g.mayFill(s)
 	raw, redisTTL, err := g.c.l2Get(ctx, &g.ns.st, st.base+key, g.maxValue, withTTL)
@@ -351,7 +346,7 @@ func (g *Group[T]) fetchCond(ctx context.Context, s snapshot, st *groupState, ke
 		}
 	}
 	if withCond {
-		cond, _ = readCond(raw, err, withTTL)
+		cond = readCond(raw, err, withTTL)
 		cond = g.c.digestOf(ctx, st.base+key, cond)
 	}
 	return v, cond, err
@@ -833,7 +828,7 @@ func (g *Group[T]) load(ctx context.Context, st *groupState, key string, h uint6
 	if err == nil || err == errCachedMiss {
 		return v, err
 	}
-	cond.wrote, cond.checked = wrote, true
+	cond.wrote = wrote
 	if !errors.Is(err, ErrNotFound) && ctx.Err() != nil {
 		return nil, err
 	}

@@ -20,7 +20,13 @@ const waitFor, tick = time.Second, time.Millisecond
 
 func newCache(t testing.TB, s *redistest.Server, mod ...func(*tiered.Options)) *tiered.Cache {
 	t.Helper()
-	o := tiered.Options{RedisURL: s.URL(), KeyPrefix: "t:", BreakerCooldown: 50 * time.Millisecond, ExactL1Stats: true}
+	return newCacheAt(t, s.URL(), mod...)
+}
+
+// newCacheAt is newCache of the Redis at url (a cluster's, a user's).
+func newCacheAt(t testing.TB, url string, mod ...func(*tiered.Options)) *tiered.Cache {
+	t.Helper()
+	o := tiered.Options{RedisURL: url, KeyPrefix: "t:", BreakerCooldown: 50 * time.Millisecond, ExactL1Stats: true}
 	for _, f := range mod {
 		f(&o)
 	}
@@ -79,4 +85,24 @@ func reliability(t testing.TB, name string, figures map[string]any) {
 	defer f.Close()
 	_, err = f.Write(append(line, '\n'))
 	require.NoError(t, err)
+}
+
+// loadAllAs is a batch loader that finds every key, with value v.
+func loadAllAs(v string) func(context.Context, []string) (map[string]string, error) {
+	return loadAllAsAfter(nil, v)
+}
+
+// loadAllAsAfter is loadAllAs that first calls before, if not nil: a write made while the
+// loader runs, or a wait.
+func loadAllAsAfter(before func(), v string) func(context.Context, []string) (map[string]string, error) {
+	return func(_ context.Context, missing []string) (map[string]string, error) {
+		if before != nil {
+			before()
+		}
+		out := make(map[string]string, len(missing))
+		for _, m := range missing {
+			out[m] = v
+		}
+		return out, nil
+	}
 }

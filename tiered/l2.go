@@ -102,18 +102,18 @@ var (
 
 // readCond is the condition of a load's store after a read of its key that found raw (or
 // nothing) and ended with err; withTTL: the read asked the key's PTTL. A value over the
-// limit was not read whole: its digest must be asked of Redis (digestOf). ok is false when
-// the read tells nothing (it failed).
-func readCond(raw []byte, err error, withTTL bool) (cond storeCond, ok bool) {
+// limit was not read whole: its digest must be asked of Redis (digestOf). A read that failed
+// tells nothing: condNone.
+func readCond(raw []byte, err error, withTTL bool) storeCond {
 	switch {
 	case err == ErrNotFound:
-		return storeCond{kind: condAbsent, unsure: !withTTL}, true
+		return storeCond{kind: condAbsent, unsure: !withTTL}
 	case err == errOversize:
-		return storeCond{kind: condSame, digestLater: true}, true
+		return storeCond{kind: condSame, digestLater: true}
 	case err == errEmptyValue || raw != nil:
-		return sameAs(raw), true
+		return sameAs(raw)
 	}
-	return storeCond{}, false
+	return storeCond{}
 }
 
 // l2Set stores an envelope through w: the cache's caller, or ownCaller (see ownWriter). h is
@@ -172,7 +172,6 @@ type storeCond struct {
 	orAbsent    bool   // condSame: an empty value read without PTTL, which may have been no key
 	unsure      bool   // condAbsent: the read could not tell an empty string from no key (no PTTL)
 	wrote       uint32 // writes of the key's stripe before the read (localWrites)
-	checked     bool   // wrote was taken
 }
 
 type condKind uint8
@@ -188,7 +187,7 @@ const (
 // write of its stripe was made since its read (see storeCond). A compare-and-set knows
 // better by itself.
 func (c *Cache) yielded(h uint64, cond storeCond) bool {
-	return cond.checked && cond.kind != condSame && c.wrote.since(h, cond.wrote)
+	return cond.kind != condSame && c.wrote.since(h, cond.wrote)
 }
 
 // storable tells whether anything may be stored under cond (not condUnknown).
@@ -237,7 +236,7 @@ func (c *Cache) digestOf(ctx context.Context, key string, cond storeCond) storeC
 	d, err := c.caller.Exec(ctx, digestScript, []string{key}, nil).ToString()
 	switch {
 	case rueidis.IsRedisNil(err):
-		return storeCond{kind: condAbsent, wrote: cond.wrote, checked: cond.checked}
+		return storeCond{kind: condAbsent, wrote: cond.wrote}
 	case err != nil:
 		return storeCond{kind: condUnknown}
 	}
@@ -272,7 +271,7 @@ func sameAs(raw []byte) storeCond {
 // emptyOrAbsent is the condition of a store after a read without PTTL found "" (no key, or
 // an empty string) and SET NX was refused: stored over an empty string, or no key.
 func emptyOrAbsent(cond storeCond) storeCond {
-	return storeCond{kind: condSame, orAbsent: true, wrote: cond.wrote, checked: cond.checked}
+	return storeCond{kind: condSame, orAbsent: true, wrote: cond.wrote}
 }
 
 // ownWriterFor is ownWriter for a load's store under cond: a compare-and-set goes through the

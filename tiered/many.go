@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/synspirit/tiercache/internal/flight"
+	"github.com/synspirit/tiercache/internal/rcall"
 )
 
 // Batches: a page of keys read and loaded in as few round trips as there are Redis nodes.
@@ -204,22 +205,23 @@ func (g *Group[T]) readMany(ctx context.Context, st *groupState, keys []string, 
 			opens[i], rerrs[i] = g.open(ctx, st, k, raws[i])
 		}
 	}
-	for i, k := range keys {
-		if mark && rerrs[i] != nil && rerrs[i] != errCachedMiss {
-			cond, _ := readCond(raws[i], rerrs[i], withTTL)
-			cond = g.c.digestOf(ctx, full[i], cond)
-			cond.wrote, cond.checked = wrote[i], true
-			reads[k] = readMark{s: snaps[i], cond: cond}
+	// markRead records, with mark, what the read of keys[i], which served nothing, tells its load.
+	markRead := func(i int, err error) {
+		if mark && err != errCachedMiss {
+			cond := g.c.digestOf(ctx, full[i], readCond(raws[i], rerrs[i], withTTL))
+			cond.wrote = wrote[i]
+			reads[keys[i]] = readMark{s: snaps[i], cond: cond}
 		}
+	}
+	for i, k := range keys {
 		if rerrs[i] != nil {
+			markRead(i, rerrs[i])
 			errs[k] = rerrs[i]
 			continue
 		}
 		v, err := g.keep(opens[i], snaps[i], st, k, hashes[i], ttls[i])
-		if mark && err != nil && err != errCachedMiss {
-			cond := sameAs(raws[i]) // read, not served: past its TTL
-			cond.wrote, cond.checked = wrote[i], true
-			reads[k] = readMark{s: snaps[i], cond: cond}
+		if err != nil {
+			markRead(i, err) // read whole, not served (past its TTL): compared as read
 		}
 		switch {
 		case err == nil:
@@ -317,7 +319,7 @@ func (g *Group[T]) loadBatch(ctx context.Context, st *groupState, keys []string,
 				snaps[i], conds[i] = r.s, r.cond
 			} else {
 				snaps[i] = g.snapshot(hashes[i])
-				conds[i] = storeCond{wrote: g.c.wrote.mark(hashes[i]), checked: true}
+				conds[i] = storeCond{wrote: g.c.wrote.mark(hashes[i])}
 			}
 		}
 	}
@@ -497,25 +499,26 @@ func (c *Cache) l2GetMany(ctx context.Context, gc *groupCounters, keys []string,
 // storeMany stores a batch's envelopes under their conditions (see storeCond): in one
 // pipeline per node through the listener when keep (see ownWriterFor), and through the data
 // client the compare-and-sets and, over an empty string, the values that an unsure SET NX
-// could not store. hs are the keys' L1 hashes. For each value: whether it was stored, and
-// through the listener (own), or its error.
+// could not store (with nothing to write through the listener, all of the first pipeline
+// goes through the data client). hs are the keys' L1 hashes. For each value: whether it was
+// stored, and through the listener (own), or its error.
 func (c *Cache) storeMany(ctx context.Context, keep bool, keys []string, hs []uint64, values [][]byte, ttls []time.Duration, conds []storeCond) (stored, own []bool, errs []error) {
 	stored, own, errs = make([]bool, len(keys)), make([]bool, len(keys)), make([]error, len(keys))
-	var listener, data []int // the values of each round trip, by index
+	w1, own1 := c.ownWriterFor(keep, storeCond{})
+	var first, second []int // the values of each round trip, by index
 	for i := range keys {
-		if conds[i].kind == condSame {
-			data = append(data, i)
+		if own1 && conds[i].kind == condSame {
+			second = append(second, i)
 		} else {
-			listener = append(listener, i)
+			first = append(first, i)
 		}
 	}
-	// send stores the values of round, which share their writer, and returns those an unsure
-	// SET NX could not store, whose condition it makes emptyOrAbsent.
-	send := func(round []int) (again []int) {
+	// send stores the values of round through w (the listener if o), and returns those an
+	// unsure SET NX could not store, whose condition it makes emptyOrAbsent.
+	send := func(round []int, w *rcall.Caller, o bool) (again []int) {
 		if len(round) == 0 {
 			return nil
 		}
-		w, o := c.ownWriterFor(keep, conds[round[0]])
 		b := w.B()
 		cmds := make(rueidis.Commands, len(round))
 		var size int64
@@ -534,7 +537,8 @@ func (c *Cache) storeMany(ctx context.Context, keep bool, keys []string, hs []ui
 		}
 		return again
 	}
-	again := send(listener)
-	send(append(data, again...)) // compare-and-sets all: through the data client
+	again := send(first, w1, own1)
+	w2, own2 := c.ownWriterFor(keep, storeCond{kind: condSame}) // compare-and-sets: the data client
+	send(append(second, again...), w2, own2)
 	return stored, own, errs
 }

@@ -90,16 +90,7 @@ func fpLoad(t *testing.T, g *tiered.Group[string], batch bool, keys []string, v 
 	t.Helper()
 	ctx := context.Background()
 	if batch {
-		got, err := g.GetOrLoadMany(ctx, keys, func(_ context.Context, missing []string) (map[string]string, error) {
-			if during != nil {
-				during()
-			}
-			out := map[string]string{}
-			for _, k := range missing {
-				out[k] = v
-			}
-			return out, nil
-		})
+		got, err := g.GetOrLoadMany(ctx, keys, loadAllAsAfter(during, v))
 		require.NoError(t, err)
 		for _, k := range keys {
 			require.Equal(t, v, got[k], "key %s", k)
@@ -702,10 +693,7 @@ func TestReviewFingerprintClusterBatchSplit(t *testing.T) {
 	cl := redistest.StartCluster(t)
 	raw := rawClient(t, cl.Addrs()...)
 	mk := func() *tiered.Cache {
-		c, err := tiered.New(ctx, tiered.Options{RedisURL: cl.URL(), KeyPrefix: "split:", FailSafeMaxStale: time.Minute, ExactL1Stats: true, BreakerCooldown: 50 * time.Millisecond})
-		require.NoError(t, err)
-		t.Cleanup(func() { require.NoError(t, c.Close()) })
-		return c
+		return newCacheAt(t, cl.URL(), func(o *tiered.Options) { o.KeyPrefix, o.FailSafeMaxStale = "split:", time.Minute })
 	}
 	a, b := mk(), mk()
 	ga := tiered.NewGroup[string](a, "g", time.Minute)

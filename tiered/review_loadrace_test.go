@@ -57,14 +57,7 @@ func loadNow(ctx context.Context, g *tiered.Group[string], batch bool, keys []st
 	done := make(chan error, 1)
 	go func() {
 		if batch {
-			_, err := g.GetOrLoadMany(ctx, keys, func(_ context.Context, missing []string) (map[string]string, error) {
-				held.wait()
-				out := map[string]string{}
-				for _, k := range missing {
-					out[k] = v
-				}
-				return out, nil
-			})
+			_, err := g.GetOrLoadMany(ctx, keys, loadAllAsAfter(held.wait, v))
 			done <- err
 			return
 		}
@@ -448,10 +441,7 @@ func TestReviewClusterBatchYields(t *testing.T) {
 	cl := redistest.StartCluster(t)
 	ctx := context.Background()
 	mk := func() *tiered.Cache {
-		c, err := tiered.New(ctx, tiered.Options{RedisURL: cl.URL(), KeyPrefix: "rv:", FailSafeMaxStale: time.Minute, BreakerCooldown: 50 * time.Millisecond})
-		require.NoError(t, err)
-		t.Cleanup(func() { require.NoError(t, c.Close()) })
-		return c
+		return newCacheAt(t, cl.URL(), func(o *tiered.Options) { o.KeyPrefix, o.FailSafeMaxStale = "rv:", time.Minute })
 	}
 	a, b := mk(), mk()
 	ga := tiered.NewGroup[string](a, "g", time.Minute)

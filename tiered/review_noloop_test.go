@@ -524,14 +524,3 @@ func TestReviewNoloopBatchKeysShareStripes(t *testing.T) {
 	}
 	require.Empty(t, missed, "%d of %d loaded keys not served from L1", len(missed), len(keys))
 }
-
-// loadAllAs is a batch loader that finds every key, with value v.
-func loadAllAs(v string) func(context.Context, []string) (map[string]string, error) {
-	return func(_ context.Context, missing []string) (map[string]string, error) {
-		out := make(map[string]string, len(missing))
-		for _, m := range missing {
-			out[m] = v
-		}
-		return out, nil
-	}
-}

@@ -53,14 +53,7 @@ func scCluster(t *testing.T) scTopo {
 // cache is a new cache of the topology under prefix.
 func (tp scTopo) cache(t *testing.T, prefix string, mod ...func(*tiered.Options)) *tiered.Cache {
 	t.Helper()
-	o := tiered.Options{RedisURL: tp.url, KeyPrefix: prefix, BreakerCooldown: 50 * time.Millisecond, ExactL1Stats: true}
-	for _, f := range mod {
-		f(&o)
-	}
-	c, err := tiered.New(context.Background(), o)
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, c.Close()) })
-	return c
+	return newCacheAt(t, tp.url, append([]func(*tiered.Options){func(o *tiered.Options) { o.KeyPrefix = prefix }}, mod...)...)
 }
 
 // set writes value under the Redis key rk for a minute, as anything else may.
@@ -93,16 +86,7 @@ var scReplaced = []scHeld{
 // (if not nil) and returns v for each key.
 func scLoad(ctx context.Context, g *tiered.Group[string], batch bool, keys []string, v string, during func()) error {
 	if batch {
-		got, err := g.GetOrLoadMany(ctx, keys, func(_ context.Context, missing []string) (map[string]string, error) {
-			if during != nil {
-				during()
-			}
-			out := map[string]string{}
-			for _, k := range missing {
-				out[k] = v
-			}
-			return out, nil
-		})
+		got, err := g.GetOrLoadMany(ctx, keys, loadAllAsAfter(during, v))
 		if err == nil && len(got) != len(keys) {
 			err = fmt.Errorf("got %d of %d keys", len(got), len(keys))
 		}
