@@ -279,7 +279,7 @@ func TestReviewNoloopClusterConverges(t *testing.T) {
 
 	t.Run("own loads stay in L1", func(t *testing.T) {
 		a, g := caches[0], groups[0]
-		tracking := a.Stats().Invalidations.Tracking
+		tracking, flushes := a.Stats().Invalidations.Tracking, a.Stats().Flushes
 		for _, k := range keys {
 			k := "own-" + k
 			_, err := g.GetOrLoad(ctx, k, func(context.Context) (string, error) { return "loaded", nil })
@@ -295,7 +295,8 @@ func TestReviewNoloopClusterConverges(t *testing.T) {
 		require.NoError(t, a.HearInvalidationsForTest(ctx))
 		a.WaitL1ForTest()
 		for _, k := range keys {
-			require.True(t, l1Hit(a, func() { _, _ = g.Get(ctx, "own-"+k) }), "key %s: the load's value left L1", k)
+			require.True(t, l1Hit(a, func() { _, _ = g.Get(ctx, "own-"+k) }), "key %s: the load's value left L1 (L1 flushes %d -> %d, tracking invalidations %d -> %d)",
+				k, flushes, a.Stats().Flushes, tracking, a.Stats().Invalidations.Tracking)
 		}
 		// The batch's values are not all checked for hits: two keys of one batch in one L1
 		// stripe lose both (TestReviewNoloopBatchKeysShareStripes). No push is the point here.
