@@ -16,16 +16,15 @@
 // expiry on a coarse clock, its epoch, its generation and state in one word, and a 32-bit tag
 // of its owner and key. The key itself is not kept (nor does the L1 hold on to the caller's
 // string): ristretto holds each entry under the caller's 64-bit hash of the key, and a lookup
-// checks the tag, a hash the L1 makes of the owner and key with a seed of its own. Two keys,
-// or two owners' keys, are confused only if both seeded hashes collide: one chance in 2^96
-// for a pair. (ristretto's own string keys are two 64-bit hashes, one of them unseeded.)
+// checks the tag, a hash the L1 makes of the owner and key with a secret of its own
+// (internal/strhash). Two keys, or two owners' keys, are confused only if both seeded hashes
+// collide: one chance in 2^96 for a pair. (ristretto's own string keys are two 64-bit hashes, one of them unseeded.)
 // Entries are allocated 8 at a time, and release their value when they leave ristretto: the
 // garbage collector then visits one object per 8 entries rather than one entry alone among a
 // read's garbage (slab.go).
 package l1
 
 import (
-	"hash/maphash"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -34,6 +33,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
+
+	"github.com/synspirit/tiercache/internal/strhash"
 )
 
 const (
@@ -240,9 +241,9 @@ type L1 struct {
 	epoch     atomic.Uint32 // bumped by a flush
 	ticks     atomic.Uint32 // the clock: clockTicks since base
 	closed    atomic.Bool
-	hitSample uint32 // hitSample, or 1 with Config.ExactHits
-	eager     bool   // Config.EagerRefresh > 0: values are *refreshing
-	seed      maphash.Seed
+	hitSample uint32       // hitSample, or 1 with Config.ExactHits
+	eager     bool         // Config.EagerRefresh > 0: values are *refreshing
+	tagKeys   strhash.Keys // the tag's hash (see tag)
 	_         [64]byte
 
 	stripes [numStripes]atomic.Uint32
@@ -272,7 +273,7 @@ type L1 struct {
 
 // New returns an L1 with cfg; it starts one goroutine (a coarse clock) that Close stops.
 func New(cfg Config) (*L1, error) {
-	l := &L1{cfg: cfg, hitSample: hitSample, eager: cfg.EagerRefresh > 0, seed: maphash.MakeSeed()}
+	l := &L1{cfg: cfg, hitSample: hitSample, eager: cfg.EagerRefresh > 0, tagKeys: strhash.New()}
 	if cfg.ExactHits {
 		l.hitSample = 1
 	}
@@ -369,7 +370,7 @@ func (l *L1) current(h uint64, s Snapshot) bool {
 
 // tag is the L1's own hash of owner's key, which its entry records (see the package doc).
 func (l *L1) tag(owner *Owner, key string) uint32 {
-	return uint32((maphash.String(l.seed, key) ^ owner.salt) >> 32)
+	return uint32((l.tagKeys.Hash(key) ^ owner.salt) >> 32)
 }
 
 // Invalidate makes the entry of the key with hash h unservable, and any entry of that key
