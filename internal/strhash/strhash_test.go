@@ -74,7 +74,8 @@ func TestNoCollisionsAmongStructuredKeys(t *testing.T) {
 }
 
 func TestSecretsDiffer(t *testing.T) {
-	if New() == New() {
+	a, b := New(), New()
+	if a == b {
 		t.Fatal("two secrets alike")
 	}
 }
