@@ -224,6 +224,7 @@ func newClusterCache(t *testing.T, url string, mode tiered.InvalidationMode) *ti
 	c, err := tiered.New(context.Background(), tiered.Options{
 		RedisURL: url, KeyPrefix: "synspirit:", Invalidation: mode,
 		Timeout: 500 * time.Millisecond, BreakerCooldown: 50 * time.Millisecond,
+		ExactL1Stats: true, // l1Hit counts hits: a sampled front hit would read as a miss
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, c.Close()) })

@@ -1,12 +1,13 @@
-// Package strhash is the seeded string hash of tiercache's L1 keys and tags: wyhash, as the
-// Go runtime's own memhash has it when the CPU lacks AES (runtime/hash64.go), with a secret of
-// four random words.
+// Package strhash is the seeded string hash of tiercache's L1 keys and tags: wyhash, after the
+// Go runtime's own memhash for CPUs without AES (runtime/hash64.go), with a secret of four random
+// words.
 //
-// hash/maphash computes the same thing with AES, behind three calls it cannot inline; on an
-// L1 hit, whose key is hashed twice (the L1's key and the entry's tag, independent hashes),
-// two maphash.String calls were 40% of the hit's time on AMD EPYC, and this hash took 4-5 ns
-// off it. With a secret that the keys cannot know, no one outside can make two keys collide
-// on purpose; two hashes of independent secrets are independent hashes.
+// hash/maphash computes a seeded hash with AES, behind three calls it cannot inline; on an L1
+// hit, whose key is hashed twice (the L1's key and the entry's tag, two independent hashes), two
+// maphash.String calls were 40% of the hit's time on AMD EPYC, and this hash took 4-5 ns off
+// each. With a secret the keys cannot know, no one outside can make two keys collide on
+// purpose, and hashes under two secrets drawn apart agree on a pair of keys only by chance
+// (TestNoCollisionsAmongStructuredKeys).
 package strhash
 
 import (
