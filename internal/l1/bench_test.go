@@ -46,3 +46,32 @@ func BenchmarkFalseInvalidation(b *testing.B) {
 	}
 	b.ReportMetric(lost/total, "false-invalidated/1000-writes")
 }
+
+// BenchmarkFill is one fill of a new key, as a batch's or a miss's: a serial loop, and bursts
+// of 100 (a page) with a pause between them that lets ristretto's goroutine go idle.
+func BenchmarkFill(b *testing.B) {
+	l, err := New(Config{MaxBytes: 256 << 20, Live: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	o := l.NewOwner("g")
+	var h uint64
+	b.Run("loop", func(b *testing.B) {
+		for b.Loop() {
+			h++
+			l.Fill(h, l.Snapshot(h), o, "k", h, 100, time.Hour, time.Hour)
+		}
+	})
+	b.Run("bursts-of-100", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			if i%100 == 0 {
+				b.StopTimer()
+				time.Sleep(200 * time.Microsecond)
+				b.StartTimer()
+			}
+			h++
+			l.Fill(h, l.Snapshot(h), o, "k", h, 100, time.Hour, time.Hour)
+		}
+	})
+}
