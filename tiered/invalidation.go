@@ -3,6 +3,7 @@ package tiered
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"strconv"
 	"strings"
 	"sync"
@@ -12,7 +13,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/synspirit/tiercache/bus"
-	"github.com/synspirit/tiercache/internal/strhash"
 )
 
 // Invalidation across instances beyond what tracking reports: the bus, group generations and
@@ -173,15 +173,15 @@ func splitRedisKey(keyPrefix, k string) (base, key string, ok bool) {
 
 // hasher makes the L1's keys: a hash of a value's full Redis key, made of a hash of its
 // group's base (once per generation) and of its key, so that a lookup hashes only the key.
-// Its secret is the cache's own: no one outside can make two keys collide on purpose.
-type hasher struct{ keys strhash.Keys }
+// Its seed is the cache's own: no one outside can make two keys collide on purpose.
+type hasher struct{ seed maphash.Seed }
 
-func newHasher() hasher { return hasher{keys: strhash.New()} }
+func newHasher() hasher { return hasher{seed: maphash.MakeSeed()} }
 
 // base is the base's hash, mixed (multiplied by an odd constant, a bijection) so that it is
 // never another string's plain hash: keys that spell bases would otherwise collide on
 // purpose, (b1, "b2") with (b2, "b1") and (b, "b") with every other group's (b', "b'") at 0.
-func (hs *hasher) base(base string) uint64 { return hs.keys.Hash(base) * baseMix }
+func (hs hasher) base(base string) uint64 { return maphash.String(hs.seed, base) * baseMix }
 
 // baseMix is 2^64 divided by the golden ratio, rounded to odd.
 const baseMix = 0x9e3779b97f4a7c15
@@ -189,7 +189,7 @@ const baseMix = 0x9e3779b97f4a7c15
 // key is bh ^ the key's hash: the key's hash is uniform, so for one base the result is too,
 // and two (base, key) pairs collide only when the two key hashes differ by exactly the two
 // mixed base hashes' difference (one chance in 2^64; the seed is secret).
-func (hs *hasher) key(bh uint64, key string) uint64 { return bh ^ hs.keys.Hash(key) }
+func (hs hasher) key(bh uint64, key string) uint64 { return bh ^ maphash.String(hs.seed, key) }
 
 // invalidateGroupGen makes the group of that name re-read its generation before its next
 // use. Safe on a reader goroutine: no lock, one small allocation.

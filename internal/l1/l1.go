@@ -18,7 +18,12 @@
 // string): ristretto holds each entry under the caller's 64-bit hash of the key, and a lookup
 // checks the tag, a hash the L1 makes of the owner and key with a secret of its own
 // (internal/strhash). Two keys, or two owners' keys, are confused only if both seeded hashes
-// collide: one chance in 2^96 for a pair. (ristretto's own string keys are two 64-bit hashes, one of them unseeded.)
+// collide: one chance in 2^96 for a pair, and no less than one in 2^64 (the caller's hash)
+// times one in 2^26 (the tag's, against a pair built to defeat it: see strhash) for any pair.
+// The tag covers the owner, not the group's generation: after a Clear, an entry of the old
+// generation is told from the new one's entry of the same key by the caller's hash alone
+// (which covers it), one chance in 2^64. (ristretto's own string keys are two 64-bit hashes,
+// one of them unseeded.)
 // Entries are allocated 8 at a time, and release their value when they leave ristretto: the
 // garbage collector then visits one object per 8 entries rather than one entry alone among a
 // read's garbage (slab.go).

@@ -49,8 +49,8 @@ func TestLengthCounts(t *testing.T) {
 }
 
 // Keys shaped like real ones (one counter in a fixed frame, at each length branch) never
-// collide in 64 bits, and two secrets give unrelated hashes of the same key: the L1's key
-// and its entries' tags are independent.
+// collide in 64 bits, and two secrets give different hashes of the same key. (Pairs built
+// against the hash do collide far more often than 2^-64: see the package doc.)
 func TestNoCollisionsAmongStructuredKeys(t *testing.T) {
 	k1, k2 := New(), New()
 	for _, format := range []string{"%d", "a:%06d", "user:%08d:profile", "articles@k3j5h2:%d:comments:page:1"} {
