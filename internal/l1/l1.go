@@ -18,8 +18,8 @@
 // string): ristretto holds each entry under the caller's 64-bit hash of the key, and a lookup
 // checks the tag, a hash the L1 makes of the owner and key with a secret of its own
 // (internal/strhash). Two keys, or two owners' keys, are confused only if both seeded hashes
-// collide: one chance in 2^96 for a pair, and no less than one in 2^64 (the caller's hash)
-// times one in 2^26 (the tag's, against a pair built to defeat it: see strhash) for any pair.
+// collide: one chance in 2^96 for a pair, and at most one in 2^90 for any pair, even one built
+// against the tag's hash (2^64 for the caller's hash times 2^26 for the tag's: see strhash).
 // The tag covers the owner, not the group's generation: after a Clear, an entry of the old
 // generation is told from the new one's entry of the same key by the caller's hash alone
 // (which covers it), one chance in 2^64. (ristretto's own string keys are two 64-bit hashes,
