@@ -283,10 +283,9 @@ func TestReviewNoloopClusterConverges(t *testing.T) {
 		// Each load's value is looked up once at once, which confirms its L1 entry: an entry
 		// not yet looked up is taken for dead by a move of its stripe (1 key in 4096 shares
 		// it), and the batch and Set below move the stripes of their 31 keys (the hashes are
-		// seeded per cache: a collision here would fail about one run in 40). This test also
-		// failed, once in CI and once in 4 runs here, for another reason: its caches counted
-		// L1 hits by sampling (a hit of a key promoted to the front counts 1 time in 16), so
-		// l1Hit read a hit as a miss; newClusterCache now asks for ExactL1Stats.
+		// seeded per cache: a shared stripe would fail about one run in 40). l1Hit needs the
+		// exact hit counts newClusterCache asks for: a sampled hit of a key promoted to the
+		// front counts 1 time in 16.
 		for _, k := range keys {
 			k := "own-" + k
 			_, err := g.GetOrLoad(ctx, k, func(context.Context) (string, error) { return "loaded", nil })
